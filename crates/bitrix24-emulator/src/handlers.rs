@@ -1,0 +1,428 @@
+//! The HTTP surface: routing, decoding requests the way the portal does, and encoding answers.
+//!
+//! Nothing here knows the API rules. A REST request is taken apart into a method name,
+//! credentials and PHP-style parameters (query and body merged, body winning), authenticated,
+//! and handed to [`crate::methods::call`]; the answer is encoded with PHP's `json_encode` flags
+//! and the portal's headers. The `/_emulator/*` control plane is plain JSON for test code.
+
+use axum::Router;
+use axum::body::{Body, to_bytes};
+use axum::extract::{Request, State};
+use axum::http::{HeaderMap, HeaderValue, Method, StatusCode, header};
+use axum::middleware::{self, Next};
+use axum::response::{IntoResponse, Response};
+use axum::routing::{get, post};
+use serde_json::{Map, Value, json};
+
+use crate::AppState;
+use crate::auth::{self, Credentials};
+use crate::error::ApiError;
+use crate::methods::{self, Call};
+use crate::php;
+use crate::timing::Timing;
+
+/// Largest request body read; PHP's `post_max_size` plays this role on a portal.
+const MAX_BODY_BYTES: usize = 32 * 1024 * 1024;
+
+pub fn router(state: AppState) -> Router {
+    Router::new()
+        .route("/_emulator/notifications", get(list_notifications))
+        .route("/_emulator/reset", post(reset))
+        .fallback(rest)
+        .layer(middleware::from_fn(log_requests))
+        .with_state(state)
+}
+
+// ---------------------------------------------------------------------------------------------
+// REST
+// ---------------------------------------------------------------------------------------------
+
+/// The parts of a `/rest/...` path.
+#[derive(Debug, PartialEq, Eq)]
+struct Route {
+    webhook: Option<(String, String)>,
+    method: String,
+}
+
+/// `/rest/<method>` or `/rest/<user>/<secret>/<method>`, an optional trailing `/`, an optional
+/// `.json` suffix. `None` means the path is not under `/rest` at all.
+fn parse_route(path: &str) -> Option<Result<Route, ApiError>> {
+    let rest = path.strip_prefix("/rest")?;
+    if !(rest.is_empty() || rest.starts_with('/')) {
+        return None;
+    }
+    let rest = rest.strip_prefix('/').unwrap_or(rest);
+    let rest = rest.strip_suffix('/').unwrap_or(rest);
+    let segments: Vec<String> = rest.split('/').map(php::rawurldecode).collect();
+    let (webhook, method) = match segments.as_slice() {
+        [method] => (None, method),
+        [user, secret, method] => (Some((user.clone(), secret.clone())), method),
+        // The rest.server URL template does not match: no method can be found.
+        _ => return Some(Err(ApiError::method_not_found())),
+    };
+    let method = method.to_lowercase();
+    let method = method.strip_suffix(".json").unwrap_or(&method).to_owned();
+    if method.is_empty() {
+        return Some(Err(ApiError::method_not_found()));
+    }
+    Some(Ok(Route { webhook, method }))
+}
+
+async fn rest(State(state): State<AppState>, req: Request) -> Response {
+    let timing = Timing::start();
+    let route = match parse_route(req.uri().path()) {
+        None => return (StatusCode::NOT_FOUND, "Not Found").into_response(),
+        Some(Err(e)) => return error_answer(&e),
+        Some(Ok(route)) => route,
+    };
+    let (parts, body) = req.into_parts();
+
+    let mut params = parts.uri.query().map(php::parse_str).unwrap_or_default();
+    if parts.method == Method::POST {
+        let bytes = match to_bytes(body, MAX_BODY_BYTES).await {
+            Ok(bytes) => bytes,
+            Err(_) => {
+                return (StatusCode::PAYLOAD_TOO_LARGE, "Request body too large").into_response();
+            }
+        };
+        // `array_replace`: body values win over the query at the top level.
+        params.extend(parse_body(&parts.headers, &bytes));
+    }
+
+    let credentials = take_credentials(&route, &mut params, &parts.headers);
+    // The portal authenticates before it looks the method up, so an unknown method with bad
+    // credentials is an auth error, and only an authenticated caller learns what exists.
+    let caller = match auth::authenticate(&state.store, &credentials, timing.unix_secs()) {
+        Ok(caller) => caller,
+        Err(e) => return error_answer(&e),
+    };
+
+    // `start` and `state` belong to the server, not to the method.
+    params.remove("start");
+    params.remove("state");
+    let params = upper_case_keys(params);
+
+    let call = Call {
+        store: &state.store,
+        caller: &caller,
+        params: &params,
+        now: timing.unix_secs(),
+    };
+    match methods::call(&route.method, &call) {
+        Ok(result) => answer(
+            StatusCode::OK,
+            &json!({"result": result, "time": timing.to_value()}),
+        ),
+        Err(e) => error_answer(&e),
+    }
+}
+
+/// JSON for `application/json` (invalid or non-object JSON is no parameters), `parse_str` for
+/// anything else, as `CRestUtil::getRequestData` does.
+fn parse_body(headers: &HeaderMap, body: &[u8]) -> Map<String, Value> {
+    if body.is_empty() {
+        return Map::new();
+    }
+    let content_type = headers
+        .get(header::CONTENT_TYPE)
+        .and_then(|v| v.to_str().ok())
+        .unwrap_or("");
+    let mime = content_type
+        .split(';')
+        .next()
+        .unwrap_or("")
+        .trim()
+        .to_ascii_lowercase();
+    if mime == "application/json" {
+        match serde_json::from_slice::<Value>(body) {
+            Ok(Value::Object(map)) => map,
+            _ => Map::new(),
+        }
+    } else if mime == "multipart/form-data" {
+        boundary(content_type)
+            .map(|b| php::register_pairs(multipart_fields(body, &b)))
+            .unwrap_or_default()
+    } else {
+        php::parse_str(&String::from_utf8_lossy(body))
+    }
+}
+
+/// The `boundary=` parameter of a multipart content type, unquoted.
+fn boundary(content_type: &str) -> Option<String> {
+    content_type.split(';').skip(1).find_map(|param| {
+        let (name, value) = param.split_once('=')?;
+        name.trim()
+            .eq_ignore_ascii_case("boundary")
+            .then(|| value.trim().trim_matches('"').to_owned())
+            .filter(|b| !b.is_empty())
+    })
+}
+
+/// The text fields of a `multipart/form-data` body, as PHP puts them in `$_POST`. File parts
+/// (with a `filename`) go to `$_FILES` on a portal, so they are not parameters.
+fn multipart_fields(body: &[u8], boundary: &str) -> Vec<(String, String)> {
+    let delimiter = format!("--{boundary}");
+    let delimiter = delimiter.as_bytes();
+    let mut fields = Vec::new();
+    let mut rest = body;
+    // Skip the preamble up to the first delimiter.
+    match find(rest, delimiter) {
+        Some(at) => rest = &rest[at + delimiter.len()..],
+        None => return fields,
+    }
+    while !rest.starts_with(b"--") {
+        let next = find(rest, delimiter).unwrap_or(rest.len());
+        let part = &rest[..next];
+        let part = part.strip_prefix(b"\r\n").unwrap_or(part);
+        let part = part.strip_suffix(b"\r\n").unwrap_or(part);
+        if let Some(split) = find(part, b"\r\n\r\n") {
+            let head = String::from_utf8_lossy(&part[..split]);
+            let value = &part[split + 4..];
+            if let Some(name) = disposition_name(&head) {
+                fields.push((name, String::from_utf8_lossy(value).into_owned()));
+            }
+        }
+        if next >= rest.len() {
+            break;
+        }
+        rest = &rest[next + delimiter.len()..];
+    }
+    fields
+}
+
+/// `name` of a `Content-Disposition: form-data` header, unless the part is a file.
+fn disposition_name(head: &str) -> Option<String> {
+    let line = head
+        .lines()
+        .find(|l| l.to_ascii_lowercase().starts_with("content-disposition:"))?;
+    let mut name = None;
+    for param in line.split(';').skip(1) {
+        let Some((key, value)) = param.split_once('=') else {
+            continue;
+        };
+        let value = value.trim().trim_matches('"').to_owned();
+        match key.trim().to_ascii_lowercase().as_str() {
+            "name" => name = Some(value),
+            "filename" => return None,
+            _ => {}
+        }
+    }
+    name
+}
+
+fn find(haystack: &[u8], needle: &[u8]) -> Option<usize> {
+    if needle.is_empty() || haystack.len() < needle.len() {
+        return None;
+    }
+    haystack.windows(needle.len()).position(|w| w == needle)
+}
+
+/// Pull the credentials out and drop the auth parameters so methods never see them.
+fn take_credentials(
+    route: &Route,
+    params: &mut Map<String, Value>,
+    headers: &HeaderMap,
+) -> Credentials {
+    let auth = params.remove("auth");
+    let access_token = params.remove("access_token");
+    if let Some((user, secret)) = &route.webhook {
+        return Credentials::Webhook {
+            user: user.clone(),
+            secret: secret.clone(),
+        };
+    }
+    let from_params = auth
+        .or(access_token)
+        .map(|v| php::strval(&v))
+        .filter(|t| !t.is_empty());
+    let from_header = || {
+        let value = headers.get(header::AUTHORIZATION)?.to_str().ok()?;
+        let (scheme, token) = value.trim().split_once(char::is_whitespace)?;
+        let token = token.trim();
+        (scheme.eq_ignore_ascii_case("bearer") && !token.is_empty()).then(|| token.to_owned())
+    };
+    match from_params.or_else(from_header) {
+        Some(token) => Credentials::Token(token),
+        None => Credentials::None,
+    }
+}
+
+/// `array_change_key_case($params, CASE_UPPER)`: a later duplicate wins.
+fn upper_case_keys(params: Map<String, Value>) -> Map<String, Value> {
+    let mut out = Map::new();
+    for (k, v) in params {
+        out.insert(k.to_ascii_uppercase(), v);
+    }
+    out
+}
+
+fn error_answer(e: &ApiError) -> Response {
+    let status = StatusCode::from_u16(e.status).unwrap_or(StatusCode::BAD_REQUEST);
+    answer(
+        status,
+        &json!({"error": e.code, "error_description": e.description}),
+    )
+}
+
+/// An answer encoded like the portal's, with its headers.
+fn answer(status: StatusCode, body: &Value) -> Response {
+    let mut response = (status, php::json_encode(body, php::RESPONSE_FLAGS)).into_response();
+    let headers = response.headers_mut();
+    headers.insert(
+        header::CONTENT_TYPE,
+        HeaderValue::from_static("application/json; charset=utf-8"),
+    );
+    headers.insert(
+        header::ACCESS_CONTROL_ALLOW_ORIGIN,
+        HeaderValue::from_static("*"),
+    );
+    headers.insert(
+        header::ACCESS_CONTROL_ALLOW_HEADERS,
+        HeaderValue::from_static("origin, content-type, accept"),
+    );
+    headers.insert(
+        header::X_CONTENT_TYPE_OPTIONS,
+        HeaderValue::from_static("nosniff"),
+    );
+    response
+}
+
+// ---------------------------------------------------------------------------------------------
+// Control plane
+// ---------------------------------------------------------------------------------------------
+
+async fn list_notifications(State(state): State<AppState>) -> Response {
+    axum::Json(state.notifications()).into_response()
+}
+
+async fn reset(State(state): State<AppState>) -> Response {
+    match state.store.reset() {
+        Ok(()) => axum::Json(json!({"result": true})).into_response(),
+        Err(e) => {
+            tracing::error!(error = %e, "reset failed");
+            (
+                StatusCode::INTERNAL_SERVER_ERROR,
+                axum::Json(json!({"error": "ERROR_CORE", "error_description": e.to_string()})),
+            )
+                .into_response()
+        }
+    }
+}
+
+// ---------------------------------------------------------------------------------------------
+// Logging
+// ---------------------------------------------------------------------------------------------
+
+/// Log every request without its query (it may hold `auth`) and with webhook secrets masked.
+async fn log_requests(req: Request<Body>, next: Next) -> Response {
+    let method = req.method().clone();
+    let path = masked_path(req.uri().path());
+    let started = std::time::Instant::now();
+    let response = next.run(req).await;
+    tracing::info!(
+        %method,
+        %path,
+        status = response.status().as_u16(),
+        elapsed_ms = started.elapsed().as_secs_f64() * 1000.0,
+        "request"
+    );
+    response
+}
+
+/// `/rest/1/SECRET/im.notify` → `/rest/1/***/im.notify`: every segment after the user id and
+/// before the method is masked, whatever the segment count.
+fn masked_path(path: &str) -> String {
+    let Some(rest) = path.strip_prefix("/rest/") else {
+        return path.to_owned();
+    };
+    let segments: Vec<&str> = rest.split('/').collect();
+    let non_empty = segments.iter().filter(|s| !s.is_empty()).count();
+    if non_empty < 2 {
+        return path.to_owned();
+    }
+    let last = segments.iter().rposition(|s| !s.is_empty()).unwrap_or(0);
+    let masked: Vec<&str> = segments
+        .iter()
+        .enumerate()
+        .map(|(i, s)| {
+            let keep = i == 0 || s.is_empty() || (i == last && non_empty >= 3);
+            if keep { *s } else { auth::mask(s) }
+        })
+        .collect();
+    format!("/rest/{}", masked.join("/"))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn routes_table() {
+        let ok = |webhook: Option<(&str, &str)>, method: &str| {
+            Some(Ok(Route {
+                webhook: webhook.map(|(u, s)| (u.to_owned(), s.to_owned())),
+                method: method.to_owned(),
+            }))
+        };
+        assert_eq!(
+            parse_route("/rest/im.notify.personal.add"),
+            ok(None, "im.notify.personal.add")
+        );
+        assert_eq!(parse_route("/rest/IM.Notify.JSON/"), ok(None, "im.notify"));
+        assert_eq!(
+            parse_route("/rest/1/abc/im.notify.json"),
+            ok(Some(("1", "abc")), "im.notify")
+        );
+        assert_eq!(
+            parse_route("/rest/1/abc/im.notify/"),
+            ok(Some(("1", "abc")), "im.notify")
+        );
+        assert_eq!(
+            parse_route("/rest/1/abc/"),
+            Some(Err(ApiError::method_not_found()))
+        );
+        assert_eq!(
+            parse_route("/rest/1/abc/x/y"),
+            Some(Err(ApiError::method_not_found()))
+        );
+        assert_eq!(
+            parse_route("/rest"),
+            Some(Err(ApiError::method_not_found()))
+        );
+        assert_eq!(parse_route("/restful/x"), None);
+        assert_eq!(parse_route("/other"), None);
+    }
+
+    #[test]
+    fn multipart_fields_are_parameters() {
+        let body = "preamble\r\n--XB\r\nContent-Disposition: form-data; name=\"USER_ID\"\r\n\r\n2\r\n\
+                    --XB\r\ncontent-disposition: form-data; name=\"ATTACH[0][MESSAGE]\"\r\n\r\nline1\r\nline2\r\n\
+                    --XB\r\nContent-Disposition: form-data; name=\"f\"; filename=\"a.txt\"\r\n\r\nfile\r\n--XB--\r\n";
+        let mut headers = HeaderMap::new();
+        headers.insert(
+            header::CONTENT_TYPE,
+            HeaderValue::from_static("multipart/form-data; boundary=\"XB\""),
+        );
+        let params = parse_body(&headers, body.as_bytes());
+        assert_eq!(
+            Value::Object(params),
+            json!({"USER_ID": "2", "ATTACH": [{"MESSAGE": "line1\r\nline2"}]})
+        );
+    }
+
+    #[test]
+    fn masked_path_hides_secrets() {
+        assert_eq!(
+            masked_path("/rest/1/s3cr3t/im.notify"),
+            "/rest/1/***/im.notify"
+        );
+        assert_eq!(masked_path("/rest/1/s3cr3t/"), "/rest/1/***/");
+        assert_eq!(masked_path("/rest/1/s3cr3t"), "/rest/1/***");
+        assert_eq!(masked_path("/rest/1/a/b/c"), "/rest/1/***/***/c");
+        assert_eq!(masked_path("/rest/im.notify"), "/rest/im.notify");
+        assert_eq!(
+            masked_path("/_emulator/notifications"),
+            "/_emulator/notifications"
+        );
+    }
+}

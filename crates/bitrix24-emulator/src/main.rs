@@ -1,0 +1,177 @@
+//! `b24-emulator`: run the local Bitrix24 portal from the command line.
+//!
+//! The first line on stdout is `listening on http://ADDR`, so scripts and tests can start it on
+//! port 0 and read the address. Logs go to stderr (`RUST_LOG` controls them) and never contain
+//! webhook secrets or tokens.
+
+use std::io::{IsTerminal as _, Write as _};
+use std::net::SocketAddr;
+use std::path::PathBuf;
+use std::process::ExitCode;
+
+use bitrix24_emulator::{Config, Emulator};
+use clap::Parser;
+
+/// A local Bitrix24 portal for offline tests of im.notify.* integrations.
+#[derive(Debug, Parser)]
+#[command(name = "b24-emulator", version, about)]
+struct Cli {
+    /// Address to listen on; port 0 picks a free port.
+    #[arg(long, value_name = "ADDR", default_value = "127.0.0.1:0")]
+    listen: SocketAddr,
+
+    /// Users 1..=N exist.
+    #[arg(long, value_name = "N", default_value_t = 10)]
+    users: u64,
+
+    /// Mark a user inactive (notifying them gives "result": false). Repeatable.
+    #[arg(long = "inactive-user", value_name = "ID")]
+    inactive_user: Vec<u64>,
+
+    /// An inbound webhook /rest/USER_ID/SECRET/. Repeatable.
+    #[arg(long, value_name = "USER_ID:SECRET")]
+    webhook: Vec<String>,
+
+    /// A valid OAuth access token for a user, issued to the built-in app. Repeatable.
+    #[arg(long = "access-token", value_name = "USER_ID:TOKEN")]
+    access_token: Vec<String>,
+
+    /// Lifetime of access tokens, in seconds.
+    #[arg(long = "token-ttl", value_name = "SECONDS", default_value_t = 3600)]
+    token_ttl: u64,
+
+    /// Keep notifications in this SQLite file across restarts.
+    #[arg(long, value_name = "FILE")]
+    data: Option<PathBuf>,
+}
+
+/// Split `USER_ID:SECRET`. The error never repeats the value, which holds a secret.
+fn credential_pair(flag: &str, what: &str, raw: &str) -> Result<(u64, String), String> {
+    let bad = || {
+        format!(
+            "error: invalid value for '--{flag}': expected USER_ID:{what} with a positive numeric USER_ID and a non-empty {what}"
+        )
+    };
+    let (user, secret) = raw.split_once(':').ok_or_else(bad)?;
+    let user = user
+        .trim()
+        .parse::<u64>()
+        .ok()
+        .filter(|u| *u > 0)
+        .ok_or_else(bad)?;
+    if secret.is_empty() {
+        return Err(bad());
+    }
+    Ok((user, secret.to_owned()))
+}
+
+fn config(cli: &Cli) -> Result<Config, String> {
+    let mut config = Config::default().users(cli.users).token_ttl(cli.token_ttl);
+    for id in &cli.inactive_user {
+        config = config.inactive_user(*id);
+    }
+    for raw in &cli.webhook {
+        let (user, secret) = credential_pair("webhook", "SECRET", raw)?;
+        config = config.webhook(user, secret);
+    }
+    for raw in &cli.access_token {
+        let (user, token) = credential_pair("access-token", "TOKEN", raw)?;
+        config = config.access_token(user, token);
+    }
+    if let Some(path) = &cli.data {
+        config = config.data(path);
+    }
+    Ok(config)
+}
+
+/// Resolves on Ctrl-C or, on Unix, SIGTERM.
+async fn stop_signal() {
+    let ctrl_c = async {
+        let _ = tokio::signal::ctrl_c().await;
+    };
+    #[cfg(unix)]
+    {
+        let term = async {
+            match tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate()) {
+                Ok(mut s) => {
+                    s.recv().await;
+                }
+                Err(_) => std::future::pending::<()>().await,
+            }
+        };
+        tokio::select! {
+            () = ctrl_c => {}
+            () = term => {}
+        }
+    }
+    #[cfg(not(unix))]
+    ctrl_c.await;
+}
+
+fn main() -> ExitCode {
+    let cli = match Cli::try_parse() {
+        Ok(cli) => cli,
+        Err(e) => {
+            use clap::error::ErrorKind;
+            if matches!(e.kind(), ErrorKind::DisplayHelp | ErrorKind::DisplayVersion) {
+                let _ = e.print();
+                return ExitCode::SUCCESS;
+            }
+            // One line, naming the flag; clap's usage block is left out.
+            let message = e.to_string();
+            let line = message
+                .lines()
+                .find(|l| !l.trim().is_empty())
+                .unwrap_or("error: invalid arguments");
+            eprintln!("{line}");
+            return ExitCode::from(2);
+        }
+    };
+    let config = match config(&cli) {
+        Ok(config) => config,
+        Err(line) => {
+            eprintln!("{line}");
+            return ExitCode::from(2);
+        }
+    };
+
+    tracing_subscriber::fmt()
+        .with_env_filter(
+            tracing_subscriber::EnvFilter::try_from_default_env()
+                .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("info")),
+        )
+        .with_writer(std::io::stderr)
+        .with_ansi(std::io::stderr().is_terminal())
+        .init();
+
+    let runtime = match tokio::runtime::Builder::new_multi_thread()
+        .enable_all()
+        .build()
+    {
+        Ok(rt) => rt,
+        Err(e) => {
+            eprintln!("error: cannot start the runtime: {e}");
+            return ExitCode::FAILURE;
+        }
+    };
+    runtime.block_on(async move {
+        let emulator = match Emulator::bind(config, cli.listen).await {
+            Ok(emulator) => emulator,
+            Err(e) => {
+                eprintln!("error: {e}");
+                return ExitCode::FAILURE;
+            }
+        };
+        let mut stdout = std::io::stdout().lock();
+        let _ = writeln!(stdout, "listening on {}", emulator.url());
+        let _ = stdout.flush();
+        drop(stdout);
+        if !emulator.addr().ip().is_loopback() {
+            tracing::warn!(addr = %emulator.addr(), "listening on a non-loopback address");
+        }
+        stop_signal().await;
+        tracing::info!("stopping");
+        emulator.shutdown().await;
+        ExitCode::SUCCESS
+    })
+}

@@ -1,0 +1,320 @@
+//! The portal's state: users, credentials and notifications.
+//!
+//! Everything the API rules read or change lives here behind one lock, so a request sees and
+//! makes a consistent change (the same-TAG replace deletes and inserts in one step). Users and
+//! credentials come from the configuration on every start; notifications and the id counter are
+//! the portal's data and, when a data file is given, are written through to SQLite before the
+//! in-memory copy changes, so a restart finds them again and ids are never reused.
+
+use std::collections::{BTreeMap, BTreeSet, HashMap};
+use std::path::Path;
+use std::sync::{Mutex, MutexGuard};
+
+use rusqlite::{Connection, OptionalExtension, params};
+use serde_json::Value;
+
+use crate::{Error, Notification};
+
+/// The built-in OAuth application every configured access token is issued to.
+#[derive(Debug, Clone)]
+pub struct App {
+    pub name: String,
+}
+
+/// An issued OAuth access token.
+#[derive(Debug, Clone)]
+pub struct AccessToken {
+    pub user_id: u64,
+    pub client_id: String,
+    /// Unix time; the token is expired when `expires_at <= now`.
+    pub expires_at: u64,
+}
+
+/// Static configuration the store is built from.
+pub struct Seed {
+    pub users: u64,
+    pub inactive: BTreeSet<u64>,
+    pub webhooks: Vec<(u64, String)>,
+    pub tokens: Vec<(String, AccessToken)>,
+    pub apps: Vec<(String, App)>,
+}
+
+/// A notification as stored, with the fields the public view leaves out.
+#[derive(Debug, Clone)]
+pub struct Record {
+    pub notification: Notification,
+    pub created_at: u64,
+}
+
+/// A notification about to be stored; the store assigns the id.
+#[derive(Debug, Clone)]
+pub struct NewNotification {
+    pub user_id: u64,
+    pub author_id: u64,
+    pub kind: &'static str,
+    pub message: String,
+    pub tag: Option<String>,
+    pub sub_tag: Option<String>,
+    pub attach: Option<Value>,
+    pub created_at: u64,
+}
+
+pub struct Store {
+    inner: Mutex<Inner>,
+}
+
+struct Inner {
+    users: u64,
+    inactive: BTreeSet<u64>,
+    webhooks: BTreeSet<(u64, String)>,
+    tokens: HashMap<String, AccessToken>,
+    apps: HashMap<String, App>,
+    notifications: BTreeMap<u64, Record>,
+    next_id: u64,
+    db: Option<Connection>,
+}
+
+const SCHEMA: &str = "
+CREATE TABLE IF NOT EXISTS meta (
+    key   TEXT PRIMARY KEY,
+    value TEXT NOT NULL
+);
+CREATE TABLE IF NOT EXISTS notifications (
+    id         INTEGER PRIMARY KEY,
+    user_id    INTEGER NOT NULL,
+    author_id  INTEGER NOT NULL,
+    type       TEXT    NOT NULL,
+    message    TEXT    NOT NULL,
+    tag        TEXT,
+    sub_tag    TEXT,
+    attach     TEXT,
+    is_read    INTEGER NOT NULL DEFAULT 0,
+    created_at INTEGER NOT NULL
+);
+CREATE INDEX IF NOT EXISTS notifications_user_tag ON notifications (user_id, tag);
+";
+
+impl Store {
+    pub fn open(seed: Seed, data: Option<&Path>) -> Result<Store, Error> {
+        let mut inner = Inner {
+            users: seed.users,
+            inactive: seed.inactive,
+            webhooks: seed.webhooks.into_iter().collect(),
+            tokens: seed.tokens.into_iter().collect(),
+            apps: seed.apps.into_iter().collect(),
+            notifications: BTreeMap::new(),
+            next_id: 1,
+            db: None,
+        };
+        if let Some(path) = data {
+            let db = Connection::open(path)?;
+            // Two processes on one file (an emulator and a sandboxed CLI) wait instead of failing.
+            db.busy_timeout(std::time::Duration::from_secs(5))?;
+            db.execute_batch(SCHEMA)?;
+            inner.load(&db)?;
+            inner.db = Some(db);
+        }
+        Ok(Store {
+            inner: Mutex::new(inner),
+        })
+    }
+
+    fn lock(&self) -> MutexGuard<'_, Inner> {
+        // A panic elsewhere must not take the whole emulator down with a poisoned lock.
+        self.inner.lock().unwrap_or_else(|e| e.into_inner())
+    }
+
+    /// Whether `user_id` exists and is active (inactive users do not receive notifications).
+    pub fn is_active_user(&self, user_id: u64) -> bool {
+        let inner = self.lock();
+        user_id >= 1 && user_id <= inner.users && !inner.inactive.contains(&user_id)
+    }
+
+    pub fn webhook_matches(&self, user_id: u64, secret: &str) -> bool {
+        self.lock().webhooks.contains(&(user_id, secret.to_owned()))
+    }
+
+    pub fn access_token(&self, token: &str) -> Option<AccessToken> {
+        self.lock().tokens.get(token).cloned()
+    }
+
+    pub fn app(&self, client_id: &str) -> Option<App> {
+        self.lock().apps.get(client_id).cloned()
+    }
+
+    pub fn notifications(&self) -> Vec<Notification> {
+        self.lock()
+            .notifications
+            .values()
+            .map(|r| r.notification.clone())
+            .collect()
+    }
+
+    /// Insert a notification, first deleting the recipient's earlier ones with the same tag.
+    pub fn add_notification(&self, new: NewNotification) -> Result<u64, rusqlite::Error> {
+        let mut inner = self.lock();
+        let id = inner.next_id;
+        let replaced: Vec<u64> = match &new.tag {
+            Some(tag) => inner
+                .notifications
+                .values()
+                .filter(|r| {
+                    r.notification.user_id == new.user_id
+                        && r.notification.tag.as_deref() == Some(tag.as_str())
+                })
+                .map(|r| r.notification.id)
+                .collect(),
+            None => Vec::new(),
+        };
+        let record = Record {
+            notification: Notification {
+                id,
+                user_id: new.user_id,
+                author_id: new.author_id,
+                r#type: new.kind.to_owned(),
+                message: new.message,
+                tag: new.tag,
+                sub_tag: new.sub_tag,
+                attach: new.attach,
+                read: false,
+            },
+            created_at: new.created_at,
+        };
+        if let Some(db) = inner.db.as_mut() {
+            let tx = db.transaction()?;
+            for old in &replaced {
+                tx.execute(
+                    "DELETE FROM notifications WHERE id = ?1",
+                    params![*old as i64],
+                )?;
+            }
+            insert_row(&tx, &record)?;
+            set_next_id(&tx, id + 1)?;
+            tx.commit()?;
+        }
+        for old in &replaced {
+            inner.notifications.remove(old);
+        }
+        inner.notifications.insert(id, record);
+        inner.next_id = id + 1;
+        Ok(id)
+    }
+
+    /// Delete the notifications matching `pred`; returns how many went.
+    pub fn delete_where(
+        &self,
+        pred: impl Fn(&Notification) -> bool,
+    ) -> Result<usize, rusqlite::Error> {
+        let mut inner = self.lock();
+        let ids: Vec<u64> = inner
+            .notifications
+            .values()
+            .filter(|r| pred(&r.notification))
+            .map(|r| r.notification.id)
+            .collect();
+        if ids.is_empty() {
+            return Ok(0);
+        }
+        if let Some(db) = inner.db.as_mut() {
+            let tx = db.transaction()?;
+            for id in &ids {
+                tx.execute(
+                    "DELETE FROM notifications WHERE id = ?1",
+                    params![*id as i64],
+                )?;
+            }
+            tx.commit()?;
+        }
+        for id in &ids {
+            inner.notifications.remove(id);
+        }
+        Ok(ids.len())
+    }
+
+    /// Forget every notification and start ids from 1 again.
+    pub fn reset(&self) -> Result<(), rusqlite::Error> {
+        let mut inner = self.lock();
+        if let Some(db) = inner.db.as_mut() {
+            let tx = db.transaction()?;
+            tx.execute("DELETE FROM notifications", [])?;
+            set_next_id(&tx, 1)?;
+            tx.commit()?;
+        }
+        inner.notifications.clear();
+        inner.next_id = 1;
+        Ok(())
+    }
+}
+
+impl Inner {
+    fn load(&mut self, db: &Connection) -> Result<(), Error> {
+        let next: Option<String> = db
+            .query_row(
+                "SELECT value FROM meta WHERE key = 'next_notification_id'",
+                [],
+                |r| r.get(0),
+            )
+            .optional()?;
+        let mut stmt = db.prepare(
+            "SELECT id, user_id, author_id, type, message, tag, sub_tag, attach, is_read, created_at
+             FROM notifications ORDER BY id",
+        )?;
+        let rows = stmt.query_map([], |r| {
+            let attach: Option<String> = r.get(7)?;
+            Ok(Record {
+                notification: Notification {
+                    id: r.get::<_, i64>(0)? as u64,
+                    user_id: r.get::<_, i64>(1)? as u64,
+                    author_id: r.get::<_, i64>(2)? as u64,
+                    r#type: r.get(3)?,
+                    message: r.get(4)?,
+                    tag: r.get(5)?,
+                    sub_tag: r.get(6)?,
+                    // A row edited by hand into invalid JSON loses its attach, not the row.
+                    attach: attach.and_then(|a| serde_json::from_str(&a).ok()),
+                    read: r.get::<_, i64>(8)? != 0,
+                },
+                created_at: r.get::<_, i64>(9)? as u64,
+            })
+        })?;
+        for row in rows {
+            let record = row?;
+            self.notifications.insert(record.notification.id, record);
+        }
+        let max_id = self.notifications.keys().next_back().copied().unwrap_or(0);
+        let stored_next = next.and_then(|v| v.parse::<u64>().ok()).unwrap_or(1);
+        self.next_id = stored_next.max(max_id + 1);
+        Ok(())
+    }
+}
+
+fn insert_row(tx: &rusqlite::Transaction<'_>, r: &Record) -> Result<(), rusqlite::Error> {
+    let n = &r.notification;
+    let attach = n.attach.as_ref().map(Value::to_string);
+    tx.execute(
+        "INSERT INTO notifications (id, user_id, author_id, type, message, tag, sub_tag, attach, is_read, created_at)
+         VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10)",
+        params![
+            n.id as i64,
+            n.user_id as i64,
+            n.author_id as i64,
+            n.r#type,
+            n.message,
+            n.tag,
+            n.sub_tag,
+            attach,
+            i64::from(n.read),
+            r.created_at as i64
+        ],
+    )?;
+    Ok(())
+}
+
+fn set_next_id(tx: &rusqlite::Transaction<'_>, next: u64) -> Result<(), rusqlite::Error> {
+    tx.execute(
+        "INSERT INTO meta (key, value) VALUES ('next_notification_id', ?1)
+         ON CONFLICT(key) DO UPDATE SET value = excluded.value",
+        params![next.to_string()],
+    )?;
+    Ok(())
+}
