@@ -1,0 +1,360 @@
+//! The transport: one POST per call, JSON in, JSON out, errors typed.
+//!
+//! Every call goes through [`Client::execute`], so there is one place that builds URLs, adds
+//! the `auth` field, logs (with secrets masked) and turns answers into [`Answer`] or [`Error`].
+//! Redirects are not followed: a redirected POST would lose its body and could carry the
+//! webhook secret to another host, so a 3xx is reported instead.
+
+use std::sync::Arc;
+use std::time::Duration;
+
+use serde::de::DeserializeOwned;
+use serde_json::{Map, Value};
+
+use crate::answer::Answer;
+use crate::error::{ApiError, Error};
+use crate::notify::NotifyHandler;
+use crate::portal::{HttpPolicy, MASK, Portal};
+
+/// Default time allowed to open a connection.
+pub const DEFAULT_CONNECT_TIMEOUT: Duration = Duration::from_secs(10);
+/// Default time allowed for a whole call. The cloud portal stops a request after 60 s.
+pub const DEFAULT_TIMEOUT: Duration = Duration::from_secs(65);
+
+/// One REST call: a method name and its parameters.
+#[derive(Debug, Clone, PartialEq)]
+pub struct Request {
+    method: String,
+    params: Map<String, Value>,
+}
+
+impl Request {
+    /// A call of `method` with no parameters.
+    pub fn new(method: impl Into<String>) -> Request {
+        Request {
+            method: method.into(),
+            params: Map::new(),
+        }
+    }
+
+    /// Adds (or replaces) a parameter.
+    pub fn param(mut self, key: impl Into<String>, value: impl Into<Value>) -> Request {
+        self.params.insert(key.into(), value.into());
+        self
+    }
+
+    /// The method name, e.g. `im.notify.personal.add`.
+    pub fn method(&self) -> &str {
+        &self.method
+    }
+
+    /// The parameters, in the order they will be sent.
+    pub fn params(&self) -> &Map<String, Value> {
+        &self.params
+    }
+}
+
+/// What a request looks like on the wire, with secrets masked: for `--test` and logs.
+#[derive(Debug, Clone, PartialEq, serde::Serialize)]
+pub struct Preview {
+    /// Always `POST`.
+    pub http_method: &'static str,
+    /// The endpoint, webhook secret masked.
+    pub url: String,
+    /// The JSON body, `auth` masked.
+    pub body: Value,
+}
+
+/// Builds a [`Client`].
+#[derive(Debug)]
+pub struct ClientBuilder {
+    url: String,
+    token: Option<secrecy::SecretString>,
+    http_policy: HttpPolicy,
+    connect_timeout: Duration,
+    timeout: Duration,
+}
+
+impl ClientBuilder {
+    /// Starts from a webhook URL, or a portal domain to be used with [`ClientBuilder::token`].
+    pub fn new(url: impl Into<String>) -> ClientBuilder {
+        ClientBuilder {
+            url: url.into(),
+            token: None,
+            http_policy: HttpPolicy::default(),
+            connect_timeout: DEFAULT_CONNECT_TIMEOUT,
+            timeout: DEFAULT_TIMEOUT,
+        }
+    }
+
+    /// Authenticates with an OAuth access token instead of a webhook.
+    pub fn token(mut self, token: impl Into<String>) -> ClientBuilder {
+        self.token = Some(token.into().into());
+        self
+    }
+
+    /// Allows plain `http://` for hosts that are not loopback.
+    pub fn http_policy(mut self, policy: HttpPolicy) -> ClientBuilder {
+        self.http_policy = policy;
+        self
+    }
+
+    /// Time allowed to open a connection.
+    pub fn connect_timeout(mut self, timeout: Duration) -> ClientBuilder {
+        self.connect_timeout = timeout;
+        self
+    }
+
+    /// Time allowed for a whole call.
+    pub fn timeout(mut self, timeout: Duration) -> ClientBuilder {
+        self.timeout = timeout;
+        self
+    }
+
+    /// Normalises the URL (see [`Portal::parse`]) and builds the client.
+    pub fn build(self) -> Result<Client, Error> {
+        use secrecy::ExposeSecret;
+        let token = self.token.as_ref().map(|t| t.expose_secret());
+        let portal = Portal::parse(&self.url, token, self.http_policy)?;
+        let http = reqwest::Client::builder()
+            .user_agent(concat!("bitrix24-rs/", env!("CARGO_PKG_VERSION")))
+            .connect_timeout(self.connect_timeout)
+            .timeout(self.timeout)
+            .redirect(reqwest::redirect::Policy::none())
+            .build()
+            .map_err(|e| Error::Transport {
+                url: portal.to_string(),
+                message: format!("could not set up HTTP: {}", error_chain(&e)),
+                timeout: false,
+                connect: true,
+            })?;
+        Ok(Client {
+            inner: Arc::new(Inner { portal, http }),
+        })
+    }
+}
+
+/// An async Bitrix24 client. Cheap to clone; clones share connections.
+///
+/// ```no_run
+/// # async fn run() -> Result<(), bitrix24::Error> {
+/// let client = bitrix24::Client::builder("https://portal.bitrix24.com/rest/1/SECRET/").build()?;
+/// let id = client.notify().personal(10, "Deploy finished").send().await?;
+/// println!("notification {id:?}");
+/// # Ok(()) }
+/// ```
+#[derive(Clone)]
+pub struct Client {
+    inner: Arc<Inner>,
+}
+
+struct Inner {
+    portal: Portal,
+    http: reqwest::Client,
+}
+
+impl std::fmt::Debug for Client {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Client")
+            .field("portal", &self.inner.portal)
+            .finish()
+    }
+}
+
+impl Client {
+    /// Starts building a client for a webhook URL or portal domain.
+    pub fn builder(url: impl Into<String>) -> ClientBuilder {
+        ClientBuilder::new(url)
+    }
+
+    /// The portal this client talks to.
+    pub fn portal(&self) -> &Portal {
+        &self.inner.portal
+    }
+
+    /// The notification methods (`im.notify.*`).
+    pub fn notify(&self) -> NotifyHandler<'_> {
+        NotifyHandler::new(self)
+    }
+
+    /// Calls any method with JSON parameters: the escape hatch for methods without a typed call.
+    ///
+    /// ```no_run
+    /// # async fn run(client: bitrix24::Client) -> Result<(), bitrix24::Error> {
+    /// let answer = client.call("server.time", serde_json::json!({})).await?;
+    /// println!("{}", answer.result);
+    /// # Ok(()) }
+    /// ```
+    pub async fn call(&self, method: &str, params: Value) -> Result<Answer<Value>, Error> {
+        let params = match params {
+            Value::Object(map) => map,
+            Value::Null => Map::new(),
+            other => {
+                return Err(Error::invalid(
+                    "params",
+                    format!("must be a JSON object, not {}", json_kind(&other)),
+                ));
+            }
+        };
+        self.execute(&Request {
+            method: method.to_string(),
+            params,
+        })
+        .await
+    }
+
+    /// Sends a request and types its `result`.
+    pub async fn send<T: DeserializeOwned>(&self, request: &Request) -> Result<Answer<T>, Error> {
+        let answer = self.execute(request).await?;
+        Answer::from_raw(answer.raw).map_err(|e| Error::Decode {
+            status: 200,
+            reason: format!(
+                "a result this client cannot read for {}: {e}",
+                request.method
+            ),
+            body: String::new(),
+        })
+    }
+
+    /// Shows what [`Client::execute`] would send, secrets masked, without sending it.
+    pub fn preview(&self, request: &Request) -> Preview {
+        let portal = &self.inner.portal;
+        let mut body = request.params.clone();
+        if portal.is_oauth() {
+            body.insert("auth".into(), Value::String(MASK.into()));
+        }
+        Preview {
+            http_method: "POST",
+            url: portal.masked_endpoint(&request.method),
+            body: Value::Object(body),
+        }
+    }
+
+    /// Sends a request; the answer's `result` stays raw JSON.
+    pub async fn execute(&self, request: &Request) -> Result<Answer<Value>, Error> {
+        let portal = &self.inner.portal;
+        let masked_url = portal.masked_endpoint(&request.method);
+        let mut body = request.params.clone();
+        if let Some(token) = portal.token() {
+            body.insert("auth".into(), Value::String(token.to_string()));
+        }
+        tracing::debug!(
+            target: "bitrix24",
+            method = %request.method,
+            url = %masked_url,
+            body = %serde_json::to_string(&self.preview(request).body).unwrap_or_default(),
+            "sending request"
+        );
+
+        let transport = |e: reqwest::Error| Error::Transport {
+            url: masked_url.clone(),
+            message: portal.redact(&error_chain(&e)),
+            timeout: e.is_timeout(),
+            connect: e.is_connect(),
+        };
+        let response = self
+            .inner
+            .http
+            .post(portal.endpoint(&request.method))
+            .header(reqwest::header::ACCEPT, "application/json")
+            .header(
+                reqwest::header::CONTENT_TYPE,
+                "application/json; charset=utf-8",
+            )
+            .body(serde_json::to_vec(&body).expect("a JSON map always serialises"))
+            .send()
+            .await
+            .map_err(transport)?;
+        let status = response.status().as_u16();
+        let location = response
+            .headers()
+            .get(reqwest::header::LOCATION)
+            .and_then(|l| l.to_str().ok())
+            .map(|l| portal.redact(l));
+        let text = response.text().await.map_err(transport)?;
+        let text = portal.redact(&text);
+        tracing::debug!(target: "bitrix24", method = %request.method, status, body = %text, "received answer");
+
+        if (300..400).contains(&status) {
+            return Err(Error::Decode {
+                status,
+                reason: format!(
+                    "a redirect to {}; the portal may have moved: use its new address",
+                    location.as_deref().unwrap_or("an unknown place")
+                ),
+                body: text,
+            });
+        }
+        let json: Value = match serde_json::from_str(&text) {
+            Ok(json) => json,
+            Err(_) => {
+                let reason = if text.trim().is_empty() {
+                    "an empty body".into()
+                } else {
+                    "a body that is not JSON".into()
+                };
+                return Err(Error::Decode {
+                    status,
+                    reason,
+                    body: text,
+                });
+            }
+        };
+        if let Some(code) = json.get("error") {
+            let code = match code {
+                Value::String(s) => s.clone(),
+                other => other.to_string(),
+            };
+            let description = json
+                .get("error_description")
+                .and_then(Value::as_str)
+                .unwrap_or_default()
+                .to_string();
+            return Err(ApiError {
+                code: code.as_str().into(),
+                description,
+                status,
+                body: json,
+            }
+            .into());
+        }
+        if json.get("result").is_none() {
+            return Err(Error::Decode {
+                status,
+                reason: "JSON that has neither result nor error".into(),
+                body: text,
+            });
+        }
+        Answer::from_raw(json).map_err(|e| Error::Decode {
+            status,
+            reason: format!("an unreadable answer: {e}"),
+            body: text,
+        })
+    }
+}
+
+/// A reqwest error with its causes, e.g. "error sending request: tcp connect error: Connection refused".
+fn error_chain(e: &reqwest::Error) -> String {
+    let mut text = e.to_string();
+    let mut source = std::error::Error::source(e);
+    while let Some(cause) = source {
+        let cause_text = cause.to_string();
+        if !text.contains(&cause_text) {
+            text.push_str(": ");
+            text.push_str(&cause_text);
+        }
+        source = cause.source();
+    }
+    text
+}
+
+pub(crate) fn json_kind(v: &Value) -> &'static str {
+    match v {
+        Value::Null => "null",
+        Value::Bool(_) => "a boolean",
+        Value::Number(_) => "a number",
+        Value::String(_) => "a string",
+        Value::Array(_) => "an array",
+        Value::Object(_) => "an object",
+    }
+}

@@ -1,0 +1,38 @@
+//! A typed async client for the Bitrix24 REST API, built for notifications.
+//!
+//! Start with [`Client::builder`], given either an inbound webhook URL
+//! (`https://portal.bitrix24.com/rest/1/SECRET/`) or a portal domain plus an OAuth access
+//! token. Typed calls hang off handlers ([`Client::notify`]); anything else goes through
+//! [`Client::call`]. Every failure is one [`Error`], and no error, log line or `Debug` output
+//! ever shows a webhook secret or token.
+//!
+//! ```no_run
+//! # async fn run() -> Result<(), bitrix24::Error> {
+//! use bitrix24::{Attach, Block, Client};
+//!
+//! let client = Client::builder("portal.bitrix24.com").token("ACCESS_TOKEN").build()?;
+//! let id = client
+//!     .notify()
+//!     .personal(10, "Nightly build is green")
+//!     .tag("nightly")
+//!     .attach(Attach::new([Block::image("chart", "https://example.com/chart.png")]))
+//!     .send()
+//!     .await?;
+//! # Ok(()) }
+//! ```
+
+mod answer;
+mod attach;
+mod client;
+mod error;
+mod notify;
+mod portal;
+
+pub use answer::{Answer, Created, Flag, Time};
+pub use attach::{Attach, Block};
+pub use client::{
+    Client, ClientBuilder, DEFAULT_CONNECT_TIMEOUT, DEFAULT_TIMEOUT, Preview, Request,
+};
+pub use error::{ApiError, Error, ErrorCode};
+pub use notify::{AddNotification, DeleteNotification, NotificationKind, NotifyHandler};
+pub use portal::{HttpPolicy, MASK, Portal};

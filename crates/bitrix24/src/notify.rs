@@ -1,0 +1,218 @@
+//! The notification methods, `im.notify.*`.
+//!
+//! Builders follow one shape: required arguments in the constructor, options as setters, then
+//! [`AddNotification::send`]. [`AddNotification::to_request`] gives the exact [`Request`]
+//! without sending it, for previews and batching.
+//!
+//! Two portal behaviours worth knowing:
+//! - `TAG` and `SUB_TAG` are applied only for OAuth applications. Over a webhook the portal
+//!   silently drops them, so a tag cannot replace an earlier notification there.
+//! - A missing or inactive recipient is not an error: the portal answers `false`, which
+//!   [`AddNotification::send`] returns as `None`.
+
+use crate::answer::{Created, Flag};
+use crate::attach::Attach;
+use crate::client::{Client, Request};
+use crate::error::Error;
+
+/// Entry point for `im.notify.*`, from [`Client::notify`].
+#[derive(Debug, Clone, Copy)]
+pub struct NotifyHandler<'c> {
+    client: &'c Client,
+}
+
+/// Who a notification appears to come from.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum NotificationKind {
+    /// From the webhook's or token's user (`im.notify.personal.add`).
+    Personal,
+    /// From the system, no author (`im.notify.system.add`).
+    System,
+}
+
+impl NotificationKind {
+    /// The REST method that creates this kind.
+    pub fn method(self) -> &'static str {
+        match self {
+            NotificationKind::Personal => "im.notify.personal.add",
+            NotificationKind::System => "im.notify.system.add",
+        }
+    }
+}
+
+impl<'c> NotifyHandler<'c> {
+    pub(crate) fn new(client: &'c Client) -> Self {
+        NotifyHandler { client }
+    }
+
+    /// A notification from the calling user to `user_id` (`im.notify.personal.add`).
+    ///
+    /// ```no_run
+    /// # async fn run(client: bitrix24::Client) -> Result<(), bitrix24::Error> {
+    /// use bitrix24::{Attach, Block};
+    /// let id = client
+    ///     .notify()
+    ///     .personal(10, "Backup finished")
+    ///     .attach(Attach::new([Block::file("report.pdf", "https://example.com/report.pdf")]))
+    ///     .send()
+    ///     .await?;
+    /// # Ok(()) }
+    /// ```
+    pub fn personal(&self, user_id: u64, message: impl Into<String>) -> AddNotification<'c> {
+        AddNotification::new(
+            self.client,
+            NotificationKind::Personal,
+            user_id,
+            message.into(),
+        )
+    }
+
+    /// A system notification to `user_id` (`im.notify.system.add`).
+    ///
+    /// ```no_run
+    /// # async fn run(client: bitrix24::Client) -> Result<(), bitrix24::Error> {
+    /// let id = client.notify().system(10, "Disk almost full").tag("disk").send().await?;
+    /// # Ok(()) }
+    /// ```
+    pub fn system(&self, user_id: u64, message: impl Into<String>) -> AddNotification<'c> {
+        AddNotification::new(
+            self.client,
+            NotificationKind::System,
+            user_id,
+            message.into(),
+        )
+    }
+
+    /// Deletes one notification by id (`im.notify.delete`).
+    ///
+    /// ```no_run
+    /// # async fn run(client: bitrix24::Client) -> Result<(), bitrix24::Error> {
+    /// let deleted = client.notify().delete(7450).send().await?;
+    /// # Ok(()) }
+    /// ```
+    pub fn delete(&self, id: u64) -> DeleteNotification<'c> {
+        DeleteNotification {
+            client: self.client,
+            id,
+        }
+    }
+}
+
+/// Builder for `im.notify.personal.add` and `im.notify.system.add`.
+#[derive(Debug, Clone)]
+#[must_use = "a notification is sent only by .send()"]
+pub struct AddNotification<'c> {
+    client: &'c Client,
+    kind: NotificationKind,
+    user_id: u64,
+    message: String,
+    message_out: Option<String>,
+    tag: Option<String>,
+    sub_tag: Option<String>,
+    attach: Option<Attach>,
+}
+
+impl<'c> AddNotification<'c> {
+    fn new(client: &'c Client, kind: NotificationKind, user_id: u64, message: String) -> Self {
+        AddNotification {
+            client,
+            kind,
+            user_id,
+            message,
+            message_out: None,
+            tag: None,
+            sub_tag: None,
+            attach: None,
+        }
+    }
+
+    /// Text for email and other external channels (`MESSAGE_OUT`).
+    pub fn message_out(mut self, text: impl Into<String>) -> Self {
+        self.message_out = Some(text.into());
+        self
+    }
+
+    /// Uniqueness tag: a newer notification with the same tag replaces the older one for the
+    /// same recipient. Applied by the portal only for OAuth callers; webhooks' tags are dropped.
+    pub fn tag(mut self, tag: impl Into<String>) -> Self {
+        self.tag = Some(tag.into());
+        self
+    }
+
+    /// Secondary tag, for deleting groups of notifications (`SUB_TAG`). OAuth callers only.
+    pub fn sub_tag(mut self, sub_tag: impl Into<String>) -> Self {
+        self.sub_tag = Some(sub_tag.into());
+        self
+    }
+
+    /// Attachment blocks.
+    pub fn attach(mut self, attach: Attach) -> Self {
+        self.attach = Some(attach);
+        self
+    }
+
+    /// The request this builder sends. Empty optional values are left out, as OPI does.
+    pub fn to_request(&self) -> Result<Request, Error> {
+        if self.user_id == 0 {
+            return Err(Error::invalid("USER_ID", "must be a user id of 1 or more"));
+        }
+        if self.message.trim().is_empty() {
+            return Err(Error::invalid(
+                "MESSAGE",
+                "is empty; the portal refuses notifications without text",
+            ));
+        }
+        // OPI sends the user id as a string; the portal reads it with intval either way.
+        let mut request = Request::new(self.kind.method())
+            .param("USER_ID", self.user_id.to_string())
+            .param("MESSAGE", self.message.clone());
+        for (key, value) in [
+            ("MESSAGE_OUT", &self.message_out),
+            ("TAG", &self.tag),
+            ("SUB_TAG", &self.sub_tag),
+        ] {
+            if let Some(value) = value.as_deref().filter(|v| !v.is_empty()) {
+                request = request.param(key, value);
+            }
+        }
+        if let Some(attach) = self.attach.as_ref().filter(|a| !a.is_empty()) {
+            request = request.param("ATTACH", attach.as_json().clone());
+        }
+        Ok(request)
+    }
+
+    /// Sends the notification. Returns its id, or `None` when the portal did not create it
+    /// because the recipient does not exist or is inactive.
+    pub async fn send(self) -> Result<Option<u64>, Error> {
+        let request = self.to_request()?;
+        Ok(self.client.send::<Created>(&request).await?.result.0)
+    }
+}
+
+/// Builder for `im.notify.delete` by id.
+#[derive(Debug, Clone)]
+#[must_use = "nothing is deleted until .send()"]
+pub struct DeleteNotification<'c> {
+    client: &'c Client,
+    id: u64,
+}
+
+impl DeleteNotification<'_> {
+    /// The request this builder sends.
+    pub fn to_request(&self) -> Result<Request, Error> {
+        if self.id == 0 {
+            return Err(Error::invalid(
+                "ID",
+                "must be a notification id of 1 or more",
+            ));
+        }
+        Ok(Request::new("im.notify.delete").param("ID", self.id.to_string()))
+    }
+
+    /// Deletes the notification. `false` means the portal did not delete it: it does not exist
+    /// or is not in the caller's own notifications.
+    pub async fn send(self) -> Result<bool, Error> {
+        let request = self.to_request()?;
+        Ok(self.client.send::<Flag>(&request).await?.result.0)
+    }
+}
