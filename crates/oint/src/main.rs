@@ -1,0 +1,14 @@
+//! `oint`: Bitrix24 notifications from the command line.
+
+mod app;
+mod blocks;
+mod cli;
+mod output;
+mod resolve;
+mod run;
+mod sandbox;
+
+fn main() {
+    let exit = app::main(std::env::args_os().collect());
+    std::process::exit(exit as i32);
+}

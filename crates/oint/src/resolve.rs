@@ -1,0 +1,335 @@
+//! Stage two of argument parsing: raw flags become a checked [`Job`].
+//!
+//! Every check that can be made without the network is made here, so that a mistake is
+//! reported with the flag's name and exit code 2 before anything is sent.
+
+use std::path::PathBuf;
+
+use bitrix24::{Attach, Block, Request};
+use secrecy::SecretString;
+use serde_json::Value;
+
+use crate::blocks;
+use crate::cli::{BlockFlags, CommonFlags, DeleteFlags, Method, NotificationFlags};
+
+/// What the user asked for, checked.
+pub enum Job {
+    /// Call the portal.
+    Send {
+        target: Target,
+        request: Request,
+        expect: Expect,
+        common: Common,
+    },
+    /// Print a value made locally (GetPictureBlock, GetFileBlock).
+    Print { value: Value, common: Common },
+}
+
+/// Where to send.
+pub enum Target {
+    /// A real portal: webhook URL, or domain plus token.
+    Portal {
+        url: String,
+        token: Option<SecretString>,
+    },
+    /// The embedded sandbox portal (`--url sandbox`).
+    Sandbox { token: Option<SecretString> },
+}
+
+/// How to judge a `result` that is not an error.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Expect {
+    /// An id; `false` means the notification was not created.
+    Created,
+    /// `true`; `false` means nothing was deleted.
+    Deleted,
+}
+
+/// OPI's common options, resolved.
+#[derive(Debug, Clone, Default)]
+pub struct Common {
+    pub debug: bool,
+    pub test: bool,
+    pub out: Option<PathBuf>,
+}
+
+/// A usage error: one line, naming the flag.
+#[derive(Debug, PartialEq)]
+pub struct UsageError(pub String);
+
+fn usage(flag: &str, message: impl std::fmt::Display) -> UsageError {
+    UsageError(format!("{flag}: {message}"))
+}
+
+pub fn resolve(method: Method) -> Result<Job, UsageError> {
+    match method {
+        Method::CreatePersonalNotification(flags) => notification(flags, "im.notify.personal.add"),
+        Method::CreateSystemNotification(flags) => notification(flags, "im.notify.system.add"),
+        Method::DeleteNotification(flags) => delete(flags),
+        Method::GetPictureBlock(flags) => block(flags, Block::image),
+        Method::GetFileBlock(flags) => block(flags, Block::file),
+    }
+}
+
+fn notification(flags: NotificationFlags, method: &str) -> Result<Job, UsageError> {
+    let target = target(flags.url, flags.token)?;
+    let user = positive_id("--user", "user", flags.user)?;
+    let text = unescape_newlines(&required("--text", flags.text, "the notification text")?);
+    if text.trim().is_empty() {
+        return Err(usage(
+            "--text",
+            "is blank; the portal refuses notifications without text",
+        ));
+    }
+    let mut request = Request::new(method)
+        .param("USER_ID", user.to_string())
+        .param("MESSAGE", text);
+    if let Some(tag) = flags
+        .tag
+        .map(|t| unescape_newlines(&t))
+        .filter(|t| !t.is_empty())
+    {
+        request = request.param("TAG", tag);
+    }
+    let attach: Option<Attach> = match flags.blocks {
+        Some(text) => blocks::parse(&text).map_err(|e| usage("--blocks", e))?,
+        None => None,
+    };
+    if let Some(attach) = attach {
+        request = request.param("ATTACH", attach.as_json().clone());
+    }
+    Ok(Job::Send {
+        target,
+        request,
+        expect: Expect::Created,
+        common: common(flags.common),
+    })
+}
+
+fn delete(flags: DeleteFlags) -> Result<Job, UsageError> {
+    let target = target(flags.url, flags.token)?;
+    let id = positive_id("--notif", "notification", flags.notif)?;
+    let request = Request::new("im.notify.delete").param("ID", id.to_string());
+    Ok(Job::Send {
+        target,
+        request,
+        expect: Expect::Deleted,
+        common: common(flags.common),
+    })
+}
+
+fn block(flags: BlockFlags, make: fn(String, String) -> Block) -> Result<Job, UsageError> {
+    let title = unescape_newlines(&required(
+        "--title",
+        flags.title,
+        "the name shown for the block",
+    )?);
+    let link = required("--url", flags.url, "the link to the picture or file")?;
+    let link = link.trim().to_string();
+    if !(link.starts_with('/') || link.starts_with("http://") || link.starts_with("https://")) {
+        return Err(usage(
+            "--url",
+            format!(
+                "{link:?} is not a link the portal accepts (use http://, https:// or a path starting with /)"
+            ),
+        ));
+    }
+    Ok(Job::Print {
+        value: make(title, link).into_json(),
+        common: common(flags.common),
+    })
+}
+
+fn target(url: Option<String>, token: Option<String>) -> Result<Target, UsageError> {
+    let url = required(
+        "--url",
+        url,
+        "a webhook URL (https://PORTAL/rest/USER_ID/SECRET/), a portal domain with --token, or \"sandbox\"; BITRIX24_URL works too",
+    )?;
+    let token = token
+        .map(|t| t.trim().to_string())
+        .filter(|t| !t.is_empty())
+        .map(SecretString::from);
+    if url.trim().eq_ignore_ascii_case("sandbox") {
+        return Ok(Target::Sandbox { token });
+    }
+    Ok(Target::Portal { url, token })
+}
+
+fn required(flag: &str, value: Option<String>, what: &str) -> Result<String, UsageError> {
+    match value {
+        Some(v) if !v.trim().is_empty() => Ok(v),
+        _ => Err(usage(flag, format!("is required: {what}"))),
+    }
+}
+
+fn positive_id(flag: &str, what: &str, value: Option<String>) -> Result<u64, UsageError> {
+    let text = required(flag, value, &format!("the {what} ID"))?;
+    match text.trim().parse::<u64>() {
+        Ok(id) if id > 0 => Ok(id),
+        _ => Err(usage(
+            flag,
+            format!(
+                "expected a {what} ID (a whole number of 1 or more), got {:?}",
+                text.trim()
+            ),
+        )),
+    }
+}
+
+fn common(flags: CommonFlags) -> Common {
+    Common {
+        debug: flags.debug,
+        test: flags.test,
+        out: flags.out.filter(|o| !o.is_empty()).map(PathBuf::from),
+    }
+}
+
+/// OPI turns a typed `\n` into a new line in plain-text options.
+fn unescape_newlines(text: &str) -> String {
+    text.replace("\\n", "\n")
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use serde_json::json;
+
+    fn flags(url: &str, user: &str, text: &str) -> NotificationFlags {
+        NotificationFlags {
+            url: Some(url.into()),
+            user: Some(user.into()),
+            text: Some(text.into()),
+            ..Default::default()
+        }
+    }
+
+    fn request_of(job: Job) -> Request {
+        match job {
+            Job::Send { request, .. } => request,
+            Job::Print { .. } => panic!("expected a request"),
+        }
+    }
+
+    #[test]
+    fn builds_opi_bodies() {
+        let mut f = flags("https://x.bitrix24.com/rest/1/s/", "10", "Line 1\\nLine 2");
+        f.tag = Some("New".into());
+        f.blocks = Some("[{'IMAGE':{'NAME':'i','LINK':'https://x/p.png'}}]".into());
+        let r = request_of(resolve(Method::CreatePersonalNotification(f)).unwrap());
+        assert_eq!(r.method(), "im.notify.personal.add");
+        assert_eq!(
+            Value::Object(r.params().clone()),
+            json!({"USER_ID": "10", "MESSAGE": "Line 1\nLine 2", "TAG": "New",
+                   "ATTACH": [{"IMAGE": {"NAME": "i", "LINK": "https://x/p.png"}}]})
+        );
+        // Empty optional values are left out.
+        let mut f = flags("sandbox", "1", "x");
+        f.tag = Some(String::new());
+        f.blocks = Some("  ".into());
+        let r = request_of(resolve(Method::CreateSystemNotification(f)).unwrap());
+        assert_eq!(r.method(), "im.notify.system.add");
+        assert_eq!(
+            Value::Object(r.params().clone()),
+            json!({"USER_ID": "1", "MESSAGE": "x"})
+        );
+    }
+
+    #[test]
+    fn usage_errors_name_the_flag() {
+        let cases: Vec<(Method, &str)> = vec![
+            (
+                Method::CreatePersonalNotification(NotificationFlags::default()),
+                "--url: is required",
+            ),
+            (
+                Method::CreatePersonalNotification(flags("sandbox", "", "x")),
+                "--user: is required",
+            ),
+            (
+                Method::CreatePersonalNotification(flags("sandbox", "abc", "x")),
+                "--user: expected a user ID",
+            ),
+            (
+                Method::CreatePersonalNotification(flags("sandbox", "0", "x")),
+                "--user: expected a user ID",
+            ),
+            (
+                Method::CreatePersonalNotification(flags("sandbox", "-3", "x")),
+                "--user: expected a user ID",
+            ),
+            (
+                Method::CreatePersonalNotification(flags("sandbox", "1", "   ")),
+                "--text: is required",
+            ),
+            (
+                Method::CreatePersonalNotification(NotificationFlags {
+                    blocks: Some("nope".into()),
+                    ..flags("sandbox", "1", "x")
+                }),
+                "--blocks: expected a JSON array",
+            ),
+            (
+                Method::DeleteNotification(DeleteFlags {
+                    url: Some("sandbox".into()),
+                    ..Default::default()
+                }),
+                "--notif: is required",
+            ),
+            (
+                Method::GetPictureBlock(BlockFlags {
+                    title: Some("a".into()),
+                    url: Some("ftp://x".into()),
+                    ..Default::default()
+                }),
+                "--url: \"ftp://x\" is not a link",
+            ),
+            (
+                Method::GetFileBlock(BlockFlags {
+                    url: Some("https://x".into()),
+                    ..Default::default()
+                }),
+                "--title: is required",
+            ),
+        ];
+        for (method, want) in cases {
+            let err = resolve(method).err().expect(want).0;
+            assert!(err.starts_with(want), "{err}");
+            assert!(!err.contains('\n'));
+        }
+    }
+
+    #[test]
+    fn sandbox_is_recognised_in_any_case() {
+        let job = resolve(Method::CreatePersonalNotification(flags(
+            " SandBox ",
+            "1",
+            "x",
+        )))
+        .unwrap();
+        assert!(matches!(
+            job,
+            Job::Send {
+                target: Target::Sandbox { token: None },
+                ..
+            }
+        ));
+    }
+
+    #[test]
+    fn block_helpers_make_opi_blocks() {
+        let job = resolve(Method::GetPictureBlock(BlockFlags {
+            title: Some("Image1".into()),
+            url: Some("https://x/p.jpg".into()),
+            ..Default::default()
+        }))
+        .unwrap();
+        let Job::Print { value, .. } = job else {
+            panic!()
+        };
+        assert_eq!(
+            value,
+            json!({"IMAGE": {"NAME": "Image1", "LINK": "https://x/p.jpg"}})
+        );
+    }
+}

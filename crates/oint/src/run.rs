@@ -1,0 +1,158 @@
+//! Runs a resolved [`Job`] and says how it went, without printing anything itself.
+
+use bitrix24::{Client, Error};
+use secrecy::ExposeSecret;
+use serde_json::Value;
+
+use crate::output::{Failure, Success};
+use crate::resolve::{Expect, Job, Target};
+use crate::sandbox;
+
+pub async fn run(job: Job) -> Result<Success, Failure> {
+    match job {
+        Job::Print { value, .. } => Ok(Success::Json(value)),
+        Job::Send {
+            target,
+            request,
+            expect,
+            common,
+        } => {
+            // Keep the sandbox alive until the call is done.
+            let (client, _sandbox) = match target {
+                Target::Portal { url, token } => {
+                    let mut builder = Client::builder(url);
+                    if let Some(token) = &token {
+                        builder = builder.token(token.expose_secret());
+                    }
+                    (builder.build().map_err(library_failure)?, None)
+                }
+                Target::Sandbox { token } => {
+                    let sandbox = sandbox::start(token.as_ref())
+                        .await
+                        .map_err(Failure::Local)?;
+                    (sandbox.client.clone(), Some(sandbox))
+                }
+            };
+            if common.debug {
+                eprintln!("portal : {}", client.portal());
+            }
+            if request.params().contains_key("TAG") && !client.portal().is_oauth() {
+                eprintln!(
+                    "warning: Bitrix24 ignores --tag on webhook calls (tags work only for OAuth applications), so this notification will not replace earlier ones"
+                );
+            }
+            if common.test {
+                let preview = client.preview(&request);
+                return Ok(Success::Json(
+                    serde_json::to_value(preview).expect("a preview is JSON"),
+                ));
+            }
+            let answer = client.execute(&request).await.map_err(library_failure)?;
+            judge(expect, &request, answer.raw)
+        }
+    }
+}
+
+/// A `false` result is the portal saying "not done" without an error; scripts must see it.
+fn judge(expect: Expect, request: &bitrix24::Request, body: Value) -> Result<Success, Failure> {
+    let result = body.get("result").cloned().unwrap_or(Value::Null);
+    let failed = matches!(result, Value::Bool(false) | Value::Null);
+    if !failed {
+        return Ok(Success::Json(body));
+    }
+    let param = |k: &str| {
+        request
+            .params()
+            .get(k)
+            .and_then(Value::as_str)
+            .unwrap_or("?")
+            .to_string()
+    };
+    let message = match expect {
+        Expect::Created => format!(
+            "the portal did not create the notification (result false): user {} does not exist or is inactive",
+            param("USER_ID")
+        ),
+        Expect::Deleted => format!(
+            "the portal did not delete notification {} (result false): it does not exist or is not among the caller's own notifications",
+            param("ID")
+        ),
+    };
+    Err(Failure::Portal {
+        body: Some(body),
+        message,
+        auth: false,
+    })
+}
+
+/// Maps a library error to what the user sees.
+pub fn library_failure(error: Error) -> Failure {
+    match error {
+        Error::InvalidArgument { field, message } => {
+            Failure::Usage(format!("{}: {message}", flag_of(&field)))
+        }
+        Error::Api(api) => {
+            let api = *api;
+            let auth = api.code.is_auth();
+            let hint = hint_for(api.code.as_str());
+            let message = format!("{api}{hint}");
+            Failure::Portal {
+                body: Some(api.body),
+                message,
+                auth,
+            }
+        }
+        Error::Decode {
+            status,
+            reason,
+            body,
+        } => {
+            let snippet: String = body
+                .chars()
+                .take(200)
+                .collect::<String>()
+                .replace(['\n', '\r'], " ");
+            let message = if snippet.trim().is_empty() {
+                format!("the portal answered HTTP {status} with {reason}")
+            } else {
+                format!("the portal answered HTTP {status} with {reason}: {snippet}")
+            };
+            Failure::Portal {
+                body: None,
+                message,
+                auth: false,
+            }
+        }
+        other => Failure::Portal {
+            body: None,
+            message: other.to_string(),
+            auth: false,
+        },
+    }
+}
+
+fn flag_of(field: &str) -> &str {
+    match field {
+        "url" => "--url",
+        "USER_ID" => "--user",
+        "MESSAGE" => "--text",
+        "ATTACH" => "--blocks",
+        "ID" => "--notif",
+        other => other,
+    }
+}
+
+fn hint_for(code: &str) -> &'static str {
+    match code {
+        "NO_AUTH_FOUND" => "; pass a webhook URL, or --token with a portal domain",
+        "INVALID_CREDENTIALS" => {
+            "; check the webhook URL: the user ID or secret is wrong, or the webhook was deleted"
+        }
+        "expired_token" => "; get a fresh access token (OAuth tokens live one hour)",
+        "invalid_token" => "; the access token is not known to this portal",
+        "insufficient_scope" => "; give the webhook or application the \"im\" scope",
+        "ERROR_METHOD_NOT_FOUND" => "; check the URL: it should end with /rest/USER_ID/SECRET/",
+        "QUERY_LIMIT_EXCEEDED" => "; too many requests, wait a few seconds and try again",
+        _ => "",
+    }
+}
