@@ -82,12 +82,27 @@ fn lenient_f64(v: &Value) -> Option<f64> {
     }
 }
 
-fn lenient_u64(v: &Value) -> Option<u64> {
+pub(crate) fn lenient_u64(v: &Value) -> Option<u64> {
     match v {
         Value::Number(n) => n.as_u64(),
         Value::String(s) => s.trim().parse().ok(),
         _ => None,
     }
+}
+
+/// A number that may arrive as a JSON number or a numeric string.
+pub(crate) fn de_opt_u64<'de, D: Deserializer<'de>>(d: D) -> Result<Option<u64>, D::Error> {
+    Ok(lenient_u64(&Value::deserialize(d)?))
+}
+
+/// Like [`de_opt_u64`], with 0 for anything missing or unreadable.
+pub(crate) fn de_u64<'de, D: Deserializer<'de>>(d: D) -> Result<u64, D::Error> {
+    Ok(lenient_u64(&Value::deserialize(d)?).unwrap_or(0))
+}
+
+/// A string that may arrive as a string, a number, `null` or `false`.
+pub(crate) fn de_opt_string<'de, D: Deserializer<'de>>(d: D) -> Result<Option<String>, D::Error> {
+    de_string(d)
 }
 
 fn de_f64<'de, D: Deserializer<'de>>(d: D) -> Result<Option<f64>, D::Error> {

@@ -34,5 +34,9 @@ pub use client::{
     Client, ClientBuilder, DEFAULT_CONNECT_TIMEOUT, DEFAULT_TIMEOUT, Preview, Request,
 };
 pub use error::{ApiError, Error, ErrorCode};
-pub use notify::{AddNotification, DeleteNotification, NotificationKind, NotifyHandler};
+pub use notify::{
+    AddNotification, DeleteByTag, DeleteNotification, GetNotifications, GetSchema, MAX_PAGE,
+    MarkAllRead, MarkRead, MarkReadList, Notification, NotificationKind, NotificationPage,
+    NotifyHandler, Reply, SchemaEvent, SchemaModule, SearchNotifications, SearchPage,
+};
 pub use portal::{HttpPolicy, MASK, Portal};

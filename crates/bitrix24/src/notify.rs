@@ -15,6 +15,15 @@ use crate::attach::Attach;
 use crate::client::{Client, Request};
 use crate::error::Error;
 
+mod list;
+mod model;
+mod read;
+
+pub use list::{GetNotifications, GetSchema, MAX_PAGE, SearchNotifications};
+pub use model::{Notification, NotificationPage, SchemaEvent, SchemaModule, SearchPage};
+use read::DeleteTarget;
+pub use read::{DeleteByTag, MarkAllRead, MarkRead, MarkReadList, Reply};
+
 /// Entry point for `im.notify.*`, from [`Client::notify`].
 #[derive(Debug, Clone, Copy)]
 pub struct NotifyHandler<'c> {
@@ -36,6 +45,14 @@ impl NotificationKind {
         match self {
             NotificationKind::Personal => "im.notify.personal.add",
             NotificationKind::System => "im.notify.system.add",
+        }
+    }
+
+    /// The `TYPE` value `im.notify` takes for this kind.
+    pub fn type_param(self) -> &'static str {
+        match self {
+            NotificationKind::Personal => "USER",
+            NotificationKind::System => "SYSTEM",
         }
     }
 }
@@ -96,6 +113,137 @@ impl<'c> NotifyHandler<'c> {
             id,
         }
     }
+
+    /// A notification through the generic `im.notify`, its kind given as `TYPE`.
+    /// Equivalent to [`personal`](Self::personal) or [`system`](Self::system).
+    pub fn with_type(
+        &self,
+        kind: NotificationKind,
+        user_id: u64,
+        message: impl Into<String>,
+    ) -> AddNotification<'c> {
+        let mut add = AddNotification::new(self.client, kind, user_id, message.into());
+        add.generic = true;
+        add
+    }
+
+    /// Deletes every notification with this tag, for all users (`im.notify.delete` with `TAG`).
+    ///
+    /// ```no_run
+    /// # async fn run(client: bitrix24::Client) -> Result<(), bitrix24::Error> {
+    /// client.notify().delete_by_tag("disk-alert").send().await?;
+    /// # Ok(()) }
+    /// ```
+    pub fn delete_by_tag(&self, tag: impl Into<String>) -> DeleteByTag<'c> {
+        DeleteByTag {
+            client: self.client,
+            target: DeleteTarget::Tag(tag.into()),
+            client_id: None,
+        }
+    }
+
+    /// Deletes every notification with this sub-tag (`im.notify.delete` with `SUB_TAG`).
+    pub fn delete_by_sub_tag(&self, sub_tag: impl Into<String>) -> DeleteByTag<'c> {
+        DeleteByTag {
+            client: self.client,
+            target: DeleteTarget::SubTag(sub_tag.into()),
+            client_id: None,
+        }
+    }
+
+    /// Marks a notification, and every newer one, as read (`im.notify.read`).
+    ///
+    /// ```no_run
+    /// # async fn run(client: bitrix24::Client) -> Result<(), bitrix24::Error> {
+    /// client.notify().read(7450).only_current().send().await?;
+    /// # Ok(()) }
+    /// ```
+    pub fn read(&self, id: u64) -> MarkRead<'c> {
+        MarkRead {
+            client: self.client,
+            id,
+            unread: false,
+            only_current: false,
+        }
+    }
+
+    /// Marks the listed notifications as read (`im.notify.read.list`).
+    pub fn read_list(&self, ids: impl IntoIterator<Item = u64>) -> MarkReadList<'c> {
+        MarkReadList {
+            client: self.client,
+            ids: ids.into_iter().collect(),
+            unread: false,
+        }
+    }
+
+    /// Marks all of the caller's notifications as read (`im.notify.read.all`).
+    pub fn read_all(&self) -> MarkAllRead<'c> {
+        MarkAllRead {
+            client: self.client,
+        }
+    }
+
+    /// Presses a button of a confirmation notification (`im.notify.confirm`).
+    ///
+    /// ```no_run
+    /// # async fn run(client: bitrix24::Client) -> Result<(), bitrix24::Error> {
+    /// let messages = client.notify().confirm(7450, "Y").send().await?;
+    /// # Ok(()) }
+    /// ```
+    pub fn confirm(&self, id: u64, value: impl Into<String>) -> Reply<'c> {
+        let request = Request::new("im.notify.confirm")
+            .param("NOTIFY_ID", id)
+            .param("NOTIFY_VALUE", value.into());
+        Reply {
+            client: self.client,
+            request,
+        }
+    }
+
+    /// Answers a notification with text (`im.notify.answer`).
+    pub fn answer(&self, id: u64, text: impl Into<String>) -> Reply<'c> {
+        let request = Request::new("im.notify.answer")
+            .param("NOTIFY_ID", id)
+            .param("ANSWER_TEXT", text.into());
+        Reply {
+            client: self.client,
+            request,
+        }
+    }
+
+    /// Lists the caller's notifications (`im.notify.get`), one page or all of them.
+    ///
+    /// ```no_run
+    /// # async fn run(client: bitrix24::Client) -> Result<(), bitrix24::Error> {
+    /// let page = client.notify().get().limit(20).send().await?;
+    /// println!("{} unread", page.total_unread_count.unwrap_or(0));
+    /// # Ok(()) }
+    /// ```
+    pub fn get(&self) -> GetNotifications<'c> {
+        GetNotifications {
+            client: self.client,
+            limit: MAX_PAGE,
+            after: None,
+            convert_text: false,
+        }
+    }
+
+    /// Searches the caller's notifications by text (`im.notify.history.search`).
+    pub fn search(&self, text: impl Into<String>) -> SearchNotifications<'c> {
+        SearchNotifications {
+            client: self.client,
+            text: text.into(),
+            limit: MAX_PAGE,
+            after_id: None,
+        }
+    }
+
+    /// The notification types by module (`im.notify.schema.get`).
+    pub fn schema(&self) -> GetSchema<'c> {
+        GetSchema {
+            client: self.client,
+        }
+    }
 }
 
 /// Builder for `im.notify.personal.add` and `im.notify.system.add`.
@@ -110,6 +258,9 @@ pub struct AddNotification<'c> {
     tag: Option<String>,
     sub_tag: Option<String>,
     attach: Option<Attach>,
+    client_id: Option<String>,
+    /// Sent through `im.notify` with `TYPE` rather than the kind's own method.
+    generic: bool,
 }
 
 impl<'c> AddNotification<'c> {
@@ -123,6 +274,8 @@ impl<'c> AddNotification<'c> {
             tag: None,
             sub_tag: None,
             attach: None,
+            client_id: None,
+            generic: false,
         }
     }
 
@@ -145,6 +298,13 @@ impl<'c> AddNotification<'c> {
         self
     }
 
+    /// The OAuth application's client id, sent as `CLIENT_ID`. The portal's docs say webhook
+    /// callers need it for `TAG`/`SUB_TAG`; the server source found so far ignores it on add.
+    pub fn client_id(mut self, client_id: impl Into<String>) -> Self {
+        self.client_id = Some(client_id.into());
+        self
+    }
+
     /// Attachment blocks.
     pub fn attach(mut self, attach: Attach) -> Self {
         self.attach = Some(attach);
@@ -163,7 +323,12 @@ impl<'c> AddNotification<'c> {
             ));
         }
         // OPI sends the user id as a string; the portal reads it with intval either way.
-        let mut request = Request::new(self.kind.method())
+        let mut request = if self.generic {
+            Request::new("im.notify").param("TYPE", self.kind.type_param())
+        } else {
+            Request::new(self.kind.method())
+        };
+        request = request
             .param("USER_ID", self.user_id.to_string())
             .param("MESSAGE", self.message.clone());
         for (key, value) in [

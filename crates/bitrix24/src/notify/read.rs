@@ -1,0 +1,250 @@
+//! Marking, answering and deleting notifications: `im.notify.read*`, `confirm`, `answer`,
+//! and `delete` by tag.
+//!
+//! All of these act on the caller's own notifications: a webhook's user, or the user the
+//! OAuth token belongs to.
+
+use serde::{Deserialize, Deserializer};
+use serde_json::Value;
+
+use crate::answer::Flag;
+use crate::client::{Client, Request};
+use crate::error::Error;
+
+/// `im.notify.read`: marks one notification, or it and every newer one, as read or unread.
+#[derive(Debug, Clone)]
+#[must_use = "nothing is marked until .send()"]
+pub struct MarkRead<'c> {
+    pub(super) client: &'c Client,
+    pub(super) id: u64,
+    pub(super) unread: bool,
+    pub(super) only_current: bool,
+}
+
+impl MarkRead<'_> {
+    /// Marks as unread instead (`ACTION=N`).
+    pub fn unread(mut self) -> Self {
+        self.unread = true;
+        self
+    }
+
+    /// Only this notification, not every newer one too (`ONLY_CURRENT=Y`).
+    pub fn only_current(mut self) -> Self {
+        self.only_current = true;
+        self
+    }
+
+    /// The request this builder sends.
+    pub fn to_request(&self) -> Request {
+        Request::new("im.notify.read")
+            .param("ID", self.id)
+            .param("ACTION", if self.unread { "N" } else { "Y" })
+            .param("ONLY_CURRENT", if self.only_current { "Y" } else { "N" })
+    }
+
+    /// Sends it. The portal answers `true` whatever the id.
+    pub async fn send(self) -> Result<bool, Error> {
+        Ok(self.client.send::<Flag>(&self.to_request()).await?.result.0)
+    }
+}
+
+/// `im.notify.read.list`: marks the listed notifications as read or unread.
+#[derive(Debug, Clone)]
+#[must_use = "nothing is marked until .send()"]
+pub struct MarkReadList<'c> {
+    pub(super) client: &'c Client,
+    pub(super) ids: Vec<u64>,
+    pub(super) unread: bool,
+}
+
+impl MarkReadList<'_> {
+    /// Marks as unread instead (`ACTION=N`).
+    pub fn unread(mut self) -> Self {
+        self.unread = true;
+        self
+    }
+
+    /// The request this builder sends. The portal stops at the first id below 1, so such ids
+    /// are refused here.
+    pub fn to_request(&self) -> Result<Request, Error> {
+        if self.ids.is_empty() {
+            return Err(Error::invalid(
+                "IDS",
+                "is empty; give at least one notification id",
+            ));
+        }
+        if let Some(pos) = self.ids.iter().position(|id| *id == 0) {
+            return Err(Error::invalid(
+                format!("IDS[{pos}]"),
+                "is 0; notification ids start at 1",
+            ));
+        }
+        Ok(Request::new("im.notify.read.list")
+            .param("IDS", self.ids.clone())
+            .param("ACTION", if self.unread { "N" } else { "Y" }))
+    }
+
+    /// Sends it.
+    pub async fn send(self) -> Result<bool, Error> {
+        Ok(self
+            .client
+            .send::<Flag>(&self.to_request()?)
+            .await?
+            .result
+            .0)
+    }
+}
+
+/// `im.notify.read.all`: marks every notification of the caller as read.
+#[derive(Debug, Clone)]
+#[must_use = "nothing is marked until .send()"]
+pub struct MarkAllRead<'c> {
+    pub(super) client: &'c Client,
+}
+
+impl MarkAllRead<'_> {
+    /// The request this builder sends.
+    pub fn to_request(&self) -> Request {
+        Request::new("im.notify.read.all")
+    }
+
+    /// Sends it. Accepts both the documented `{"result": true, "newCounter": 0}` and a bare `true`.
+    pub async fn send(self) -> Result<bool, Error> {
+        Ok(self
+            .client
+            .send::<ReadAll>(&self.to_request())
+            .await?
+            .result
+            .0)
+    }
+}
+
+struct ReadAll(bool);
+
+impl<'de> Deserialize<'de> for ReadAll {
+    fn deserialize<D: Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
+        let v = Value::deserialize(d)?;
+        let flag = match &v {
+            Value::Object(map) => map.get("result").cloned().unwrap_or(Value::Bool(true)),
+            other => other.clone(),
+        };
+        Ok(ReadAll(
+            serde_json::from_value::<Flag>(flag)
+                .map_err(serde::de::Error::custom)?
+                .0,
+        ))
+    }
+}
+
+/// `im.notify.confirm` and `im.notify.answer`: replying to a notification.
+#[derive(Debug, Clone)]
+#[must_use = "nothing is sent until .send()"]
+pub struct Reply<'c> {
+    pub(super) client: &'c Client,
+    pub(super) request: Request,
+}
+
+impl Reply<'_> {
+    /// The request this builder sends.
+    pub fn to_request(&self) -> Request {
+        self.request.clone()
+    }
+
+    /// Sends it. Returns the portal's messages about the reply, or `None` when it answered
+    /// `false` (no such notification, or nothing to reply to).
+    pub async fn send(self) -> Result<Option<Vec<String>>, Error> {
+        Ok(self
+            .client
+            .send::<ReplyResult>(&self.request)
+            .await?
+            .result
+            .result_message)
+    }
+}
+
+/// `{"result_message": [strings] | false}`.
+#[derive(Debug, Deserialize)]
+struct ReplyResult {
+    #[serde(default, deserialize_with = "de_messages")]
+    result_message: Option<Vec<String>>,
+}
+
+fn de_messages<'de, D: Deserializer<'de>>(d: D) -> Result<Option<Vec<String>>, D::Error> {
+    Ok(match Value::deserialize(d)? {
+        Value::Array(items) => Some(
+            items
+                .into_iter()
+                .map(|v| match v {
+                    Value::String(s) => s,
+                    other => other.to_string(),
+                })
+                .collect(),
+        ),
+        Value::String(s) => Some(vec![s]),
+        _ => None,
+    })
+}
+
+/// What `im.notify.delete` deletes besides a single id.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub(super) enum DeleteTarget {
+    Tag(String),
+    SubTag(String),
+}
+
+/// `im.notify.delete` by `TAG` or `SUB_TAG`.
+///
+/// Tags belong to the OAuth application that set them. Over a webhook, give the application's
+/// [`client_id`](DeleteByTag::client_id): the portal then deletes tags of `custom<CLIENT_ID>`.
+/// Unlike deletion by id, this deletes matching notifications of every user.
+#[derive(Debug, Clone)]
+#[must_use = "nothing is deleted until .send()"]
+pub struct DeleteByTag<'c> {
+    pub(super) client: &'c Client,
+    pub(super) target: DeleteTarget,
+    pub(super) client_id: Option<String>,
+}
+
+impl DeleteByTag<'_> {
+    /// The application whose tags to delete (`CLIENT_ID`), required over a webhook.
+    pub fn client_id(mut self, client_id: impl Into<String>) -> Self {
+        self.client_id = Some(client_id.into());
+        self
+    }
+
+    /// The request this builder sends.
+    pub fn to_request(&self) -> Result<Request, Error> {
+        let (key, tag) = match &self.target {
+            DeleteTarget::Tag(tag) => ("TAG", tag),
+            DeleteTarget::SubTag(tag) => ("SUB_TAG", tag),
+        };
+        if tag.is_empty() {
+            return Err(Error::invalid(
+                key,
+                "is empty; the portal deletes nothing for an empty tag",
+            ));
+        }
+        let mut request = Request::new("im.notify.delete").param(key, tag.clone());
+        match self.client_id.as_deref().filter(|c| !c.is_empty()) {
+            Some(client_id) => request = request.param("CLIENT_ID", client_id),
+            None if !self.client.portal().is_oauth() => {
+                return Err(Error::invalid(
+                    "CLIENT_ID",
+                    "is required to delete by tag over a webhook (the portal answers ACCESS_DENIED without it)",
+                ));
+            }
+            None => {}
+        }
+        Ok(request)
+    }
+
+    /// Sends it. The portal answers `true` even when nothing matched.
+    pub async fn send(self) -> Result<bool, Error> {
+        Ok(self
+            .client
+            .send::<Flag>(&self.to_request()?)
+            .await?
+            .result
+            .0)
+    }
+}
