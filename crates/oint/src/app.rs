@@ -4,10 +4,10 @@ use std::ffi::OsString;
 
 use clap::{CommandFactory, Parser};
 
-use crate::cli::{self, Cli, Library, Method, SandboxAction};
+use crate::cli::{self, Cli, Command, Method, SandboxAction};
 use crate::output::{self, Exit, Failure, Success};
 use crate::resolve::{self, Job};
-use crate::{run, sandbox};
+use crate::{modern, run, sandbox};
 
 pub fn main(args: Vec<OsString>) -> Exit {
     let args = canonicalize_method(args);
@@ -15,12 +15,12 @@ pub fn main(args: Vec<OsString>) -> Exit {
         Ok(cli) => cli,
         Err(e) => return clap_error(e, &args),
     };
-    match cli.library {
+    match cli.command {
         None => {
             let _ = Cli::command().print_long_help();
             Exit::Ok
         }
-        Some(Library::Bitrix24(b24)) => match b24.method {
+        Some(Command::Bitrix24(b24)) => match b24.method {
             None => output::report(Ok(Success::Text(method_list())), None),
             // OPI prints a method's help when it is given no options at all.
             Some(_) if args.len() == 3 => {
@@ -39,7 +39,40 @@ pub fn main(args: Vec<OsString>) -> Exit {
             }
             Some(method) => run_method(method),
         },
-        Some(Library::Sandbox(args)) => run_sandbox(args.action),
+        Some(Command::Sandbox(args)) => run_sandbox(args.action),
+        Some(Command::Notify(args)) => modern::notify(args),
+        Some(Command::Call(args)) => modern::call(args),
+        Some(Command::Completions { shell }) => {
+            let mut script = Vec::new();
+            clap_complete::generate(shell, &mut Cli::command(), "oint", &mut script);
+            write_ignoring_closed_pipe(&script)
+        }
+        Some(Command::Man) => {
+            let mut page = Vec::new();
+            match clap_mangen::Man::new(Cli::command()).render(&mut page) {
+                Ok(()) => write_ignoring_closed_pipe(&page),
+                Err(e) => output::report(
+                    Err(Failure::Local(format!(
+                        "cannot render the manual page: {e}"
+                    ))),
+                    None,
+                ),
+            }
+        }
+    }
+}
+
+/// `oint man | head` closes the pipe early; that is not an error.
+fn write_ignoring_closed_pipe(bytes: &[u8]) -> Exit {
+    use std::io::Write;
+    match std::io::stdout().lock().write_all(bytes) {
+        Err(e) if e.kind() != std::io::ErrorKind::BrokenPipe => output::report(
+            Err(Failure::Local(format!(
+                "cannot write to standard output: {e}"
+            ))),
+            None,
+        ),
+        _ => Exit::Ok,
     }
 }
 
@@ -78,14 +111,14 @@ fn run_sandbox(action: SandboxAction) -> Exit {
     output::report(outcome, None)
 }
 
-fn runtime() -> Result<tokio::runtime::Runtime, Failure> {
+pub(crate) fn runtime() -> Result<tokio::runtime::Runtime, Failure> {
     tokio::runtime::Builder::new_current_thread()
         .enable_all()
         .build()
         .map_err(|e| Failure::Local(format!("cannot start the async runtime: {e}")))
 }
 
-fn init_debug_logging() {
+pub(crate) fn init_debug_logging() {
     use std::io::IsTerminal;
     // Directives match target prefixes, so the sandbox's own server logs need their own line.
     let filter = "bitrix24=debug,bitrix24_emulator=warn,oint=debug";
@@ -121,6 +154,25 @@ fn method_list() -> String {
     text
 }
 
+/// Clap's first line, plus the indented list it sometimes announces with a colon
+/// ("the following required arguments were not provided:").
+fn one_line(rendered: &str) -> String {
+    let mut lines = rendered.lines();
+    let mut text = lines
+        .next()
+        .unwrap_or("invalid arguments")
+        .trim_start_matches("error: ")
+        .to_string();
+    if text.ends_with(':') {
+        let items: Vec<&str> = lines
+            .take_while(|l| l.starts_with("  "))
+            .map(str::trim)
+            .collect();
+        text = format!("{} {}", text.trim_end_matches(':'), items.join(", "));
+    }
+    text
+}
+
 /// Help and version go to stdout with exit 0; every other clap error becomes one line.
 fn clap_error(e: clap::Error, args: &[OsString]) -> Exit {
     use clap::error::ErrorKind;
@@ -133,11 +185,7 @@ fn clap_error(e: clap::Error, args: &[OsString]) -> Exit {
         }
         kind => {
             let rendered = e.render().to_string();
-            let first = rendered
-                .lines()
-                .next()
-                .unwrap_or("invalid arguments")
-                .trim_start_matches("error: ");
+            let first = one_line(&rendered);
             let hint = match (kind, args.get(1).and_then(|a| a.to_str())) {
                 (ErrorKind::InvalidSubcommand, Some("bitrix24")) => {
                     "; run 'oint bitrix24' to list the methods".to_string()
@@ -145,7 +193,21 @@ fn clap_error(e: clap::Error, args: &[OsString]) -> Exit {
                 (_, Some("bitrix24")) if args.len() > 2 => {
                     format!("; see 'oint bitrix24 {} --help'", args[2].to_string_lossy())
                 }
-                _ => "; see 'oint --help'".to_string(),
+                _ => {
+                    let words: Vec<String> = args
+                        .iter()
+                        .skip(1)
+                        .map(|a| a.to_string_lossy().into_owned())
+                        .take_while(|a| !a.starts_with('-'))
+                        .take(2)
+                        .collect();
+                    let mut command = String::from("oint");
+                    for word in words {
+                        command.push(' ');
+                        command.push_str(&word);
+                    }
+                    format!("; see '{command} --help'")
+                }
             };
             output::report(Err(Failure::Usage(format!("{first}{hint}"))), None)
         }

@@ -4,7 +4,9 @@
 //! stay strings; [`crate::resolve`] checks and converts them, so that every mistake gets a
 //! one-line message naming the flag.
 
-use clap::{Args, Parser, Subcommand};
+use std::path::PathBuf;
+
+use clap::{Args, Parser, Subcommand, ValueEnum};
 
 pub const EXIT_CODES: &str = "\
 Exit codes:
@@ -12,6 +14,28 @@ Exit codes:
   1  the portal answered with an error (its JSON is still printed), or the network failed
   2  usage or validation error, reported before anything is sent
   4  authentication or authorization error (NO_AUTH_FOUND, INVALID_CREDENTIALS, expired_token, ...)";
+
+const NOTIFY_EXAMPLES: &str = "\
+Examples:
+  oint notify send --url sandbox --user 1 --text \"Build #42 passed\"
+  oint notify send --user 10 --text \"Disk 91% full\" --system --tag disk-alert --sub-tag host-7
+  oint notify send --user 10 --text Deployed --image chart=https://ci.example.com/c.png
+  oint notify list --all --json
+  oint notify read --all
+  oint notify delete --tag disk-alert
+
+Connection: --url/--token, else BITRIX24_URL/BITRIX24_TOKEN, else the config file's portal
+(--portal NAME, OINT_PORTAL or default_portal in ~/.config/oint/config.toml or $OINT_CONFIG).";
+
+const CALL_EXAMPLES: &str = "\
+Examples:
+  oint call server.time
+  oint call im.notify.system.add USER_ID=10 MESSAGE=\"Disk full\" 'ATTACH[0][MESSAGE]=see /var/log'
+  oint call im.notify.get --params '{\"LIMIT\": 5}'
+  oint call im.notify.personal.add --params @notification.json
+
+key=value pairs are sent as strings; key[sub]=v and key[]=v nest as in Bitrix24's PHP syntax.
+--params (JSON, or @FILE) is read first, then key=value pairs are laid over it.";
 
 const TOP_EXAMPLES: &str = "\
 Examples:
@@ -24,24 +48,251 @@ Examples:
 #[derive(Debug, Parser)]
 #[command(
     name = "oint",
+    about = "Bitrix24 notifications from the command line",
     version,
-    about = "Bitrix24 notifications from the command line, compatible with OpenIntegrations' oint",
+    long_about = "Bitrix24 notifications from the command line: OpenIntegrations-compatible \
+                  `oint bitrix24 …` commands, and a modern `oint notify …` grammar.",
     after_help = format!("{TOP_EXAMPLES}\n\n{EXIT_CODES}"),
     disable_help_subcommand = true
 )]
 pub struct Cli {
     #[command(subcommand)]
-    pub library: Option<Library>,
+    pub command: Option<Command>,
 }
 
 #[derive(Debug, Subcommand)]
-pub enum Library {
+pub enum Command {
     /// Bitrix24 methods, with OPI's names and options
     #[command(name = "bitrix24", disable_help_subcommand = true)]
     Bitrix24(Bitrix24),
     /// Inspect or clear the local sandbox portal used by --url sandbox
     #[command(name = "sandbox", disable_help_subcommand = true)]
     Sandbox(SandboxArgs),
+    /// Send, list, read, answer and delete notifications
+    #[command(disable_help_subcommand = true, after_help = NOTIFY_EXAMPLES)]
+    Notify(NotifyArgs),
+    /// Call any Bitrix24 method with the same auth and error handling
+    #[command(after_help = CALL_EXAMPLES)]
+    Call(CallArgs),
+    /// Print a shell completion script: oint completions bash > /etc/bash_completion.d/oint
+    Completions {
+        #[arg(value_enum)]
+        shell: clap_complete::Shell,
+    },
+    /// Print the manual page (roff): oint man | man -l -
+    Man,
+}
+
+/// How the modern commands print results.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
+pub enum OutputFormat {
+    /// JSON on one or more lines, for scripts
+    Json,
+    /// Tab-separated values, one record a line
+    Plain,
+    /// An aligned table, for people
+    Table,
+}
+
+/// Where to send and how to print, shared by the modern commands.
+#[derive(Debug, Args, Clone, Default)]
+pub struct Connection {
+    /// Portal from the config file ([portals.NAME])
+    #[arg(long, global = true, value_name = "NAME")]
+    pub portal: Option<String>,
+    /// Webhook URL, portal domain (with a token), or "sandbox" [env: BITRIX24_URL]
+    #[arg(long, global = true, value_name = "URL")]
+    pub url: Option<String>,
+    /// OAuth access token; prefer --token-file or BITRIX24_TOKEN [env: BITRIX24_TOKEN]
+    #[arg(long, global = true, value_name = "TOKEN")]
+    pub token: Option<String>,
+    /// Read the OAuth access token from this file (must not be readable by others)
+    #[arg(long, global = true, value_name = "PATH")]
+    pub token_file: Option<PathBuf>,
+    /// Read the OAuth access token from the first line of standard input
+    #[arg(long, global = true)]
+    pub token_stdin: bool,
+    /// Output format [default: table on a terminal, json otherwise]
+    #[arg(long, global = true, value_enum, value_name = "FORMAT")]
+    pub output: Option<OutputFormat>,
+    /// Same as --output json
+    #[arg(long, global = true)]
+    pub json: bool,
+    /// Show what is sent and received on stderr (secrets masked)
+    #[arg(long, global = true)]
+    pub debug: bool,
+    /// Print the request that would be sent (secrets masked) and send nothing
+    #[arg(long, global = true)]
+    pub dry_run: bool,
+}
+
+#[derive(Debug, Args)]
+pub struct NotifyArgs {
+    #[command(flatten)]
+    pub connection: Connection,
+    #[command(subcommand)]
+    pub action: NotifyAction,
+}
+
+#[derive(Debug, Subcommand)]
+pub enum NotifyAction {
+    /// Send a notification (im.notify.personal.add, or im.notify.system.add with --system)
+    Send(SendFlags),
+    /// Delete notifications by id, tag or sub-tag (im.notify.delete)
+    Delete(DeleteByFlags),
+    /// Mark notifications read or unread (im.notify.read, read.list, read.all)
+    Read(ReadFlags),
+    /// Answer a notification with text (im.notify.answer)
+    Answer(AnswerFlags),
+    /// Press a button of a confirmation notification (im.notify.confirm)
+    Confirm(ConfirmFlags),
+    /// List your notifications, newest first (im.notify.get)
+    List(ListFlags),
+    /// Search your notifications by text (im.notify.history.search)
+    Search(SearchFlags),
+}
+
+#[derive(Debug, Args, Clone)]
+pub struct SendFlags {
+    /// Recipient's user ID
+    #[arg(long, value_name = "ID", value_parser = clap::value_parser!(u64).range(1..))]
+    pub user: u64,
+    /// Notification text (BB-codes allowed)
+    #[arg(long, value_name = "TEXT")]
+    pub text: String,
+    /// Send as a system notification, with no author
+    #[arg(long)]
+    pub system: bool,
+    /// Uniqueness tag: a newer notification with the same tag replaces the old one (OAuth apps only)
+    #[arg(long, value_name = "TAG")]
+    pub tag: Option<String>,
+    /// Secondary tag, for deleting groups of notifications (OAuth apps only)
+    #[arg(long, value_name = "TAG")]
+    pub sub_tag: Option<String>,
+    /// Text for e-mail and other external channels
+    #[arg(long, value_name = "TEXT")]
+    pub message_out: Option<String>,
+    /// Attachment: JSON (list of blocks or full form), OPI's single-quoted form, or a file path
+    #[arg(long, value_name = "FILE|JSON")]
+    pub attach: Option<String>,
+    /// Add a picture block (repeatable)
+    #[arg(long, value_name = "NAME=URL")]
+    pub image: Vec<String>,
+    /// Add a file block (repeatable)
+    #[arg(long, value_name = "NAME=URL")]
+    pub file: Vec<String>,
+    /// Colour of the attachment's stripe, e.g. #29619b
+    #[arg(long, value_name = "#HEX")]
+    pub color: Option<String>,
+    /// OAuth application's client id, sent as CLIENT_ID (the docs say webhooks need it for tags)
+    #[arg(long, value_name = "ID")]
+    pub client_id: Option<String>,
+}
+
+#[derive(Debug, Args, Clone)]
+pub struct DeleteByFlags {
+    #[command(flatten)]
+    pub target: DeleteTargetFlags,
+    /// The application whose tags to delete; required for --tag/--sub-tag over a webhook
+    #[arg(long, value_name = "ID")]
+    pub client_id: Option<String>,
+}
+
+/// Exactly one of these.
+#[derive(Debug, Args, Clone)]
+#[group(required = true, multiple = false)]
+pub struct DeleteTargetFlags {
+    /// Delete this notification (only your own notifications can be deleted by id)
+    #[arg(long, value_name = "ID", value_parser = clap::value_parser!(u64).range(1..))]
+    pub id: Option<u64>,
+    /// Delete every notification with this tag, for all users
+    #[arg(long, value_name = "TAG")]
+    pub tag: Option<String>,
+    /// Delete every notification with this sub-tag, for all users
+    #[arg(long, value_name = "TAG")]
+    pub sub_tag: Option<String>,
+}
+
+#[derive(Debug, Args, Clone)]
+pub struct ReadFlags {
+    #[command(flatten)]
+    pub target: ReadTargetFlags,
+    /// Mark unread instead of read (not with --all)
+    #[arg(long, conflicts_with = "all")]
+    pub unread: bool,
+    /// With --id: only that notification
+    #[arg(long, requires = "id")]
+    pub only_current: bool,
+}
+
+/// Exactly one of these.
+#[derive(Debug, Args, Clone)]
+#[group(required = true, multiple = false)]
+pub struct ReadTargetFlags {
+    /// This notification and every newer one (with --only-current: just this one)
+    #[arg(long, value_name = "ID", value_parser = clap::value_parser!(u64).range(1..))]
+    pub id: Option<u64>,
+    /// These notifications, comma-separated
+    #[arg(long, value_name = "ID,ID,…", value_delimiter = ',', value_parser = clap::value_parser!(u64).range(1..))]
+    pub ids: Vec<u64>,
+    /// All of your notifications
+    #[arg(long)]
+    pub all: bool,
+}
+
+#[derive(Debug, Args, Clone)]
+pub struct AnswerFlags {
+    /// Notification to answer
+    #[arg(long, value_name = "ID", value_parser = clap::value_parser!(u64).range(1..))]
+    pub id: u64,
+    /// The answer
+    #[arg(long, value_name = "TEXT")]
+    pub text: String,
+}
+
+#[derive(Debug, Args, Clone)]
+pub struct ConfirmFlags {
+    /// Confirmation notification
+    #[arg(long, value_name = "ID", value_parser = clap::value_parser!(u64).range(1..))]
+    pub id: u64,
+    /// Value of the button to press, e.g. Y or N
+    #[arg(long, value_name = "VALUE")]
+    pub value: String,
+}
+
+#[derive(Debug, Args, Clone)]
+pub struct ListFlags {
+    /// Notifications per page (1–50)
+    #[arg(long, value_name = "N", default_value_t = 50, value_parser = clap::value_parser!(u32).range(1..=50))]
+    pub limit: u32,
+    /// Every page, not just the first
+    #[arg(long)]
+    pub all: bool,
+}
+
+#[derive(Debug, Args, Clone)]
+pub struct SearchFlags {
+    /// Text to look for (at least 3 characters)
+    #[arg(value_name = "TEXT")]
+    pub text: String,
+    /// Results per page (1–50)
+    #[arg(long, value_name = "N", default_value_t = 50, value_parser = clap::value_parser!(u32).range(1..=50))]
+    pub limit: u32,
+}
+
+#[derive(Debug, Args)]
+pub struct CallArgs {
+    #[command(flatten)]
+    pub connection: Connection,
+    /// Bitrix24 method, e.g. im.notify.get or server.time
+    #[arg(value_name = "METHOD")]
+    pub method: String,
+    /// Parameters as key=value; key[sub]=value and key[]=value nest
+    #[arg(value_name = "KEY=VALUE")]
+    pub params: Vec<String>,
+    /// Parameters as a JSON object, or @FILE to read one from a file
+    #[arg(long = "params", value_name = "JSON|@FILE")]
+    pub params_json: Option<String>,
 }
 
 #[derive(Debug, Args)]

@@ -3,6 +3,8 @@
 mod app;
 mod blocks;
 mod cli;
+mod config;
+mod modern;
 mod output;
 mod resolve;
 mod run;

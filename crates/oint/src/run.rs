@@ -18,28 +18,12 @@ pub async fn run(job: Job) -> Result<Success, Failure> {
             common,
         } => {
             // Keep the sandbox alive until the call is done.
-            let (client, _sandbox) = match target {
-                Target::Portal { url, token } => {
-                    let mut builder = Client::builder(url);
-                    if let Some(token) = &token {
-                        builder = builder.token(token.expose_secret());
-                    }
-                    (builder.build().map_err(library_failure)?, None)
-                }
-                Target::Sandbox { token } => {
-                    let sandbox = sandbox::start(token.as_ref())
-                        .await
-                        .map_err(Failure::Local)?;
-                    (sandbox.client.clone(), Some(sandbox))
-                }
-            };
+            let (client, _sandbox) = connect(target).await?;
             if common.debug {
                 eprintln!("portal : {}", client.portal());
             }
             if request.params().contains_key("TAG") && !client.portal().is_oauth() {
-                eprintln!(
-                    "warning: Bitrix24 ignores --tag on webhook calls (tags work only for OAuth applications), so this notification will not replace earlier ones"
-                );
+                eprintln!("{WEBHOOK_TAG_WARNING}");
             }
             if common.test {
                 let preview = client.preview(&request);
@@ -52,6 +36,28 @@ pub async fn run(job: Job) -> Result<Success, Failure> {
         }
     }
 }
+
+/// A client for the target; the sandbox, when used, lives as long as the returned guard.
+pub async fn connect(target: Target) -> Result<(Client, Option<sandbox::Sandbox>), Failure> {
+    match target {
+        Target::Portal { url, token } => {
+            let mut builder = Client::builder(url);
+            if let Some(token) = &token {
+                builder = builder.token(token.expose_secret());
+            }
+            Ok((builder.build().map_err(library_failure)?, None))
+        }
+        Target::Sandbox { token } => {
+            let sandbox = sandbox::start(token.as_ref())
+                .await
+                .map_err(Failure::Local)?;
+            Ok((sandbox.client.clone(), Some(sandbox)))
+        }
+    }
+}
+
+/// Printed when a tag goes out over a webhook, where the portal drops it.
+pub const WEBHOOK_TAG_WARNING: &str = "warning: Bitrix24 ignores --tag on webhook calls (tags work only for OAuth applications), so this notification will not replace earlier ones";
 
 /// A `false` result is the portal saying "not done" without an error; scripts must see it.
 fn judge(expect: Expect, request: &bitrix24::Request, body: Value) -> Result<Success, Failure> {
@@ -151,7 +157,9 @@ fn hint_for(code: &str) -> &'static str {
         "expired_token" => "; get a fresh access token (OAuth tokens live one hour)",
         "invalid_token" => "; the access token is not known to this portal",
         "insufficient_scope" => "; give the webhook or application the \"im\" scope",
-        "ERROR_METHOD_NOT_FOUND" => "; check the URL: it should end with /rest/USER_ID/SECRET/",
+        "ERROR_METHOD_NOT_FOUND" => {
+            "; check the method name, and that a webhook URL ends with /rest/USER_ID/SECRET/"
+        }
         "QUERY_LIMIT_EXCEEDED" => "; too many requests, wait a few seconds and try again",
         _ => "",
     }

@@ -1,57 +1,9 @@
 //! The built `oint` binary end to end against an emulator on a random loopback port.
 
-use std::process::Output;
+mod common;
 
-use bitrix24_emulator::{Config, Emulator};
+use common::*;
 use serde_json::Value;
-
-const SECRET: &str = "cli-webhook-secret-93d2";
-const TOKEN: &str = "cli-oauth-token-5e07";
-
-async fn emulator() -> Emulator {
-    Emulator::start(
-        Config::default()
-            .webhook(1, SECRET)
-            .access_token(1, TOKEN)
-            .expired_access_token(1, "stale-token"),
-    )
-    .await
-    .expect("emulator starts")
-}
-
-/// Runs `oint` with `args` and a clean environment (no BITRIX24_* from the caller).
-async fn oint(args: &[&str], env: &[(&str, &str)]) -> Output {
-    let mut cmd = tokio::process::Command::new(env!("CARGO_BIN_EXE_oint"));
-    cmd.args(args)
-        .env_remove("BITRIX24_URL")
-        .env_remove("BITRIX24_TOKEN");
-    for (k, v) in env {
-        cmd.env(k, v);
-    }
-    cmd.output().await.expect("oint runs")
-}
-
-fn stdout(o: &Output) -> String {
-    String::from_utf8_lossy(&o.stdout).into_owned()
-}
-
-fn stderr(o: &Output) -> String {
-    String::from_utf8_lossy(&o.stderr).into_owned()
-}
-
-fn json(o: &Output) -> Value {
-    serde_json::from_slice(&o.stdout)
-        .unwrap_or_else(|e| panic!("stdout is not JSON ({e}): {}", stdout(o)))
-}
-
-fn assert_no_secrets(o: &Output) {
-    for text in [stdout(o), stderr(o)] {
-        assert!(
-            !text.contains(SECRET) && !text.contains(TOKEN),
-            "secret leaked: {text}"
-        );
-    }
-}
 
 const OPI_BLOCKS: &str = "[{'IMAGE':{'NAME':'Image1','LINK':'https://example.com/picture.jpg'}},{'FILE':{'NAME':'File1.docx','LINK':'https://example.com/document.docx'}}]";
 

@@ -1,0 +1,658 @@
+//! The modern commands: `oint notify …` and `oint call …`.
+//!
+//! Each command resolves its flags and connection first (usage errors exit 2 before anything
+//! is sent), then runs through the library's typed calls, then renders the result as JSON,
+//! tab-separated text or a table. Errors go through [`output::report`] like everywhere else.
+
+use std::io::IsTerminal;
+
+use bitrix24::{Attach, Client, Notification, Request};
+use futures_util::TryStreamExt;
+use serde_json::{Map, Value, json};
+
+use crate::cli::{CallArgs, Connection, NotifyAction, NotifyArgs, OutputFormat, SendFlags};
+use crate::output::{self, Exit, Failure, Success};
+use crate::run::{WEBHOOK_TAG_WARNING, connect, library_failure};
+use crate::{app, blocks, config};
+
+/// What a command produced, before rendering.
+enum Outcome {
+    /// A value to print as JSON, with its plain-text form.
+    Value { json: Value, plain: String },
+    /// A list of notifications.
+    Notifications(Vec<Notification>),
+}
+
+pub fn notify(args: NotifyArgs) -> Exit {
+    let format = format(&args.connection);
+    let outcome = prepare(&args.connection).and_then(|target| {
+        let rt = app::runtime()?;
+        rt.block_on(async {
+            let (client, _sandbox) = connect(target).await?;
+            run_notify(&client, args.action, &args.connection).await
+        })
+    });
+    render(outcome, format)
+}
+
+pub fn call(args: CallArgs) -> Exit {
+    let format = format(&args.connection);
+    let params = match call_params(args.params_json.as_deref(), &args.params) {
+        Ok(params) => params,
+        Err(e) => return output::report(Err(Failure::Usage(e)), None),
+    };
+    let request = params
+        .into_iter()
+        .fold(Request::new(args.method.trim()), |r, (k, v)| r.param(k, v));
+    let outcome = prepare(&args.connection).and_then(|target| {
+        let rt = app::runtime()?;
+        rt.block_on(async {
+            let (client, _sandbox) = connect(target).await?;
+            if args.connection.dry_run {
+                return Ok(preview(&client, &request));
+            }
+            let answer = client.execute(&request).await.map_err(library_failure)?;
+            let plain = match &answer.result {
+                Value::String(s) => s.clone(),
+                other => other.to_string(),
+            };
+            Ok(Outcome::Value {
+                json: answer.raw,
+                plain,
+            })
+        })
+    });
+    render(outcome, format)
+}
+
+/// Resolves the connection and turns on `--debug` logging.
+fn prepare(conn: &Connection) -> Result<crate::resolve::Target, Failure> {
+    if conn.debug {
+        app::init_debug_logging();
+    }
+    config::real_world(|world| config::resolve(conn, world)).map_err(Failure::Usage)
+}
+
+fn format(conn: &Connection) -> OutputFormat {
+    match (conn.json, conn.output) {
+        (true, _) => OutputFormat::Json,
+        (false, Some(format)) => format,
+        (false, None) if std::io::stdout().is_terminal() => OutputFormat::Table,
+        (false, None) => OutputFormat::Json,
+    }
+}
+
+fn preview(client: &Client, request: &Request) -> Outcome {
+    let json = serde_json::to_value(client.preview(request)).expect("a preview is JSON");
+    Outcome::Value {
+        plain: output::to_pretty_json(&json),
+        json,
+    }
+}
+
+async fn run_notify(
+    client: &Client,
+    action: NotifyAction,
+    conn: &Connection,
+) -> Result<Outcome, Failure> {
+    let n = client.notify();
+    let err = library_failure;
+    match action {
+        NotifyAction::Send(flags) => {
+            let user = flags.user;
+            let add = build_send(client, flags)?;
+            let request = add.to_request().map_err(err)?;
+            if request.params().contains_key("TAG") && !client.portal().is_oauth() {
+                eprintln!("{WEBHOOK_TAG_WARNING}");
+            }
+            if conn.dry_run {
+                return Ok(preview(client, &request));
+            }
+            match add.send().await.map_err(err)? {
+                Some(id) => Ok(Outcome::Value {
+                    json: json!({"id": id}),
+                    plain: id.to_string(),
+                }),
+                None => Err(not_done(format!(
+                    "the portal did not create the notification (result false): user {user} does not exist or is inactive"
+                ))),
+            }
+        }
+        NotifyAction::Delete(flags) => {
+            let (request, by_id) = match (flags.target.id, flags.target.tag, flags.target.sub_tag) {
+                (Some(id), _, _) => (n.delete(id).to_request(), Some(id)),
+                (_, Some(tag), _) => (
+                    with_client_id(n.delete_by_tag(tag), flags.client_id).to_request(),
+                    None,
+                ),
+                (_, _, Some(sub)) => (
+                    with_client_id(n.delete_by_sub_tag(sub), flags.client_id).to_request(),
+                    None,
+                ),
+                _ => unreachable!("clap requires one of --id, --tag, --sub-tag"),
+            };
+            let request = request.map_err(err)?;
+            if conn.dry_run {
+                return Ok(preview(client, &request));
+            }
+            let deleted = client
+                .send::<bitrix24::Flag>(&request)
+                .await
+                .map_err(err)?
+                .result
+                .0;
+            match (deleted, by_id) {
+                (false, Some(id)) => Err(not_done(format!(
+                    "the portal did not delete notification {id} (result false): it does not exist or is not among your own notifications"
+                ))),
+                _ => Ok(Outcome::Value {
+                    json: json!({"deleted": deleted}),
+                    plain: deleted.to_string(),
+                }),
+            }
+        }
+        NotifyAction::Read(flags) => {
+            let target = flags.target;
+            let request = if target.all {
+                n.read_all().to_request()
+            } else if let Some(id) = target.id {
+                let mut read = n.read(id);
+                if flags.unread {
+                    read = read.unread();
+                }
+                if flags.only_current {
+                    read = read.only_current();
+                }
+                read.to_request()
+            } else {
+                let mut read = n.read_list(target.ids);
+                if flags.unread {
+                    read = read.unread();
+                }
+                read.to_request().map_err(err)?
+            };
+            if conn.dry_run {
+                return Ok(preview(client, &request));
+            }
+            client.execute(&request).await.map_err(err)?;
+            Ok(Outcome::Value {
+                json: json!({"ok": true}),
+                plain: "ok".into(),
+            })
+        }
+        NotifyAction::Answer(flags) => {
+            reply(
+                client,
+                n.answer(flags.id, flags.text),
+                flags.id,
+                conn.dry_run,
+            )
+            .await
+        }
+        NotifyAction::Confirm(flags) => {
+            reply(
+                client,
+                n.confirm(flags.id, flags.value),
+                flags.id,
+                conn.dry_run,
+            )
+            .await
+        }
+        NotifyAction::List(flags) => {
+            let get = n.get().limit(flags.limit);
+            if conn.dry_run {
+                return Ok(preview(client, &get.to_request().map_err(err)?));
+            }
+            let items = if flags.all {
+                get.stream().try_collect().await.map_err(err)?
+            } else {
+                get.send().await.map_err(err)?.notifications
+            };
+            Ok(Outcome::Notifications(items))
+        }
+        NotifyAction::Search(flags) => {
+            let search = n.search(flags.text).limit(flags.limit);
+            let request = search.to_request().map_err(err)?;
+            if conn.dry_run {
+                return Ok(preview(client, &request));
+            }
+            Ok(Outcome::Notifications(
+                search.send().await.map_err(err)?.notifications,
+            ))
+        }
+    }
+}
+
+fn with_client_id(
+    delete: bitrix24::DeleteByTag<'_>,
+    client_id: Option<String>,
+) -> bitrix24::DeleteByTag<'_> {
+    match client_id {
+        Some(id) => delete.client_id(id),
+        None => delete,
+    }
+}
+
+async fn reply(
+    client: &Client,
+    reply: bitrix24::Reply<'_>,
+    id: u64,
+    dry_run: bool,
+) -> Result<Outcome, Failure> {
+    if dry_run {
+        return Ok(preview(client, &reply.to_request()));
+    }
+    match reply.send().await.map_err(library_failure)? {
+        Some(messages) => Ok(Outcome::Value {
+            plain: messages.join("\n"),
+            json: json!({"messages": messages}),
+        }),
+        None => Err(not_done(format!(
+            "the portal answered false: notification {id} does not exist, is not yours, or cannot take this reply"
+        ))),
+    }
+}
+
+fn not_done(message: String) -> Failure {
+    Failure::Portal {
+        body: None,
+        message,
+        auth: false,
+    }
+}
+
+/// Turns the send flags into the library's builder, checking them on the way.
+fn build_send(client: &Client, flags: SendFlags) -> Result<bitrix24::AddNotification<'_>, Failure> {
+    let usage = |m: String| Failure::Usage(m);
+    let n = client.notify();
+    let mut add = if flags.system {
+        n.system(flags.user, flags.text)
+    } else {
+        n.personal(flags.user, flags.text)
+    };
+    if let Some(tag) = flags.tag.filter(|t| !t.is_empty()) {
+        add = add.tag(tag);
+    }
+    if let Some(sub) = flags.sub_tag.filter(|t| !t.is_empty()) {
+        add = add.sub_tag(sub);
+    }
+    if let Some(out) = flags.message_out.filter(|t| !t.is_empty()) {
+        add = add.message_out(out);
+    }
+    if let Some(client_id) = flags.client_id.filter(|t| !t.is_empty()) {
+        add = add.client_id(client_id);
+    }
+    if let Some(attach) =
+        build_attach(&flags.attach, &flags.image, &flags.file, &flags.color).map_err(usage)?
+    {
+        add = add.attach(attach);
+    }
+    Ok(add)
+}
+
+/// Joins `--attach`, `--image`, `--file` and `--color` into one attachment.
+fn build_attach(
+    attach: &Option<String>,
+    images: &[String],
+    files: &[String],
+    color: &Option<String>,
+) -> Result<Option<Attach>, String> {
+    let base = match attach {
+        Some(text) => blocks::parse(text)
+            .map_err(|e| format!("--attach: {e}"))?
+            .map(|a| a.as_json().clone()),
+        None => None,
+    };
+    let mut extra = Vec::new();
+    for (flag, kind, items) in [("--image", "IMAGE", images), ("--file", "FILE", files)] {
+        for item in items {
+            let (name, link) = item
+                .split_once('=')
+                .filter(|(n, l)| !n.trim().is_empty() && !l.trim().is_empty())
+                .ok_or_else(|| format!("{flag}: expected NAME=URL, got {item:?}"))?;
+            let link = link.trim();
+            if !(link.starts_with('/')
+                || link.starts_with("http://")
+                || link.starts_with("https://"))
+            {
+                return Err(format!(
+                    "{flag}: {link:?} is not a link the portal accepts (use http://, https:// or a path starting with /)"
+                ));
+            }
+            extra.push(json!({ kind: {"NAME": name.trim(), "LINK": link} }));
+        }
+    }
+    if let Some(c) = color {
+        let hex = c.strip_prefix('#').unwrap_or("");
+        if !(matches!(hex.len(), 3 | 6) && hex.bytes().all(|b| b.is_ascii_hexdigit())) {
+            return Err(format!(
+                "--color: {c:?} is not a colour the portal accepts (use #rgb or #rrggbb, e.g. #29619b)"
+            ));
+        }
+    }
+    if base.is_none() && extra.is_empty() {
+        return match color {
+            Some(_) => {
+                Err("--color: colours an attachment; add --attach, --image or --file".into())
+            }
+            None => Ok(None),
+        };
+    }
+    // Full form when there is one already or a colour needs a place; a plain list otherwise.
+    let value = match base {
+        Some(Value::Object(mut full)) => {
+            let key = full
+                .keys()
+                .find(|k| k.eq_ignore_ascii_case("BLOCKS"))
+                .cloned()
+                .unwrap_or("BLOCKS".into());
+            if let Some(Value::Array(list)) = full.get_mut(&key) {
+                list.extend(extra);
+            }
+            if let Some(c) = color {
+                full.insert("COLOR".into(), Value::String(c.clone()));
+            }
+            Value::Object(full)
+        }
+        base => {
+            let mut list = match base {
+                Some(Value::Array(list)) => list,
+                _ => Vec::new(),
+            };
+            list.extend(extra);
+            match color {
+                Some(c) => json!({"COLOR": c, "BLOCKS": list}),
+                None => Value::Array(list),
+            }
+        }
+    };
+    Attach::from_json(value)
+        .map(Some)
+        .map_err(|e| format!("--attach: {e}"))
+}
+
+/// `--params` JSON (or @file) overlaid with `key=value` pairs in PHP bracket syntax.
+pub fn call_params(
+    json_text: Option<&str>,
+    pairs: &[String],
+) -> Result<Map<String, Value>, String> {
+    let mut params = match json_text {
+        None => Map::new(),
+        Some(text) => {
+            let (source, text) = match text.strip_prefix('@') {
+                Some(path) => (
+                    format!("--params @{path}"),
+                    std::fs::read_to_string(path)
+                        .map_err(|e| format!("--params: cannot read {path}: {e}"))?,
+                ),
+                None => ("--params".to_string(), text.to_string()),
+            };
+            match serde_json::from_str::<Value>(&text) {
+                Ok(Value::Object(map)) => map,
+                Ok(_) => {
+                    return Err(format!(
+                        "{source}: must be a JSON object such as {{\"USER_ID\": 1}}"
+                    ));
+                }
+                Err(e) => return Err(format!("{source}: not valid JSON ({e})")),
+            }
+        }
+    };
+    for pair in pairs {
+        let (key, value) = pair
+            .split_once('=')
+            .ok_or_else(|| format!("{pair:?}: expected KEY=VALUE"))?;
+        let path = key_path(key)
+            .ok_or_else(|| format!("{key:?}: expected a key such as NAME, NAME[sub] or NAME[]"))?;
+        insert(&mut params, &path, Value::String(value.to_string()))
+            .map_err(|e| format!("{key:?}: {e}"))?;
+    }
+    Ok(params
+        .into_iter()
+        .map(|(k, v)| (k, lists_from_maps(v)))
+        .collect())
+}
+
+/// `a[b][]` → `["a", "b", ""]`.
+fn key_path(key: &str) -> Option<Vec<String>> {
+    let (head, mut rest) = match key.find('[') {
+        Some(i) => (&key[..i], &key[i..]),
+        None => (key, ""),
+    };
+    if head.is_empty() {
+        return None;
+    }
+    let mut path = vec![head.to_string()];
+    while !rest.is_empty() {
+        let inner = rest.strip_prefix('[')?;
+        let end = inner.find(']')?;
+        path.push(inner[..end].to_string());
+        rest = &inner[end + 1..];
+    }
+    Some(path)
+}
+
+fn insert(map: &mut Map<String, Value>, path: &[String], value: Value) -> Result<(), String> {
+    let (first, rest) = path.split_first().expect("a path has a head");
+    let key = if first.is_empty() {
+        map.len().to_string()
+    } else {
+        first.clone()
+    };
+    if rest.is_empty() {
+        map.insert(key, value);
+        return Ok(());
+    }
+    let slot = map
+        .entry(key.clone())
+        .or_insert_with(|| Value::Object(Map::new()));
+    match slot {
+        Value::Object(inner) => insert(inner, rest, value),
+        _ => Err(format!("{key} is given both as a value and as a group")),
+    }
+}
+
+/// Maps keyed exactly 0..n-1 become JSON lists, as PHP would encode them.
+fn lists_from_maps(value: Value) -> Value {
+    match value {
+        Value::Object(map) => {
+            let is_list = map.keys().enumerate().all(|(i, k)| *k == i.to_string());
+            let values = map.into_iter().map(|(k, v)| (k, lists_from_maps(v)));
+            if is_list {
+                Value::Array(values.map(|(_, v)| v).collect())
+            } else {
+                Value::Object(values.collect())
+            }
+        }
+        other => other,
+    }
+}
+
+fn render(outcome: Result<Outcome, Failure>, format: OutputFormat) -> Exit {
+    let outcome = outcome.map(|o| match (o, format) {
+        (Outcome::Value { json, .. }, OutputFormat::Json) => Success::Json(json),
+        (Outcome::Value { plain, .. }, _) => Success::Text(plain),
+        (Outcome::Notifications(items), OutputFormat::Json) => {
+            Success::Json(serde_json::to_value(items).expect("notifications are JSON"))
+        }
+        (Outcome::Notifications(items), OutputFormat::Plain) => Success::Text(plain_rows(&items)),
+        (Outcome::Notifications(items), OutputFormat::Table) => Success::Text(table(&items)),
+    });
+    // The portal's error JSON belongs on stdout only when the caller asked for JSON.
+    let outcome = outcome.map_err(|f| match (f, format) {
+        (
+            Failure::Portal {
+                body,
+                message,
+                auth,
+            },
+            OutputFormat::Json,
+        ) => Failure::Portal {
+            body,
+            message,
+            auth,
+        },
+        (Failure::Portal { message, auth, .. }, _) => Failure::Portal {
+            body: None,
+            message,
+            auth,
+        },
+        (other, _) => other,
+    });
+    output::report(outcome, None)
+}
+
+fn plain_rows(items: &[Notification]) -> String {
+    let clean = |s: &str| {
+        s.replace('\\', "\\\\")
+            .replace('\t', "\\t")
+            .replace('\n', "\\n")
+            .replace('\r', "\\r")
+    };
+    items
+        .iter()
+        .map(|n| {
+            format!(
+                "{}\t{}\t{}\t{}\t{}",
+                n.id,
+                n.author_id,
+                if n.read { "read" } else { "unread" },
+                n.date.as_deref().unwrap_or(""),
+                clean(&n.text)
+            )
+        })
+        .collect::<Vec<_>>()
+        .join("\n")
+}
+
+fn table(items: &[Notification]) -> String {
+    if items.is_empty() {
+        return "no notifications".into();
+    }
+    let mut table = comfy_table::Table::new();
+    table.load_preset(comfy_table::presets::NOTHING);
+    table.set_header(["ID", "FROM", "READ", "DATE", "TEXT"]);
+    for n in items {
+        let text: String = n.text.replace(['\n', '\r'], " ");
+        let text = if text.chars().count() > 60 {
+            format!("{}…", text.chars().take(59).collect::<String>())
+        } else {
+            text
+        };
+        let from = if n.author_id == 0 {
+            "system".to_string()
+        } else {
+            n.author_id.to_string()
+        };
+        table.add_row([
+            n.id.to_string(),
+            from,
+            if n.read { "yes" } else { "no" }.into(),
+            n.date.clone().unwrap_or_default(),
+            text,
+        ]);
+    }
+    table.to_string()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn call_params_nest_like_php() {
+        let pairs: Vec<String> = [
+            "USER_ID=10",
+            "MESSAGE=a=b",
+            "ATTACH[0][MESSAGE]=hi",
+            "ATTACH[1][IMAGE][LINK]=/x.png",
+            "IDS[]=1",
+            "IDS[]=2",
+        ]
+        .iter()
+        .map(|s| s.to_string())
+        .collect();
+        let got = call_params(Some(r#"{"MESSAGE": "overridden", "LIMIT": 5}"#), &pairs).unwrap();
+        assert_eq!(
+            Value::Object(got),
+            json!({"MESSAGE": "a=b", "LIMIT": 5, "USER_ID": "10",
+                   "ATTACH": [{"MESSAGE": "hi"}, {"IMAGE": {"LINK": "/x.png"}}], "IDS": ["1", "2"]})
+        );
+        let table = [
+            (vec!["novalue"], "expected KEY=VALUE"),
+            (vec!["[x]=1"], "expected a key such as"),
+            (vec!["A[b=1"], "expected a key such as"),
+            (vec!["A=1", "A[b]=2"], "both as a value and as a group"),
+        ];
+        for (pairs, want) in table {
+            let pairs: Vec<String> = pairs.iter().map(|s| s.to_string()).collect();
+            let e = call_params(None, &pairs).unwrap_err();
+            assert!(e.contains(want), "{e}");
+        }
+        assert!(
+            call_params(Some("[1]"), &[])
+                .unwrap_err()
+                .contains("must be a JSON object")
+        );
+        assert!(
+            call_params(Some("{"), &[])
+                .unwrap_err()
+                .contains("not valid JSON")
+        );
+    }
+
+    #[test]
+    fn attach_flags_combine() {
+        let images = vec!["chart=https://x/c.png".to_string()];
+        let files = vec!["log.txt=/upload/log.txt".to_string()];
+        let a = build_attach(&Some("[{'MESSAGE':'hi'}]".into()), &images, &files, &None)
+            .unwrap()
+            .unwrap();
+        assert_eq!(
+            a.as_json(),
+            &json!([{"MESSAGE": "hi"}, {"IMAGE": {"NAME": "chart", "LINK": "https://x/c.png"}},
+                    {"FILE": {"NAME": "log.txt", "LINK": "/upload/log.txt"}}])
+        );
+        let a = build_attach(&None, &images, &[], &Some("#29619b".into()))
+            .unwrap()
+            .unwrap();
+        assert_eq!(
+            a.as_json(),
+            &json!({"COLOR": "#29619b", "BLOCKS": [{"IMAGE": {"NAME": "chart", "LINK": "https://x/c.png"}}]})
+        );
+        assert!(build_attach(&None, &[], &[], &None).unwrap().is_none());
+        let table = [
+            (None, vec!["noequals"], None, "--image: expected NAME=URL"),
+            (
+                None,
+                vec!["a=ftp://x"],
+                None,
+                "--image: \"ftp://x\" is not a link",
+            ),
+            (
+                None,
+                vec!["a=/x"],
+                Some("red"),
+                "--color: \"red\" is not a colour",
+            ),
+            (None, vec![], Some("#fff"), "--color: colours an attachment"),
+            (
+                Some("nope"),
+                vec![],
+                None,
+                "--attach: expected a JSON array",
+            ),
+        ];
+        for (attach, images, color, want) in table {
+            let images: Vec<String> = images.iter().map(|s| s.to_string()).collect();
+            let e = build_attach(
+                &attach.map(String::from),
+                &images,
+                &[],
+                &color.map(String::from),
+            )
+            .unwrap_err();
+            assert!(e.starts_with(want), "{e}");
+        }
+    }
+}

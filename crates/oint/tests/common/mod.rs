@@ -1,0 +1,58 @@
+//! Helpers shared by the CLI test files: run the built `oint`, read its output.
+#![allow(dead_code)]
+
+use std::process::Output;
+
+use bitrix24_emulator::{Config, Emulator};
+use serde_json::Value;
+
+pub const SECRET: &str = "cli-webhook-secret-93d2";
+pub const TOKEN: &str = "cli-oauth-token-5e07";
+
+pub async fn emulator() -> Emulator {
+    Emulator::start(
+        Config::default()
+            .webhook(1, SECRET)
+            .access_token(1, TOKEN)
+            .expired_access_token(1, "stale-token"),
+    )
+    .await
+    .expect("emulator starts")
+}
+
+/// Runs `oint` with `args` and a clean environment: no BITRIX24_* or OINT_* settings and no
+/// config file from the caller, unless `env` gives them.
+pub async fn oint(args: &[&str], env: &[(&str, &str)]) -> Output {
+    let mut cmd = tokio::process::Command::new(env!("CARGO_BIN_EXE_oint"));
+    cmd.args(args)
+        .env_remove("BITRIX24_URL")
+        .env_remove("BITRIX24_TOKEN")
+        .env_remove("OINT_PORTAL")
+        .env("OINT_CONFIG", "/nonexistent/oint-test-config.toml");
+    for (k, v) in env {
+        cmd.env(k, v);
+    }
+    cmd.output().await.expect("oint runs")
+}
+
+pub fn stdout(o: &Output) -> String {
+    String::from_utf8_lossy(&o.stdout).into_owned()
+}
+
+pub fn stderr(o: &Output) -> String {
+    String::from_utf8_lossy(&o.stderr).into_owned()
+}
+
+pub fn json(o: &Output) -> Value {
+    serde_json::from_slice(&o.stdout)
+        .unwrap_or_else(|e| panic!("stdout is not JSON ({e}): {}", stdout(o)))
+}
+
+pub fn assert_no_secrets(o: &Output) {
+    for text in [stdout(o), stderr(o)] {
+        assert!(
+            !text.contains(SECRET) && !text.contains(TOKEN),
+            "secret leaked: {text}"
+        );
+    }
+}

@@ -1,0 +1,429 @@
+//! The modern commands (`oint notify …`, `oint call …`) end to end against an emulator.
+
+mod common;
+
+use std::os::unix::fs::PermissionsExt;
+
+use common::*;
+use serde_json::json;
+
+#[tokio::test(flavor = "multi_thread")]
+async fn send_with_images_files_and_colour() {
+    let emu = emulator().await;
+    let url = emu.webhook_url(1, SECRET);
+    let o = oint(
+        &[
+            "notify",
+            "send",
+            "--url",
+            &url,
+            "--user",
+            "2",
+            "--text",
+            "Deployed",
+            "--system",
+            "--image",
+            "chart=https://ci.example.com/c.png",
+            "--file",
+            "log.txt=/upload/log.txt",
+            "--color",
+            "#29619b",
+            "--json",
+        ],
+        &[],
+    )
+    .await;
+    assert_eq!(o.status.code(), Some(0), "{}", stderr(&o));
+    let id = json(&o)["id"].as_u64().expect("id");
+    let n = &emu.notifications()[0];
+    assert_eq!(
+        (n.id, n.user_id, n.author_id, n.r#type.as_str()),
+        (id, 2, 0, "SYSTEM")
+    );
+    let attach = n.attach.as_ref().unwrap();
+    assert_eq!(attach["COLOR"], "#29619b");
+    let text = attach.to_string();
+    assert!(text.contains("c.png") && text.contains("log.txt"), "{text}");
+    assert_no_secrets(&o);
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn output_formats() {
+    let emu = emulator().await;
+    let url = emu.webhook_url(1, SECRET);
+    let send = |format: &'static str| {
+        let url = url.clone();
+        async move {
+            oint(
+                &[
+                    "notify", "send", "--url", &url, "--user", "1", "--text", "x", "--output",
+                    format,
+                ],
+                &[],
+            )
+            .await
+        }
+    };
+    let plain = send("plain").await;
+    assert_eq!(plain.status.code(), Some(0));
+    let id: u64 = stdout(&plain)
+        .trim()
+        .parse()
+        .expect("plain output is the id");
+    let as_json = send("json").await;
+    assert_eq!(json(&as_json)["id"].as_u64(), Some(id + 1));
+    // Not a terminal and no --output: JSON.
+    let default = oint(
+        &[
+            "notify", "send", "--url", &url, "--user", "1", "--text", "x",
+        ],
+        &[],
+    )
+    .await;
+    assert_eq!(json(&default)["id"].as_u64(), Some(id + 2));
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn delete_by_id_and_by_tag() {
+    let emu = emulator().await;
+    let hook = emu.webhook_url(1, SECRET);
+    let base = emu.url();
+    let sent = oint(
+        &[
+            "notify", "send", "--url", &hook, "--user", "1", "--text", "mine",
+        ],
+        &[],
+    )
+    .await;
+    let id = json(&sent)["id"].to_string();
+    let deleted = oint(&["notify", "delete", "--url", &hook, "--id", &id], &[]).await;
+    assert_eq!(json(&deleted), json!({"deleted": true}));
+    let again = oint(&["notify", "delete", "--url", &hook, "--id", &id], &[]).await;
+    assert_eq!(again.status.code(), Some(1), "false is a failure");
+    assert!(stderr(&again).contains("did not delete"));
+
+    // Tags belong to OAuth apps: send two tagged ones with the token, delete them by tag.
+    for user in ["2", "3"] {
+        let o = oint(
+            &[
+                "notify", "send", "--url", &base, "--token", TOKEN, "--user", user, "--text", "t",
+                "--tag", "alert",
+            ],
+            &[],
+        )
+        .await;
+        assert_eq!(o.status.code(), Some(0), "{}", stderr(&o));
+    }
+    assert_eq!(emu.notifications().len(), 2);
+    let o = oint(
+        &[
+            "notify", "delete", "--url", &base, "--token", TOKEN, "--tag", "alert",
+        ],
+        &[],
+    )
+    .await;
+    assert_eq!(o.status.code(), Some(0), "{}", stderr(&o));
+    assert!(emu.notifications().is_empty(), "deleted for every user");
+
+    // Over a webhook, deleting by tag needs the application's client id.
+    let o = oint(&["notify", "delete", "--url", &hook, "--tag", "alert"], &[]).await;
+    assert_eq!(o.status.code(), Some(2));
+    assert!(
+        stderr(&o).contains("CLIENT_ID: is required"),
+        "{}",
+        stderr(&o)
+    );
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn webhook_tags_are_warned_about() {
+    let emu = emulator().await;
+    let hook = emu.webhook_url(1, SECRET);
+    let o = oint(
+        &[
+            "notify", "send", "--url", &hook, "--user", "1", "--text", "x", "--tag", "t",
+        ],
+        &[],
+    )
+    .await;
+    assert_eq!(o.status.code(), Some(0));
+    assert!(stderr(&o).starts_with("warning: Bitrix24 ignores --tag on webhook calls"));
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn dry_run_sends_nothing() {
+    let emu = emulator().await;
+    let base = emu.url();
+    let o = oint(
+        &[
+            "notify",
+            "send",
+            "--url",
+            &base,
+            "--token",
+            TOKEN,
+            "--user",
+            "1",
+            "--text",
+            "x",
+            "--dry-run",
+            "--json",
+        ],
+        &[],
+    )
+    .await;
+    assert_eq!(o.status.code(), Some(0), "{}", stderr(&o));
+    let preview = json(&o);
+    assert_eq!(
+        preview["url"],
+        format!("{base}/rest/im.notify.personal.add")
+    );
+    assert_eq!(preview["body"]["auth"], "***");
+    assert!(emu.notifications().is_empty());
+    assert_no_secrets(&o);
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn call_any_method_with_nested_params() {
+    let emu = emulator().await;
+    let hook = emu.webhook_url(1, SECRET);
+    let o = oint(
+        &[
+            "call",
+            "im.notify.system.add",
+            "--url",
+            &hook,
+            "USER_ID=3",
+            "MESSAGE=Disk full",
+            "ATTACH[0][MESSAGE]=see /var/log",
+            "ATTACH[1][IMAGE][LINK]=https://x/y.png",
+        ],
+        &[],
+    )
+    .await;
+    assert_eq!(o.status.code(), Some(0), "{}", stderr(&o));
+    let answer = json(&o);
+    assert!(
+        answer["result"].is_u64() && answer["time"].is_object(),
+        "{answer}"
+    );
+    let n = &emu.notifications()[0];
+    assert_eq!((n.user_id, n.r#type.as_str()), (3, "SYSTEM"));
+    assert!(n.attach.as_ref().unwrap().to_string().contains("y.png"));
+
+    let dir = tempfile::tempdir().unwrap();
+    let params = dir.path().join("p.json");
+    std::fs::write(&params, r#"{"USER_ID": 4, "MESSAGE": "from a file"}"#).unwrap();
+    let at = format!("@{}", params.display());
+    let o = oint(
+        &[
+            "call",
+            "im.notify.personal.add",
+            "--url",
+            &hook,
+            "--params",
+            &at,
+        ],
+        &[],
+    )
+    .await;
+    assert_eq!(o.status.code(), Some(0), "{}", stderr(&o));
+    assert_eq!(emu.notifications()[1].message, "from a file");
+
+    // Portal errors: JSON on stdout, one line on stderr, exit by kind.
+    let o = oint(
+        &[
+            "call",
+            "im.notify.personal.add",
+            "--url",
+            &hook,
+            "MESSAGE=x",
+        ],
+        &[],
+    )
+    .await;
+    assert_eq!(o.status.code(), Some(1));
+    assert_eq!(json(&o)["error"], "USER_ID_EMPTY");
+    let bad = emu.webhook_url(1, "wrong");
+    let o = oint(&["call", "im.notify.personal.add", "--url", &bad], &[]).await;
+    assert_eq!(o.status.code(), Some(4));
+    let o = oint(&["call", "x", "--url", &hook, "novalue"], &[]).await;
+    assert_eq!(o.status.code(), Some(2));
+    assert!(stderr(&o).contains("expected KEY=VALUE"));
+}
+
+fn private(path: &std::path::Path, text: &str, mode: u32) {
+    std::fs::write(path, text).unwrap();
+    std::fs::set_permissions(path, std::fs::Permissions::from_mode(mode)).unwrap();
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn portals_from_the_config_file_and_secrets_from_files_or_stdin() {
+    let emu = emulator().await;
+    let dir = tempfile::tempdir().unwrap();
+    let config = dir.path().join("config.toml");
+    let token_file = dir.path().join("app.token");
+    private(&token_file, &format!("{TOKEN}\n"), 0o600);
+    private(
+        &config,
+        &format!(
+            "default_portal = \"hook\"\n[portals.hook]\nurl = \"{}\"\n[portals.app]\nurl = \"{}\"\ntoken_file = \"{}\"\n",
+            emu.webhook_url(1, SECRET),
+            emu.url(),
+            token_file.display()
+        ),
+        0o600,
+    );
+    let env = [("OINT_CONFIG", config.to_str().unwrap())];
+
+    // The default portal (a webhook): tags are dropped.
+    let o = oint(
+        &["notify", "send", "--user", "2", "--text", "a", "--tag", "t"],
+        &env,
+    )
+    .await;
+    assert_eq!(o.status.code(), Some(0), "{}", stderr(&o));
+    // A named portal with a token file: tags are kept.
+    let o = oint(
+        &[
+            "notify", "send", "--portal", "app", "--user", "2", "--text", "b", "--tag", "t",
+        ],
+        &env,
+    )
+    .await;
+    assert_eq!(o.status.code(), Some(0), "{}", stderr(&o));
+    let tags: Vec<Option<String>> = emu.notifications().into_iter().map(|n| n.tag).collect();
+    assert!(tags[0].is_none() && tags[1].is_some(), "{tags:?}");
+
+    // The token from standard input.
+    let mut cmd = tokio::process::Command::new(env!("CARGO_BIN_EXE_oint"));
+    cmd.args([
+        "notify",
+        "send",
+        "--url",
+        &emu.url(),
+        "--token-stdin",
+        "--user",
+        "2",
+        "--text",
+        "c",
+        "--tag",
+        "u",
+    ])
+    .env("OINT_CONFIG", "/nonexistent")
+    .stdin(std::process::Stdio::piped())
+    .stdout(std::process::Stdio::piped())
+    .stderr(std::process::Stdio::piped());
+    let mut child = cmd.spawn().unwrap();
+    use tokio::io::AsyncWriteExt;
+    child
+        .stdin
+        .take()
+        .unwrap()
+        .write_all(format!("{TOKEN}\n").as_bytes())
+        .await
+        .unwrap();
+    let o = child.wait_with_output().await.unwrap();
+    assert_eq!(o.status.code(), Some(0), "{}", stderr(&o));
+    assert!(emu.notifications()[2].tag.is_some());
+    assert_no_secrets(&o);
+
+    // A secret file others can read is refused before anything is sent.
+    std::fs::set_permissions(&token_file, std::fs::Permissions::from_mode(0o644)).unwrap();
+    let o = oint(
+        &[
+            "notify", "send", "--portal", "app", "--user", "2", "--text", "d",
+        ],
+        &env,
+    )
+    .await;
+    assert_eq!(o.status.code(), Some(2));
+    assert!(stderr(&o).contains("chmod 600"), "{}", stderr(&o));
+    let o = oint(
+        &[
+            "notify", "send", "--portal", "nope", "--user", "2", "--text", "d",
+        ],
+        &env,
+    )
+    .await;
+    assert_eq!(o.status.code(), Some(2));
+    assert!(stderr(&o).contains("no portal \"nope\""), "{}", stderr(&o));
+    assert_eq!(emu.notifications().len(), 3);
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn usage_errors_are_one_line_and_exit_2() {
+    let table: Vec<(Vec<&str>, &str)> = vec![
+        (
+            vec!["notify", "send", "--user", "1", "--text", "x"],
+            "--url: no portal given",
+        ),
+        (
+            vec![
+                "notify", "send", "--url", "sandbox", "--user", "0", "--text", "x",
+            ],
+            "invalid value '0' for '--user <ID>'",
+        ),
+        (
+            vec!["notify", "send", "--url", "sandbox", "--user", "1"],
+            "--text <TEXT>",
+        ),
+        (
+            vec![
+                "notify", "send", "--url", "sandbox", "--user", "1", "--text", "x", "--color",
+                "red", "--image", "a=/b",
+            ],
+            "--color: \"red\"",
+        ),
+        (
+            vec!["notify", "delete", "--url", "sandbox"],
+            "--id <ID>|--tag <TAG>|--sub-tag <TAG>",
+        ),
+        (
+            vec![
+                "notify", "delete", "--url", "sandbox", "--id", "1", "--tag", "t",
+            ],
+            "cannot be used with",
+        ),
+        (
+            vec!["notify", "read", "--url", "sandbox", "--all", "--unread"],
+            "cannot be used with",
+        ),
+        (
+            vec!["notify", "list", "--url", "sandbox", "--limit", "51"],
+            "51 is not in 1..=50",
+        ),
+        (
+            vec!["notify", "search", "--url", "sandbox", "ab"],
+            "SEARCH_TEXT: needs at least 3 characters",
+        ),
+    ];
+    let dir = tempfile::tempdir().unwrap();
+    let data = dir.path().join("sandbox.sqlite3");
+    for (args, want) in table {
+        let o = oint(&args, &[("OINT_SANDBOX_DATA", data.to_str().unwrap())]).await;
+        assert_eq!(o.status.code(), Some(2), "{args:?}: {}", stderr(&o));
+        let err = stderr(&o);
+        assert_eq!(err.lines().count(), 1, "{err}");
+        assert!(err.contains(want), "{args:?}: want {want:?}, got {err}");
+    }
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn completions_and_man_come_from_the_same_definitions() {
+    for shell in ["bash", "zsh", "fish"] {
+        let o = oint(&["completions", shell], &[]).await;
+        assert_eq!(o.status.code(), Some(0));
+        let script = stdout(&o);
+        assert!(
+            script.contains("notify") && script.contains("--sub-tag"),
+            "{shell}"
+        );
+    }
+    let man = oint(&["man"], &[]).await;
+    assert!(stdout(&man).contains(".TH oint 1"));
+    let help = oint(&["notify", "send", "--help"], &[]).await;
+    assert!(stdout(&help).contains("--image <NAME=URL>"));
+    let help = oint(&["notify", "--help"], &[]).await;
+    assert!(stdout(&help).contains("Examples:"));
+}
