@@ -120,6 +120,54 @@ impl ApiError {
         Self::new("PARAMS_ERROR", "Incorrect params", 400)
     }
 
+    // --- im.notify read / confirm / answer / get / search ----------------------------------
+
+    pub fn ids_not_array() -> Self {
+        Self::new("PARAMS_ERROR", "No IDS param or it is not an array", 400)
+    }
+
+    pub fn id_error() -> Self {
+        Self::new("ID_ERROR", "Notification ID can't be empty", 400)
+    }
+
+    /// Two spaces, as in the server source.
+    pub fn notify_value_error() -> Self {
+        Self::new(
+            "NOTIFY_VALUE_ERROR",
+            "Notification Value  can't be empty",
+            400,
+        )
+    }
+
+    pub fn answer_text_error() -> Self {
+        Self::new("ANSWER_TEXT_ERROR", "ANSWER_TEXT can't be empty", 400)
+    }
+
+    pub fn last_id_and_last_type() -> Self {
+        Self::new(
+            "LAST_ID_AND_LAST_TYPE",
+            "Parameters LAST_ID and LAST_TYPE should be used together.",
+            400,
+        )
+    }
+
+    pub fn last_id_string() -> Self {
+        Self::new(
+            "LAST_ID_STRING",
+            "Last notification ID can't be string",
+            400,
+        )
+    }
+
+    /// "then", as in the server source (the docs say "than").
+    pub fn search_text_error() -> Self {
+        Self::new(
+            "SEARCH_TEXT_ERROR",
+            "SEARCH_TEXT can't be less then 3 symbols",
+            400,
+        )
+    }
+
     /// `AccessException`: "Access denied!" plus a detail, 403.
     pub fn access_denied(detail: &str) -> Self {
         let description = if detail.is_empty() {

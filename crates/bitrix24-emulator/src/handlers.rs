@@ -26,9 +26,13 @@ const MAX_BODY_BYTES: usize = 32 * 1024 * 1024;
 
 pub fn router(state: AppState) -> Router {
     Router::new()
-        .route("/_emulator/notifications", get(list_notifications))
+        .route(
+            "/_emulator/notifications",
+            get(list_notifications).post(crate::seed::seed_notifications),
+        )
         .route("/_emulator/reset", post(reset))
         .fallback(rest)
+        .layer(middleware::from_fn(crate::wire_headers::rest_headers))
         .layer(middleware::from_fn(log_requests))
         .with_state(state)
 }
@@ -94,11 +98,13 @@ async fn rest(State(state): State<AppState>, req: Request) -> Response {
     // credentials is an auth error, and only an authenticated caller learns what exists.
     let caller = match auth::authenticate(&state.store, &credentials, timing.unix_secs()) {
         Ok(caller) => caller,
-        Err(e) => return error_answer(&e),
+        Err(e) => return error_answer(&state.store.switches.adjust(e)),
     };
 
     // `start` and `state` belong to the server, not to the method.
-    params.remove("start");
+    let start = params
+        .remove("start")
+        .map_or(0, |v| php::intval(&v).max(0) as u64);
     params.remove("state");
     let params = upper_case_keys(params);
 
@@ -107,14 +113,31 @@ async fn rest(State(state): State<AppState>, req: Request) -> Response {
         caller: &caller,
         params: &params,
         now: timing.unix_secs(),
+        start,
     };
-    match methods::call(&route.method, &call) {
-        Ok(result) => answer(
-            StatusCode::OK,
-            &json!({"result": result, "time": timing.to_value()}),
-        ),
-        Err(e) => error_answer(&e),
+    let mut response = match methods::call(&route.method, &call) {
+        Ok(result) => {
+            // `next` and `total` of a list result go next to `result`, as the portal puts them.
+            let (result, next, total) = methods::lift_paging(result);
+            let mut body = Map::new();
+            body.insert("result".into(), result);
+            if let Some(next) = next {
+                body.insert("next".into(), next);
+            }
+            if let Some(total) = total {
+                body.insert("total".into(), total);
+            }
+            body.insert("time".into(), timing.to_value());
+            answer(StatusCode::OK, &Value::Object(body))
+        }
+        Err(e) => error_answer(&state.store.switches.adjust(e)),
+    };
+    if let Some(client_id) = caller.client_id() {
+        response
+            .extensions_mut()
+            .insert(crate::wire_headers::RestApplication(client_id.to_owned()));
     }
+    response
 }
 
 /// JSON for `application/json` (invalid or non-object JSON is no parameters), `parse_str` for

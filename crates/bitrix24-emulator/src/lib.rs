@@ -26,10 +26,15 @@ mod handlers;
 mod jsobject;
 mod methods;
 mod php;
+mod seed;
 mod store;
+mod switches;
 mod timing;
+mod users;
+mod wire_headers;
 
 pub use error::Error;
+pub use switches::{AuthErrorStatus, ReadAllResult, UnknownChoice};
 
 use store::{AccessToken, App, Seed, Store};
 
@@ -49,6 +54,7 @@ pub struct Config {
     tokens: Vec<TokenSpec>,
     token_ttl: u64,
     data: Option<PathBuf>,
+    switches: switches::Switches,
 }
 
 #[derive(Clone)]
@@ -68,6 +74,7 @@ impl Default for Config {
             tokens: Vec::new(),
             token_ttl: 3600,
             data: None,
+            switches: switches::Switches::default(),
         }
     }
 }
@@ -123,6 +130,20 @@ impl Config {
         self.data = Some(path.into());
         self
     }
+
+    /// HTTP status of auth errors: all 401 as in the server source (default), or the statuses
+    /// the docs list (403 for `INVALID_CREDENTIALS` and `insufficient_scope`).
+    pub fn auth_error_status(mut self, choice: AuthErrorStatus) -> Self {
+        self.switches.auth_error_status = choice;
+        self
+    }
+
+    /// Result of `im.notify.read.all`: `{"result": true, "newCounter": N}` as documented
+    /// (default), or plain `true` as in the older server source.
+    pub fn read_all_result(mut self, choice: ReadAllResult) -> Self {
+        self.switches.read_all_result = choice;
+        self
+    }
 }
 
 impl fmt::Debug for Config {
@@ -150,6 +171,7 @@ impl fmt::Debug for Config {
             .field("tokens", &tokens)
             .field("token_ttl", &self.token_ttl)
             .field("data", &self.data)
+            .field("switches", &self.switches)
             .finish()
     }
 }
@@ -171,6 +193,10 @@ pub struct Notification {
     /// The normalised attach.
     pub attach: Option<serde_json::Value>,
     pub read: bool,
+    /// Buttons of a confirm notification (`r#type == "CONFIRM"`), `[{TITLE, VALUE, TYPE}]`.
+    /// Only the control plane can create those; REST add never does.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub buttons: Option<serde_json::Value>,
 }
 
 /// Shared state of one emulated portal. Cheap to clone.
@@ -214,7 +240,8 @@ impl AppState {
                 },
             )],
         };
-        let store = Store::open(seed, config.data.as_deref())?;
+        let mut store = Store::open(seed, config.data.as_deref())?;
+        store.switches = config.switches;
         Ok(AppState {
             store: Arc::new(store),
         })

@@ -9,7 +9,7 @@ use std::net::SocketAddr;
 use std::path::PathBuf;
 use std::process::ExitCode;
 
-use bitrix24_emulator::{Config, Emulator};
+use bitrix24_emulator::{AuthErrorStatus, Config, Emulator, ReadAllResult};
 use clap::Parser;
 
 /// A local Bitrix24 portal for offline tests of im.notify.* integrations.
@@ -43,6 +43,27 @@ struct Cli {
     /// Keep notifications in this SQLite file across restarts.
     #[arg(long, value_name = "FILE")]
     data: Option<PathBuf>,
+
+    /// HTTP status of auth errors. `source`: every auth error is 401, as the server code does.
+    /// `docs`: NO_AUTH_FOUND and expired_token 401, INVALID_CREDENTIALS and insufficient_scope
+    /// 403, as the documentation lists them.
+    #[arg(
+        long = "auth-error-status",
+        value_name = "source|docs",
+        default_value = "source",
+        value_parser = ["source", "docs"]
+    )]
+    auth_error_status: String,
+
+    /// Result of im.notify.read.all. `docs`: {"result":true,"newCounter":N}, as documented.
+    /// `source`: plain true, as in the older server code.
+    #[arg(
+        long = "read-all-result",
+        value_name = "docs|source",
+        default_value = "docs",
+        value_parser = ["docs", "source"]
+    )]
+    read_all_result: String,
 }
 
 /// Split `USER_ID:SECRET`. The error never repeats the value, which holds a secret.
@@ -81,6 +102,17 @@ fn config(cli: &Cli) -> Result<Config, String> {
     if let Some(path) = &cli.data {
         config = config.data(path);
     }
+    let auth_error_status: AuthErrorStatus = cli
+        .auth_error_status
+        .parse()
+        .map_err(|e| format!("error: invalid value for '--auth-error-status': {e}"))?;
+    let read_all_result: ReadAllResult = cli
+        .read_all_result
+        .parse()
+        .map_err(|e| format!("error: invalid value for '--read-all-result': {e}"))?;
+    config = config
+        .auth_error_status(auth_error_status)
+        .read_all_result(read_all_result);
     Ok(config)
 }
 

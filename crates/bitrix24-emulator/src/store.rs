@@ -61,6 +61,8 @@ pub struct NewNotification {
 
 pub struct Store {
     inner: Mutex<Inner>,
+    /// Choices between documented and observed behaviour.
+    pub switches: crate::switches::Switches,
 }
 
 struct Inner {
@@ -94,6 +96,25 @@ CREATE TABLE IF NOT EXISTS notifications (
 CREATE INDEX IF NOT EXISTS notifications_user_tag ON notifications (user_id, tag);
 ";
 
+/// Columns added after the first release, with their definitions. Files written before they
+/// existed get them on open, so old data files stay usable.
+const ADDED_COLUMNS: &[(&str, &str)] = &[("buttons", "TEXT")];
+
+fn migrate(db: &Connection) -> Result<(), rusqlite::Error> {
+    let mut stmt = db.prepare("SELECT name FROM pragma_table_info('notifications')")?;
+    let existing: Vec<String> = stmt
+        .query_map([], |r| r.get::<_, String>(0))?
+        .collect::<Result<_, _>>()?;
+    for (name, definition) in ADDED_COLUMNS {
+        if !existing.iter().any(|c| c == name) {
+            db.execute_batch(&format!(
+                "ALTER TABLE notifications ADD COLUMN {name} {definition}"
+            ))?;
+        }
+    }
+    Ok(())
+}
+
 impl Store {
     pub fn open(seed: Seed, data: Option<&Path>) -> Result<Store, Error> {
         let mut inner = Inner {
@@ -111,11 +132,13 @@ impl Store {
             // Two processes on one file (an emulator and a sandboxed CLI) wait instead of failing.
             db.busy_timeout(std::time::Duration::from_secs(5))?;
             db.execute_batch(SCHEMA)?;
+            migrate(&db)?;
             inner.load(&db)?;
             inner.db = Some(db);
         }
         Ok(Store {
             inner: Mutex::new(inner),
+            switches: crate::switches::Switches::default(),
         })
     }
 
@@ -152,6 +175,15 @@ impl Store {
 
     /// Insert a notification, first deleting the recipient's earlier ones with the same tag.
     pub fn add_notification(&self, new: NewNotification) -> Result<u64, rusqlite::Error> {
+        self.add_notification_with_buttons(new, None)
+    }
+
+    /// [`add_notification`](Self::add_notification) for a confirm notification with buttons.
+    pub fn add_notification_with_buttons(
+        &self,
+        new: NewNotification,
+        buttons: Option<Value>,
+    ) -> Result<u64, rusqlite::Error> {
         let mut inner = self.lock();
         let id = inner.next_id;
         let replaced: Vec<u64> = match &new.tag {
@@ -177,6 +209,7 @@ impl Store {
                 sub_tag: new.sub_tag,
                 attach: new.attach,
                 read: false,
+                buttons,
             },
             created_at: new.created_at,
         };
@@ -244,6 +277,85 @@ impl Store {
         inner.next_id = 1;
         Ok(())
     }
+
+    /// `Some(active)` for an existing user, `None` for an unknown id.
+    pub fn user_state(&self, user_id: u64) -> Option<bool> {
+        let inner = self.lock();
+        (user_id >= 1 && user_id <= inner.users).then(|| !inner.inactive.contains(&user_id))
+    }
+
+    /// How many users exist (`1..=n`).
+    pub fn user_count(&self) -> u64 {
+        self.lock().users
+    }
+
+    /// Copies of the records matching `pred`, in id order.
+    pub fn records_where(&self, pred: impl Fn(&Notification) -> bool) -> Vec<Record> {
+        self.lock()
+            .notifications
+            .values()
+            .filter(|r| pred(&r.notification))
+            .cloned()
+            .collect()
+    }
+
+    /// Set the read flag of the notifications matching `pred`; returns how many changed.
+    pub fn set_read_where(
+        &self,
+        read: bool,
+        pred: impl Fn(&Notification) -> bool,
+    ) -> Result<usize, rusqlite::Error> {
+        let mut inner = self.lock();
+        let ids: Vec<u64> = inner
+            .notifications
+            .values()
+            .filter(|r| r.notification.read != read && pred(&r.notification))
+            .map(|r| r.notification.id)
+            .collect();
+        if ids.is_empty() {
+            return Ok(0);
+        }
+        if let Some(db) = inner.db.as_mut() {
+            let tx = db.transaction()?;
+            for id in &ids {
+                tx.execute(
+                    "UPDATE notifications SET is_read = ?1 WHERE id = ?2",
+                    params![i64::from(read), *id as i64],
+                )?;
+            }
+            tx.commit()?;
+        }
+        for id in &ids {
+            if let Some(r) = inner.notifications.get_mut(id) {
+                r.notification.read = read;
+            }
+        }
+        Ok(ids.len())
+    }
+
+    /// Delete the first notification matching `pred` and return it, in one step, so two
+    /// concurrent confirms of one notification cannot both succeed.
+    pub fn take_where(
+        &self,
+        pred: impl Fn(&Notification) -> bool,
+    ) -> Result<Option<Record>, rusqlite::Error> {
+        let mut inner = self.lock();
+        let Some(id) = inner
+            .notifications
+            .values()
+            .find(|r| pred(&r.notification))
+            .map(|r| r.notification.id)
+        else {
+            return Ok(None);
+        };
+        if let Some(db) = inner.db.as_mut() {
+            db.execute(
+                "DELETE FROM notifications WHERE id = ?1",
+                params![id as i64],
+            )?;
+        }
+        Ok(inner.notifications.remove(&id))
+    }
 }
 
 impl Inner {
@@ -256,11 +368,13 @@ impl Inner {
             )
             .optional()?;
         let mut stmt = db.prepare(
-            "SELECT id, user_id, author_id, type, message, tag, sub_tag, attach, is_read, created_at
+            "SELECT id, user_id, author_id, type, message, tag, sub_tag, attach, is_read, created_at,
+                    buttons
              FROM notifications ORDER BY id",
         )?;
         let rows = stmt.query_map([], |r| {
             let attach: Option<String> = r.get(7)?;
+            let buttons: Option<String> = r.get(10)?;
             Ok(Record {
                 notification: Notification {
                     id: r.get::<_, i64>(0)? as u64,
@@ -273,6 +387,7 @@ impl Inner {
                     // A row edited by hand into invalid JSON loses its attach, not the row.
                     attach: attach.and_then(|a| serde_json::from_str(&a).ok()),
                     read: r.get::<_, i64>(8)? != 0,
+                    buttons: buttons.and_then(|b| serde_json::from_str(&b).ok()),
                 },
                 created_at: r.get::<_, i64>(9)? as u64,
             })
@@ -291,9 +406,10 @@ impl Inner {
 fn insert_row(tx: &rusqlite::Transaction<'_>, r: &Record) -> Result<(), rusqlite::Error> {
     let n = &r.notification;
     let attach = n.attach.as_ref().map(Value::to_string);
+    let buttons = n.buttons.as_ref().map(Value::to_string);
     tx.execute(
-        "INSERT INTO notifications (id, user_id, author_id, type, message, tag, sub_tag, attach, is_read, created_at)
-         VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10)",
+        "INSERT INTO notifications (id, user_id, author_id, type, message, tag, sub_tag, attach, is_read, created_at, buttons)
+         VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11)",
         params![
             n.id as i64,
             n.user_id as i64,
@@ -304,7 +420,8 @@ fn insert_row(tx: &rusqlite::Transaction<'_>, r: &Record) -> Result<(), rusqlite
             n.sub_tag,
             attach,
             i64::from(n.read),
-            r.created_at as i64
+            r.created_at as i64,
+            buttons
         ],
     )?;
     Ok(())

@@ -10,7 +10,12 @@ use crate::auth::Caller;
 use crate::error::ApiError;
 use crate::store::Store;
 
+mod catalog;
 mod notify;
+mod notify_get;
+mod notify_read;
+mod notify_reply;
+mod probe;
 
 /// Everything a method needs: the state, who calls, and the upper-cased parameters.
 pub struct Call<'a> {
@@ -19,6 +24,8 @@ pub struct Call<'a> {
     pub params: &'a Map<String, Value>,
     /// Unix time of the request.
     pub now: u64,
+    /// The `start` request parameter (`intval`, at least 0): the offset of list methods.
+    pub start: u64,
 }
 
 impl Call<'_> {
@@ -36,6 +43,60 @@ pub fn call(method: &str, call: &Call<'_>) -> Result<Value, ApiError> {
         "im.notify.personal.add" => notify::add(call, notify::Kind::User),
         "im.notify.system.add" => notify::add(call, notify::Kind::System),
         "im.notify.delete" => notify::delete(call),
+        "im.notify.read" => notify_read::read(call),
+        "im.notify.read.list" => notify_read::read_list(call),
+        "im.notify.read.all" => notify_read::read_all(call),
+        "im.notify.confirm" => notify_reply::confirm(call),
+        "im.notify.answer" => notify_reply::answer(call),
+        "im.notify.get" => notify_get::get(call),
+        "im.notify.history.search" => notify_get::history_search(call),
+        "im.notify.schema.get" => notify_get::schema_get(call),
+        "user.current" => probe::user_current(call),
+        "user.get" => probe::user_get(call),
+        "profile" => probe::profile(call),
+        "server.time" => probe::server_time(call),
+        "methods" => probe::methods(call),
+        "method.get" => probe::method_get(call),
+        "scope" => probe::scope(call),
         _ => Err(ApiError::method_not_found()),
+    }
+}
+
+/// A page of a list method, as PHP returns it: the items under keys `0..n-1` plus `next` (when
+/// more follow) and `total`. [`lift_paging`] takes those two out again, as `CRestServer` does.
+pub fn paged(items: Vec<Value>, next: Option<u64>, total: u64) -> Value {
+    let mut map = Map::new();
+    for (i, item) in items.into_iter().enumerate() {
+        map.insert(i.to_string(), item);
+    }
+    if let Some(next) = next {
+        map.insert("next".into(), Value::from(next));
+    }
+    map.insert("total".into(), Value::from(total));
+    Value::Object(map)
+}
+
+/// Take `next` and `total` out of an array result, returning `(result, next, total)`. What is
+/// left of a page is a list again (`[]` when empty).
+pub fn lift_paging(result: Value) -> (Value, Option<Value>, Option<Value>) {
+    match result {
+        Value::Object(mut map) if map.contains_key("next") || map.contains_key("total") => {
+            let next = map.shift_remove("next");
+            let total = map.shift_remove("total");
+            let rest = Value::Object(map);
+            let rest = if crate::php::is_list(&rest) {
+                Value::Array(
+                    crate::php::values(&rest)
+                        .unwrap_or_default()
+                        .into_iter()
+                        .cloned()
+                        .collect(),
+                )
+            } else {
+                rest
+            };
+            (rest, next, total)
+        }
+        other => (other, None, None),
     }
 }
