@@ -427,3 +427,125 @@ async fn completions_and_man_come_from_the_same_definitions() {
     let help = oint(&["notify", "--help"], &[]).await;
     assert!(stdout(&help).contains("Examples:"));
 }
+
+#[tokio::test(flavor = "multi_thread")]
+async fn list_search_read_answer_and_confirm() {
+    let emu = emulator().await;
+    let hook = emu.webhook_url(1, SECRET);
+    for text in [
+        "Disk almost full on host-7",
+        "Backup\tdone\nat night",
+        "Deploy finished",
+    ] {
+        let o = oint(
+            &[
+                "notify", "send", "--url", &hook, "--user", "1", "--text", text, "--system",
+            ],
+            &[],
+        )
+        .await;
+        assert_eq!(o.status.code(), Some(0), "{}", stderr(&o));
+    }
+    let listed = oint(
+        &[
+            "notify", "list", "--url", &hook, "--all", "--limit", "2", "--json",
+        ],
+        &[],
+    )
+    .await;
+    let items = json(&listed);
+    let ids: Vec<u64> = items
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|n| n["id"].as_u64().unwrap())
+        .collect();
+    assert_eq!(ids.len(), 3, "--all follows the pages: {items}");
+    assert!(ids.windows(2).all(|w| w[0] > w[1]), "newest first");
+
+    let plain = oint(
+        &["notify", "list", "--url", &hook, "--output", "plain"],
+        &[],
+    )
+    .await;
+    let rows: Vec<String> = stdout(&plain).lines().map(String::from).collect();
+    assert_eq!(rows.len(), 3);
+    assert!(
+        rows[1].ends_with("Backup\\tdone\\nat night"),
+        "tabs and newlines escaped: {}",
+        rows[1]
+    );
+    assert!(rows[0].contains("\tunread\t"));
+    let table = oint(
+        &["notify", "list", "--url", &hook, "--output", "table"],
+        &[],
+    )
+    .await;
+    assert!(stdout(&table).contains("TEXT") && stdout(&table).contains("system"));
+
+    let found = oint(
+        &["notify", "search", "host-7", "--url", &hook, "--json"],
+        &[],
+    )
+    .await;
+    assert_eq!(json(&found).as_array().unwrap().len(), 1);
+
+    let newest = ids[0].to_string();
+    let o = oint(
+        &[
+            "notify",
+            "read",
+            "--url",
+            &hook,
+            "--id",
+            &newest,
+            "--only-current",
+        ],
+        &[],
+    )
+    .await;
+    assert_eq!(o.status.code(), Some(0), "{}", stderr(&o));
+    let read: Vec<bool> = emu.notifications().iter().map(|n| n.read).collect();
+    assert_eq!(read, vec![false, false, true]);
+    let o = oint(&["notify", "read", "--url", &hook, "--all"], &[]).await;
+    assert_eq!(o.status.code(), Some(0));
+    assert!(emu.notifications().iter().all(|n| n.read));
+
+    let answered = oint(
+        &[
+            "notify", "answer", "--url", &hook, "--id", &newest, "--text", "On it", "--json",
+        ],
+        &[],
+    )
+    .await;
+    assert_eq!(answered.status.code(), Some(0), "{}", stderr(&answered));
+    assert!(json(&answered)["messages"].is_array());
+
+    let seeded: serde_json::Value = reqwest::Client::new()
+        .post(format!("{}/_emulator/notifications", emu.url()))
+        .json(&json!({"user_id": 1, "message": "Join?", "buttons": [{"TITLE": "Yes", "VALUE": "Y", "TYPE": "accept"}]}))
+        .send()
+        .await
+        .unwrap()
+        .json()
+        .await
+        .unwrap();
+    let confirm = seeded["id"].to_string();
+    let o = oint(
+        &[
+            "notify", "confirm", "--url", &hook, "--id", &confirm, "--value", "Y",
+        ],
+        &[],
+    )
+    .await;
+    assert_eq!(o.status.code(), Some(0), "{}", stderr(&o));
+    let o = oint(
+        &[
+            "notify", "confirm", "--url", &hook, "--id", &confirm, "--value", "Y",
+        ],
+        &[],
+    )
+    .await;
+    assert_eq!(o.status.code(), Some(1), "already confirmed: false");
+    assert!(stderr(&o).contains("answered false"));
+}
