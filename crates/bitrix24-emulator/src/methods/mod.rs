@@ -10,6 +10,7 @@ use crate::auth::Caller;
 use crate::error::ApiError;
 use crate::store::Store;
 
+pub mod batch;
 mod notify;
 
 /// Everything a method needs: the state, who calls, and the upper-cased parameters.
@@ -36,6 +37,8 @@ pub fn call(method: &str, call: &Call<'_>) -> Result<Value, ApiError> {
         "im.notify.personal.add" => notify::add(call, notify::Kind::User),
         "im.notify.system.add" => notify::add(call, notify::Kind::System),
         "im.notify.delete" => notify::delete(call),
+        // Sub-commands come back here; `batch::run` refuses a nested batch first.
+        "batch" => batch::run(call),
         _ => Err(ApiError::method_not_found()),
     }
 }
