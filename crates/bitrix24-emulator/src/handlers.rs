@@ -18,6 +18,7 @@ use crate::AppState;
 use crate::auth::{self, Credentials};
 use crate::error::ApiError;
 use crate::methods::{self, Call};
+use crate::oauth;
 use crate::php;
 use crate::timing::Timing;
 
@@ -28,6 +29,16 @@ pub fn router(state: AppState) -> Router {
     Router::new()
         .route("/_emulator/notifications", get(list_notifications))
         .route("/_emulator/reset", post(reset))
+        .route(
+            "/oauth/token/",
+            get(oauth::token_endpoint).post(oauth::token_endpoint),
+        )
+        .route(
+            "/oauth/token",
+            get(oauth::token_endpoint).post(oauth::token_endpoint),
+        )
+        .route("/_emulator/oauth/issue", post(oauth::issue_endpoint))
+        .route("/_emulator/oauth/refreshes", get(oauth::refreshes_endpoint))
         .fallback(rest)
         .layer(middleware::from_fn(log_requests))
         .with_state(state)
