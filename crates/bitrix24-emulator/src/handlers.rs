@@ -18,6 +18,7 @@ use crate::AppState;
 use crate::auth::{self, Credentials};
 use crate::error::ApiError;
 use crate::methods::{self, Call};
+use crate::oauth;
 use crate::php;
 use crate::timing::Timing;
 
@@ -31,6 +32,16 @@ pub fn router(state: AppState) -> Router {
             get(list_notifications).post(crate::seed::seed_notifications),
         )
         .route("/_emulator/reset", post(reset))
+        .route(
+            "/oauth/token/",
+            get(oauth::token_endpoint).post(oauth::token_endpoint),
+        )
+        .route(
+            "/oauth/token",
+            get(oauth::token_endpoint).post(oauth::token_endpoint),
+        )
+        .route("/_emulator/oauth/issue", post(oauth::issue_endpoint))
+        .route("/_emulator/oauth/refreshes", get(oauth::refreshes_endpoint))
         .fallback(rest)
         .layer(middleware::from_fn(crate::wire_headers::rest_headers))
         .layer(middleware::from_fn(log_requests))
@@ -162,82 +173,41 @@ fn parse_body(headers: &HeaderMap, body: &[u8]) -> Map<String, Value> {
             _ => Map::new(),
         }
     } else if mime == "multipart/form-data" {
-        boundary(content_type)
-            .map(|b| php::register_pairs(multipart_fields(body, &b)))
-            .unwrap_or_default()
+        php::register_pairs(multipart_fields(content_type, body))
     } else {
         php::parse_str(&String::from_utf8_lossy(body))
     }
 }
 
-/// The `boundary=` parameter of a multipart content type, unquoted.
-fn boundary(content_type: &str) -> Option<String> {
-    content_type.split(';').skip(1).find_map(|param| {
-        let (name, value) = param.split_once('=')?;
-        name.trim()
-            .eq_ignore_ascii_case("boundary")
-            .then(|| value.trim().trim_matches('"').to_owned())
-            .filter(|b| !b.is_empty())
-    })
-}
-
-/// The text fields of a `multipart/form-data` body, as PHP puts them in `$_POST`. File parts
-/// (with a `filename`) go to `$_FILES` on a portal, so they are not parameters.
-fn multipart_fields(body: &[u8], boundary: &str) -> Vec<(String, String)> {
-    let delimiter = format!("--{boundary}");
-    let delimiter = delimiter.as_bytes();
-    let mut fields = Vec::new();
-    let mut rest = body;
-    // Skip the preamble up to the first delimiter.
-    match find(rest, delimiter) {
-        Some(at) => rest = &rest[at + delimiter.len()..],
-        None => return fields,
-    }
-    while !rest.starts_with(b"--") {
-        let next = find(rest, delimiter).unwrap_or(rest.len());
-        let part = &rest[..next];
-        let part = part.strip_prefix(b"\r\n").unwrap_or(part);
-        let part = part.strip_suffix(b"\r\n").unwrap_or(part);
-        if let Some(split) = find(part, b"\r\n\r\n") {
-            let head = String::from_utf8_lossy(&part[..split]);
-            let value = &part[split + 4..];
-            if let Some(name) = disposition_name(&head) {
-                fields.push((name, String::from_utf8_lossy(value).into_owned()));
+/// The text fields of a `multipart/form-data` body, as PHP puts them in `$_POST`, parsed with
+/// multer. File parts (with a `filename`, even an empty one) go to `$_FILES` on a portal, so
+/// they are not parameters. A malformed body keeps the fields before the damage.
+fn multipart_fields(content_type: &str, body: &[u8]) -> Vec<(String, String)> {
+    let Ok(boundary) = multer::parse_boundary(content_type) else {
+        return Vec::new();
+    };
+    let chunk = body.to_vec();
+    let stream =
+        futures_util::stream::once(async move { Ok::<_, std::convert::Infallible>(chunk) });
+    let mut multipart = multer::Multipart::new(stream, boundary);
+    let collect = async move {
+        let mut fields = Vec::new();
+        while let Ok(Some(field)) = multipart.next_field().await {
+            if field.file_name().is_some() {
+                continue;
+            }
+            let Some(name) = field.name().map(str::to_owned) else {
+                continue;
+            };
+            match field.bytes().await {
+                Ok(value) => fields.push((name, String::from_utf8_lossy(&value).into_owned())),
+                Err(_) => break,
             }
         }
-        if next >= rest.len() {
-            break;
-        }
-        rest = &rest[next + delimiter.len()..];
-    }
-    fields
-}
-
-/// `name` of a `Content-Disposition: form-data` header, unless the part is a file.
-fn disposition_name(head: &str) -> Option<String> {
-    let line = head
-        .lines()
-        .find(|l| l.to_ascii_lowercase().starts_with("content-disposition:"))?;
-    let mut name = None;
-    for param in line.split(';').skip(1) {
-        let Some((key, value)) = param.split_once('=') else {
-            continue;
-        };
-        let value = value.trim().trim_matches('"').to_owned();
-        match key.trim().to_ascii_lowercase().as_str() {
-            "name" => name = Some(value),
-            "filename" => return None,
-            _ => {}
-        }
-    }
-    name
-}
-
-fn find(haystack: &[u8], needle: &[u8]) -> Option<usize> {
-    if needle.is_empty() || haystack.len() < needle.len() {
-        return None;
-    }
-    haystack.windows(needle.len()).position(|w| w == needle)
+        fields
+    };
+    // The whole body is already in memory, so the parser never has to wait.
+    futures_util::FutureExt::now_or_never(collect).unwrap_or_default()
 }
 
 /// Pull the credentials out and drop the auth parameters so methods never see them.
@@ -431,6 +401,37 @@ mod tests {
             Value::Object(params),
             json!({"USER_ID": "2", "ATTACH": [{"MESSAGE": "line1\r\nline2"}]})
         );
+    }
+
+    #[test]
+    fn multipart_edge_cases() {
+        let mut headers = HeaderMap::new();
+        headers.insert(
+            header::CONTENT_TYPE,
+            HeaderValue::from_static("multipart/form-data; boundary=XB"),
+        );
+        // An empty filename is still a file part; a part without a name is skipped.
+        let body = "--XB\r\nContent-Disposition: form-data; name=\"f\"; filename=\"\"\r\n\r\nx\r\n\
+                    --XB\r\nContent-Disposition: form-data\r\n\r\nnameless\r\n\
+                    --XB\r\nContent-Disposition: form-data; name=\"A[]\"\r\n\r\n1\r\n--XB--\r\n";
+        assert_eq!(
+            Value::Object(parse_body(&headers, body.as_bytes())),
+            json!({"A": ["1"]})
+        );
+        // A body cut short keeps the complete fields before the cut.
+        let cut = "--XB\r\nContent-Disposition: form-data; name=\"A\"\r\n\r\n1\r\n\
+                   --XB\r\nContent-Disposition: form-data; name=\"B\"\r\n\r\n2";
+        assert_eq!(
+            Value::Object(parse_body(&headers, cut.as_bytes())),
+            json!({"A": "1"})
+        );
+        // No boundary: nothing to parse.
+        let mut no_boundary = HeaderMap::new();
+        no_boundary.insert(
+            header::CONTENT_TYPE,
+            HeaderValue::from_static("multipart/form-data"),
+        );
+        assert!(parse_body(&no_boundary, body.as_bytes()).is_empty());
     }
 
     #[test]

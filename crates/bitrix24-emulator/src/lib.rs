@@ -25,6 +25,7 @@ mod error;
 mod handlers;
 mod jsobject;
 mod methods;
+mod oauth;
 mod php;
 mod seed;
 mod store;
@@ -42,6 +43,10 @@ use store::{AccessToken, App, Seed, Store};
 pub const BUILTIN_CLIENT_ID: &str = "local.emulator.app";
 /// Its name, used as the prefix of system notifications it sends.
 pub const BUILTIN_APP_NAME: &str = "Emulator App";
+/// The built-in app's client secret, for `/oauth/token/` (override with [`Config::oauth_app`]).
+pub const BUILTIN_CLIENT_SECRET: &str = "local.emulator.secret";
+/// Lifetime of refresh tokens: 180 days, as on the real OAuth server.
+pub const REFRESH_TOKEN_TTL: u64 = oauth::REFRESH_TOKEN_TTL;
 
 /// What the emulated portal starts with.
 ///
@@ -55,6 +60,8 @@ pub struct Config {
     token_ttl: u64,
     data: Option<PathBuf>,
     switches: switches::Switches,
+    /// `(client id, secret)` of OAuth apps besides (or overriding) the built-in one.
+    oauth_apps: Vec<(String, String)>,
 }
 
 #[derive(Clone)]
@@ -75,6 +82,7 @@ impl Default for Config {
             token_ttl: 3600,
             data: None,
             switches: switches::Switches::default(),
+            oauth_apps: Vec::new(),
         }
     }
 }
@@ -144,6 +152,15 @@ impl Config {
         self.switches.read_all_result = choice;
         self
     }
+
+    /// An OAuth application that may refresh tokens at `/oauth/token/`. The built-in
+    /// [`BUILTIN_CLIENT_ID`] always exists (secret [`BUILTIN_CLIENT_SECRET`]); registering it
+    /// again replaces its secret. Other apps' names (the system-notification prefix) are their
+    /// client ids.
+    pub fn oauth_app(mut self, client_id: impl Into<String>, secret: impl Into<String>) -> Self {
+        self.oauth_apps.push((client_id.into(), secret.into()));
+        self
+    }
 }
 
 impl fmt::Debug for Config {
@@ -172,6 +189,14 @@ impl fmt::Debug for Config {
             .field("token_ttl", &self.token_ttl)
             .field("data", &self.data)
             .field("switches", &self.switches)
+            .field(
+                "oauth_apps",
+                &self
+                    .oauth_apps
+                    .iter()
+                    .map(|(id, _)| format!("{id}:***"))
+                    .collect::<Vec<_>>(),
+            )
             .finish()
     }
 }
@@ -203,6 +228,7 @@ pub struct Notification {
 #[derive(Clone)]
 pub struct AppState {
     store: Arc<Store>,
+    oauth: Arc<oauth::OAuthServer>,
 }
 
 impl AppState {
@@ -228,22 +254,47 @@ impl AppState {
                 (t.token, issued)
             })
             .collect();
+        // The built-in app first, then configured ones (a later entry replaces an earlier one).
+        let mut oauth_apps = vec![(
+            BUILTIN_CLIENT_ID.to_owned(),
+            BUILTIN_CLIENT_SECRET.to_owned(),
+        )];
+        oauth_apps.extend(config.oauth_apps);
+        let apps: Vec<(String, App)> = oauth_apps
+            .iter()
+            .map(|(id, _)| {
+                let name = if id == BUILTIN_CLIENT_ID {
+                    BUILTIN_APP_NAME
+                } else {
+                    id
+                };
+                (
+                    id.clone(),
+                    App {
+                        name: name.to_owned(),
+                    },
+                )
+            })
+            .collect();
         let seed = Seed {
             users: config.users,
             inactive: config.inactive,
             webhooks: config.webhooks,
             tokens,
-            apps: vec![(
-                BUILTIN_CLIENT_ID.to_owned(),
-                App {
-                    name: BUILTIN_APP_NAME.to_owned(),
-                },
-            )],
+            apps,
         };
         let mut store = Store::open(seed, config.data.as_deref())?;
         store.switches = config.switches;
+        let oauth = oauth::OAuthServer::open(
+            &oauth_apps,
+            config.token_ttl,
+            config.data.as_deref(),
+            &store,
+            now,
+        )?;
         Ok(AppState {
             store: Arc::new(store),
+            oauth: Arc::new(oauth),
         })
     }
 

@@ -64,6 +64,11 @@ struct Cli {
         value_parser = ["docs", "source"]
     )]
     read_all_result: String,
+    /// An OAuth app allowed to refresh tokens at /oauth/token/. Repeatable. The built-in app
+    /// local.emulator.app (secret local.emulator.secret) always exists; naming it again
+    /// replaces its secret.
+    #[arg(long = "oauth-app", value_name = "CLIENT_ID:CLIENT_SECRET")]
+    oauth_app: Vec<String>,
 }
 
 /// Split `USER_ID:SECRET`. The error never repeats the value, which holds a secret.
@@ -84,6 +89,19 @@ fn credential_pair(flag: &str, what: &str, raw: &str) -> Result<(u64, String), S
         return Err(bad());
     }
     Ok((user, secret.to_owned()))
+}
+
+/// Split `CLIENT_ID:CLIENT_SECRET` at the first `:`. The error never repeats the value.
+fn oauth_app(raw: &str) -> Result<(String, String), String> {
+    match raw.split_once(':') {
+        Some((id, secret)) if !id.trim().is_empty() && !secret.is_empty() => {
+            Ok((id.trim().to_owned(), secret.to_owned()))
+        }
+        _ => Err(
+            "error: invalid value for '--oauth-app': expected CLIENT_ID:CLIENT_SECRET, both non-empty"
+                .to_owned(),
+        ),
+    }
 }
 
 fn config(cli: &Cli) -> Result<Config, String> {
@@ -113,6 +131,10 @@ fn config(cli: &Cli) -> Result<Config, String> {
     config = config
         .auth_error_status(auth_error_status)
         .read_all_result(read_all_result);
+    for raw in &cli.oauth_app {
+        let (client_id, secret) = oauth_app(raw)?;
+        config = config.oauth_app(client_id, secret);
+    }
     Ok(config)
 }
 

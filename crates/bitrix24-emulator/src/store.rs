@@ -161,6 +161,11 @@ impl Store {
         self.lock().tokens.get(token).cloned()
     }
 
+    /// Register an access token issued at run time (OAuth refresh, control plane).
+    pub fn insert_access_token(&self, token: String, issued: AccessToken) {
+        self.lock().tokens.insert(token, issued);
+    }
+
     pub fn app(&self, client_id: &str) -> Option<App> {
         self.lock().apps.get(client_id).cloned()
     }

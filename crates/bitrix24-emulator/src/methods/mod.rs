@@ -10,6 +10,7 @@ use crate::auth::Caller;
 use crate::error::ApiError;
 use crate::store::Store;
 
+pub mod batch;
 mod catalog;
 mod notify;
 mod notify_get;
@@ -58,6 +59,8 @@ pub fn call(method: &str, call: &Call<'_>) -> Result<Value, ApiError> {
         "methods" => probe::methods(call),
         "method.get" => probe::method_get(call),
         "scope" => probe::scope(call),
+        // Sub-commands come back here; `batch::run` refuses a nested batch first.
+        "batch" => batch::run(call),
         _ => Err(ApiError::method_not_found()),
     }
 }

@@ -48,7 +48,11 @@ pub struct Notification {
     #[serde(default, deserialize_with = "de_text")]
     pub text: String,
     /// Read or not (`notify_read`: `"Y"`/`"N"`).
-    #[serde(default, rename(deserialize = "notify_read"), deserialize_with = "de_yes")]
+    #[serde(
+        default,
+        rename(deserialize = "notify_read"),
+        deserialize_with = "de_yes"
+    )]
     pub read: bool,
     /// Buttons of a confirmation notification.
     #[serde(default)]
