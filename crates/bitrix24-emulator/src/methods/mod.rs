@@ -8,6 +8,7 @@ use serde_json::{Map, Value};
 
 use crate::auth::Caller;
 use crate::error::ApiError;
+use crate::operating::Operating;
 use crate::store::Store;
 
 mod notify;
@@ -19,6 +20,10 @@ pub struct Call<'a> {
     pub params: &'a Map<String, Value>,
     /// Unix time of the request.
     pub now: u64,
+    /// Operating-time accounting; `batch` runs each sub-command through
+    /// [`Operating::sub_call`].
+    #[allow(dead_code)] // until batch uses it
+    pub operating: &'a Operating,
 }
 
 impl Call<'_> {
