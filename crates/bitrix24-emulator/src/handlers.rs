@@ -184,7 +184,9 @@ async fn rest(State(state): State<AppState>, req: Request) -> Response {
             if let Some(conn) = &conn {
                 conn.reset();
             }
-            StatusCode::BAD_GATEWAY.into_response()
+            let mut response = StatusCode::BAD_GATEWAY.into_response();
+            response.extensions_mut().insert(NoAnswer(label));
+            response
         }
     };
     state.pipeline.log.push(entry);
@@ -505,15 +507,25 @@ async fn log_requests(req: Request<Body>, next: Next) -> Response {
     let path = masked_path(req.uri().path());
     let started = std::time::Instant::now();
     let response = next.run(req).await;
-    tracing::info!(
-        %method,
-        %path,
-        status = response.status().as_u16(),
-        elapsed_ms = started.elapsed().as_secs_f64() * 1000.0,
-        "request"
-    );
+    let elapsed_ms = started.elapsed().as_secs_f64() * 1000.0;
+    match response.extensions().get::<NoAnswer>() {
+        Some(NoAnswer(fault)) => {
+            tracing::info!(%method, %path, fault, elapsed_ms, "request closed without an answer");
+        }
+        None => tracing::info!(
+            %method,
+            %path,
+            status = response.status().as_u16(),
+            elapsed_ms,
+            "request"
+        ),
+    }
     response
 }
+
+/// Marks a response that the connection will drop (a reset fault), for the log line.
+#[derive(Debug, Clone, Copy)]
+struct NoAnswer(&'static str);
 
 /// `/rest/1/SECRET/im.notify` → `/rest/1/***/im.notify`: every segment after the user id and
 /// before the method is masked, whatever the segment count.
