@@ -1,6 +1,7 @@
 //! Requests per second of the emulator, side by side with the machine's per-request floor.
 //!
-//! Both servers run in this process on loopback ports chosen by the OS and get the same load
+//! The emulator runs with its limits off (`Plan::Unlimited`): this measures its cost per
+//! request, not the portal's rate limit. Both servers run in this process on loopback ports chosen by the OS and get the same load
 //! from the same client: the emulator answering `im.notify.personal.add` for real (auth,
 //! parameter decoding, validation, storage, PHP-style encoding), and a trivial axum handler
 //! that returns a fixed answer. Rounds alternate between the two so that drift in the machine
@@ -14,7 +15,7 @@ use std::time::{Duration, Instant};
 
 use axum::Router;
 use axum::routing::post;
-use bitrix24_emulator::{Config, Emulator};
+use bitrix24_emulator::{Config, Emulator, Plan};
 
 struct Options {
     requests: usize,
@@ -111,7 +112,7 @@ async fn main() {
             std::process::exit(2);
         }
     };
-    let emulator = Emulator::start(Config::default().webhook(1, "bench"))
+    let emulator = Emulator::start(Config::default().webhook(1, "bench").plan(Plan::Unlimited))
         .await
         .expect("emulator");
     let emulator_url = format!("{}im.notify.personal.add", emulator.webhook_url(1, "bench"));

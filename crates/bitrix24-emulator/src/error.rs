@@ -24,6 +24,12 @@ pub enum Error {
     /// The SQLite data file could not be opened, read or written.
     #[error("data file error: {0}")]
     Sqlite(#[from] rusqlite::Error),
+    /// A configuration value is unusable.
+    #[error("invalid configuration: {0}")]
+    Config(String),
+    /// The TLS certificate or server configuration could not be made.
+    #[error("TLS setup failed: {0}")]
+    Tls(String),
 }
 
 /// HTTP status of every authentication error.
@@ -176,6 +182,24 @@ impl ApiError {
             format!("Access denied! {detail}")
         };
         Self::new("ACCESS_DENIED", description, 403)
+    }
+}
+
+// --- limits -----------------------------------------------------------------------------
+
+impl ApiError {
+    /// The request-rate limit (leaky bucket) is exceeded: 503, nothing executed.
+    pub fn query_limit_exceeded() -> Self {
+        Self::new("QUERY_LIMIT_EXCEEDED", "Too many requests", 503)
+    }
+
+    /// The method has used its operating-time budget: 429, nothing executed.
+    pub fn operation_time_limit() -> Self {
+        Self::new(
+            "OPERATION_TIME_LIMIT",
+            "Method is blocked due to operation time limit.",
+            429,
+        )
     }
 }
 

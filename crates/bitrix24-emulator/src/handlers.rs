@@ -4,10 +4,12 @@
 //! credentials and PHP-style parameters (query and body merged, body winning), authenticated,
 //! and handed to [`crate::methods::call`]; the answer is encoded with PHP's `json_encode` flags
 //! and the portal's headers. The `/_emulator/*` control plane is plain JSON for test code.
+//! Around the method call sit the rate limit, fault rules, the operating-time budget and the
+//! request log, in the order [`crate::pipeline`] describes.
 
 use axum::Router;
 use axum::body::{Body, to_bytes};
-use axum::extract::{Request, State};
+use axum::extract::{ConnectInfo, Request, State};
 use axum::http::{HeaderMap, HeaderValue, Method, StatusCode, header};
 use axum::middleware::{self, Next};
 use axum::response::{IntoResponse, Response};
@@ -17,9 +19,13 @@ use serde_json::{Map, Value, json};
 use crate::AppState;
 use crate::auth::{self, Credentials};
 use crate::error::ApiError;
+use crate::faults::{self, FaultKind};
 use crate::methods::{self, Call};
 use crate::oauth;
+use crate::operating;
 use crate::php;
+use crate::requests::{AuthKind, Entry, NO_ANSWER};
+use crate::serve::Conn;
 use crate::timing::Timing;
 
 /// Largest request body read; PHP's `post_max_size` plays this role on a portal.
@@ -32,6 +38,11 @@ pub fn router(state: AppState) -> Router {
             get(list_notifications).post(crate::seed::seed_notifications),
         )
         .route("/_emulator/reset", post(reset))
+        .route(
+            "/_emulator/faults",
+            get(list_faults).post(add_faults).delete(clear_faults),
+        )
+        .route("/_emulator/requests", get(list_requests))
         .route(
             "/oauth/token/",
             get(oauth::token_endpoint).post(oauth::token_endpoint),
@@ -83,12 +94,48 @@ fn parse_route(path: &str) -> Option<Result<Route, ApiError>> {
     Some(Ok(Route { webhook, method }))
 }
 
+/// How a REST request ends.
+enum Outcome {
+    /// The method's result, wrapped with `time`; `app` is the calling OAuth app, if any.
+    Ok {
+        body: Value,
+        app: Option<String>,
+    },
+    Err(ApiError),
+    /// A `status` fault: an error answer with a code of the test's choosing.
+    Injected {
+        status: u16,
+        error: String,
+        description: String,
+    },
+    /// Close the connection without an answer; the label goes into the request log.
+    Reset(&'static str),
+}
+
 async fn rest(State(state): State<AppState>, req: Request) -> Response {
     let timing = Timing::start();
+    let at = operating::unix_now();
+    let conn = req
+        .extensions()
+        .get::<ConnectInfo<Conn>>()
+        .map(|c| c.0.clone());
     let route = match parse_route(req.uri().path()) {
         None => return (StatusCode::NOT_FOUND, "Not Found").into_response(),
-        Some(Err(e)) => return error_answer(&e),
-        Some(Ok(route)) => route,
+        Some(route) => route,
+    };
+    // Outside the emulator's own listener (`app()` served elsewhere) all clients share a bucket.
+    let ip = conn
+        .as_ref()
+        .map_or(std::net::IpAddr::V4(std::net::Ipv4Addr::UNSPECIFIED), |c| {
+            c.peer.ip()
+        });
+    let admitted = state.pipeline.rate.admit(ip);
+    let mut entry = Entry {
+        at,
+        method: route.as_ref().ok().map(|r| r.method.clone()),
+        auth: AuthKind::None,
+        status: NO_ANSWER,
+        error: None,
     };
     let (parts, body) = req.into_parts();
 
@@ -97,37 +144,148 @@ async fn rest(State(state): State<AppState>, req: Request) -> Response {
         let bytes = match to_bytes(body, MAX_BODY_BYTES).await {
             Ok(bytes) => bytes,
             Err(_) => {
+                entry.status = StatusCode::PAYLOAD_TOO_LARGE.as_u16();
+                state.pipeline.log.push(entry);
                 return (StatusCode::PAYLOAD_TOO_LARGE, "Request body too large").into_response();
             }
         };
         // `array_replace`: body values win over the query at the top level.
         params.extend(parse_body(&parts.headers, &bytes));
     }
-
-    let credentials = take_credentials(&route, &mut params, &parts.headers);
-    // The portal authenticates before it looks the method up, so an unknown method with bad
-    // credentials is an auth error, and only an authenticated caller learns what exists.
-    let caller = match auth::authenticate(&state.store, &credentials, timing.unix_secs()) {
-        Ok(caller) => caller,
-        Err(e) => return error_answer(&state.store.switches.adjust(e)),
+    let credentials = match &route {
+        Ok(route) => take_credentials(route, &mut params, &parts.headers),
+        Err(_) => Credentials::None,
+    };
+    entry.auth = match credentials {
+        Credentials::Webhook { .. } => AuthKind::Webhook,
+        Credentials::Token(_) => AuthKind::OAuth,
+        Credentials::None => AuthKind::None,
     };
 
+    let outcome = if admitted {
+        match route {
+            Ok(route) => execute(&state, &route, params, &credentials, timing, at).await,
+            Err(e) => Outcome::Err(e),
+        }
+    } else {
+        Outcome::Err(ApiError::query_limit_exceeded())
+    };
+
+    let response = match outcome {
+        Outcome::Ok { body, app } => {
+            entry.status = StatusCode::OK.as_u16();
+            let mut response = answer(StatusCode::OK, &body);
+            if let Some(client_id) = app {
+                response
+                    .extensions_mut()
+                    .insert(crate::wire_headers::RestApplication(client_id));
+            }
+            response
+        }
+        Outcome::Err(e) => {
+            let e = state.store.switches.adjust(e);
+            entry.status = e.status;
+            entry.error = Some(e.code.to_owned());
+            error_answer(&e)
+        }
+        Outcome::Injected {
+            status,
+            error,
+            description,
+        } => {
+            let code = StatusCode::from_u16(status).unwrap_or(StatusCode::INTERNAL_SERVER_ERROR);
+            let response = answer(
+                code,
+                &json!({"error": error, "error_description": description}),
+            );
+            entry.status = code.as_u16();
+            entry.error = Some(error);
+            response
+        }
+        Outcome::Reset(label) => {
+            entry.error = Some(label.to_owned());
+            // The switch makes the connection drop this response unwritten. Without the
+            // emulator's listener there is no switch, and the 502 is what the client gets.
+            if let Some(conn) = &conn {
+                conn.reset();
+            }
+            let mut response = StatusCode::BAD_GATEWAY.into_response();
+            response.extensions_mut().insert(NoAnswer(label));
+            response
+        }
+    };
+    state.pipeline.log.push(entry);
+    response
+}
+
+/// Everything after the rate limit: fault rules, auth, the operating budget, the method.
+async fn execute(
+    state: &AppState,
+    route: &Route,
+    params: Map<String, Value>,
+    credentials: &Credentials,
+    timing: Timing,
+    at: f64,
+) -> Outcome {
+    let pipeline = &state.pipeline;
+    let fault = pipeline.faults.take(&route.method);
+    match fault {
+        Some(FaultKind::Status {
+            status,
+            error,
+            description,
+        }) => {
+            return Outcome::Injected {
+                status,
+                error,
+                description,
+            };
+        }
+        Some(FaultKind::ResetBefore) => return Outcome::Reset("reset_before"),
+        _ => {}
+    }
+
+    // The portal authenticates before it looks the method up, so an unknown method with bad
+    // credentials is an auth error, and only an authenticated caller learns what exists.
+    let caller = match auth::authenticate(&state.store, credentials, timing.unix_secs()) {
+        Ok(caller) => caller,
+        Err(e) => return Outcome::Err(e),
+    };
+    if let Err(e) = pipeline.operating.check(&caller, &route.method, at) {
+        return Outcome::Err(e);
+    }
+
     // `start` and `state` belong to the server, not to the method.
+    let mut params = params;
     let start = params
         .remove("start")
         .map_or(0, |v| php::intval(&v).max(0) as u64);
     params.remove("state");
     let params = upper_case_keys(params);
 
+    let started = std::time::Instant::now();
+    if !pipeline.processing.is_zero() {
+        tokio::time::sleep(pipeline.processing).await;
+    }
     let call = Call {
         store: &state.store,
         caller: &caller,
         params: &params,
         now: timing.unix_secs(),
+        operating: &pipeline.operating,
         start,
     };
-    let mut response = match methods::call(&route.method, &call) {
+    let result = methods::call(&route.method, &call);
+    let usage = if pipeline.operating.bills_request(&route.method) {
+        let secs = started.elapsed().as_secs_f64();
+        pipeline.operating.bill(&caller, &route.method, at, secs)
+    } else {
+        pipeline.operating.usage(&caller, &route.method, at)
+    };
+    let outcome = match result {
         Ok(result) => {
+            let mut time = timing.to_value();
+            usage.stamp(&mut time, at);
             // `next` and `total` of a list result go next to `result`, as the portal puts them.
             let (result, next, total) = methods::lift_paging(result);
             let mut body = Map::new();
@@ -138,17 +296,23 @@ async fn rest(State(state): State<AppState>, req: Request) -> Response {
             if let Some(total) = total {
                 body.insert("total".into(), total);
             }
-            body.insert("time".into(), timing.to_value());
-            answer(StatusCode::OK, &Value::Object(body))
+            body.insert("time".into(), time);
+            Outcome::Ok {
+                body: Value::Object(body),
+                app: caller.client_id().map(str::to_owned),
+            }
         }
-        Err(e) => error_answer(&state.store.switches.adjust(e)),
+        Err(e) => Outcome::Err(e),
     };
-    if let Some(client_id) = caller.client_id() {
-        response
-            .extensions_mut()
-            .insert(crate::wire_headers::RestApplication(client_id.to_owned()));
+
+    match fault {
+        Some(FaultKind::ResetAfter) => Outcome::Reset("reset_after"),
+        Some(FaultKind::Delay { ms }) => {
+            tokio::time::sleep(std::time::Duration::from_millis(ms)).await;
+            outcome
+        }
+        _ => outcome,
     }
-    response
 }
 
 /// JSON for `application/json` (invalid or non-object JSON is no parameters), `parse_str` for
@@ -288,7 +452,39 @@ async fn list_notifications(State(state): State<AppState>) -> Response {
     axum::Json(state.notifications()).into_response()
 }
 
+/// `POST /_emulator/faults`: append rules (an array, or one object); answers the active rules.
+async fn add_faults(State(state): State<AppState>, body: axum::body::Bytes) -> Response {
+    let parsed = serde_json::from_slice::<Value>(&body)
+        .map_err(|e| format!("invalid JSON: {e}"))
+        .and_then(|v| faults::parse_rules(&v));
+    match parsed {
+        Ok(rules) => {
+            state.pipeline.faults.add(rules);
+            axum::Json(state.pipeline.faults.list()).into_response()
+        }
+        Err(why) => (
+            StatusCode::BAD_REQUEST,
+            axum::Json(json!({"error": "INVALID_FAULT", "error_description": why})),
+        )
+            .into_response(),
+    }
+}
+
+async fn list_faults(State(state): State<AppState>) -> Response {
+    axum::Json(state.pipeline.faults.list()).into_response()
+}
+
+async fn clear_faults(State(state): State<AppState>) -> Response {
+    state.pipeline.faults.clear();
+    axum::Json(json!({"result": true})).into_response()
+}
+
+async fn list_requests(State(state): State<AppState>) -> Response {
+    axum::Json(state.pipeline.log.snapshot()).into_response()
+}
+
 async fn reset(State(state): State<AppState>) -> Response {
+    state.pipeline.reset();
     match state.store.reset() {
         Ok(()) => axum::Json(json!({"result": true})).into_response(),
         Err(e) => {
@@ -312,15 +508,25 @@ async fn log_requests(req: Request<Body>, next: Next) -> Response {
     let path = masked_path(req.uri().path());
     let started = std::time::Instant::now();
     let response = next.run(req).await;
-    tracing::info!(
-        %method,
-        %path,
-        status = response.status().as_u16(),
-        elapsed_ms = started.elapsed().as_secs_f64() * 1000.0,
-        "request"
-    );
+    let elapsed_ms = started.elapsed().as_secs_f64() * 1000.0;
+    match response.extensions().get::<NoAnswer>() {
+        Some(NoAnswer(fault)) => {
+            tracing::info!(%method, %path, fault, elapsed_ms, "request closed without an answer");
+        }
+        None => tracing::info!(
+            %method,
+            %path,
+            status = response.status().as_u16(),
+            elapsed_ms,
+            "request"
+        ),
+    }
     response
 }
+
+/// Marks a response that the connection will drop (a reset fault), for the log line.
+#[derive(Debug, Clone, Copy)]
+struct NoAnswer(&'static str);
 
 /// `/rest/1/SECRET/im.notify` → `/rest/1/***/im.notify`: every segment after the user id and
 /// before the method is masked, whatever the segment count.
@@ -404,6 +610,22 @@ mod tests {
     }
 
     #[test]
+    fn masked_path_hides_secrets() {
+        assert_eq!(
+            masked_path("/rest/1/s3cr3t/im.notify"),
+            "/rest/1/***/im.notify"
+        );
+        assert_eq!(masked_path("/rest/1/s3cr3t/"), "/rest/1/***/");
+        assert_eq!(masked_path("/rest/1/s3cr3t"), "/rest/1/***");
+        assert_eq!(masked_path("/rest/1/a/b/c"), "/rest/1/***/***/c");
+        assert_eq!(masked_path("/rest/im.notify"), "/rest/im.notify");
+        assert_eq!(
+            masked_path("/_emulator/notifications"),
+            "/_emulator/notifications"
+        );
+    }
+
+    #[test]
     fn multipart_edge_cases() {
         let mut headers = HeaderMap::new();
         headers.insert(
@@ -432,21 +654,5 @@ mod tests {
             HeaderValue::from_static("multipart/form-data"),
         );
         assert!(parse_body(&no_boundary, body.as_bytes()).is_empty());
-    }
-
-    #[test]
-    fn masked_path_hides_secrets() {
-        assert_eq!(
-            masked_path("/rest/1/s3cr3t/im.notify"),
-            "/rest/1/***/im.notify"
-        );
-        assert_eq!(masked_path("/rest/1/s3cr3t/"), "/rest/1/***/");
-        assert_eq!(masked_path("/rest/1/s3cr3t"), "/rest/1/***");
-        assert_eq!(masked_path("/rest/1/a/b/c"), "/rest/1/***/***/c");
-        assert_eq!(masked_path("/rest/im.notify"), "/rest/im.notify");
-        assert_eq!(
-            masked_path("/_emulator/notifications"),
-            "/_emulator/notifications"
-        );
     }
 }

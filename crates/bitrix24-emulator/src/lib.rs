@@ -22,19 +22,28 @@ use tokio::task::JoinHandle;
 mod attach;
 mod auth;
 mod error;
+mod faults;
 mod handlers;
 mod jsobject;
+mod limits;
 mod methods;
 mod oauth;
+mod operating;
 mod php;
+mod pipeline;
+mod requests;
 mod seed;
+mod serve;
 mod store;
 mod switches;
 mod timing;
+mod tls;
 mod users;
 mod wire_headers;
 
 pub use error::Error;
+pub use limits::Plan;
+pub use operating::Billing;
 pub use switches::{AuthErrorStatus, ReadAllResult, UnknownChoice};
 
 use store::{AccessToken, App, Seed, Store};
@@ -62,6 +71,13 @@ pub struct Config {
     switches: switches::Switches,
     /// `(client id, secret)` of OAuth apps besides (or overriding) the built-in one.
     oauth_apps: Vec<(String, String)>,
+    plan: Plan,
+    rate: Option<f64>,
+    burst: Option<f64>,
+    operating_budget: f64,
+    operating_billing: Billing,
+    processing_ms: u64,
+    tls: Option<PathBuf>,
 }
 
 #[derive(Clone)]
@@ -72,7 +88,8 @@ struct TokenSpec {
 }
 
 impl Default for Config {
-    /// Users 1..=10, no webhooks, no tokens, a one-hour token lifetime, state in memory.
+    /// Users 1..=10, no webhooks, no tokens, a one-hour token lifetime, state in memory; the
+    /// standard plan's rate limit, a 480 s operating budget billed the measured way, plain HTTP.
     fn default() -> Self {
         Config {
             users: 10,
@@ -83,6 +100,13 @@ impl Default for Config {
             data: None,
             switches: switches::Switches::default(),
             oauth_apps: Vec::new(),
+            plan: Plan::Standard,
+            rate: None,
+            burst: None,
+            operating_budget: operating::DEFAULT_BUDGET_SECS,
+            operating_billing: Billing::Batch,
+            processing_ms: 0,
+            tls: None,
         }
     }
 }
@@ -161,6 +185,51 @@ impl Config {
         self.oauth_apps.push((client_id.into(), secret.into()));
         self
     }
+
+    /// The plan whose rate limit applies (default [`Plan::Standard`]: 2 requests/s, burst 50).
+    pub fn plan(mut self, plan: Plan) -> Self {
+        self.plan = plan;
+        self
+    }
+
+    /// Override the plan's drain rate, in requests per second (> 0, may be fractional).
+    pub fn rate(mut self, per_sec: f64) -> Self {
+        self.rate = Some(per_sec);
+        self
+    }
+
+    /// Override the plan's block threshold (>= 1): from an empty bucket exactly `floor(burst)`
+    /// instant requests pass.
+    pub fn burst(mut self, burst: f64) -> Self {
+        self.burst = Some(burst);
+        self
+    }
+
+    /// Operating-time budget per method and caller over 10 minutes, in seconds (default 480;
+    /// 0 disables the limit, usage is still reported).
+    pub fn operating_budget(mut self, secs: f64) -> Self {
+        self.operating_budget = secs;
+        self
+    }
+
+    /// Where a `batch` request's time is billed (default [`Billing::Batch`]).
+    pub fn operating_billing(mut self, billing: Billing) -> Self {
+        self.operating_billing = billing;
+        self
+    }
+
+    /// Simulated server time per REST call: each call sleeps this long and is billed for it.
+    pub fn processing_ms(mut self, ms: u64) -> Self {
+        self.processing_ms = ms;
+        self
+    }
+
+    /// Serve HTTPS with a certificate made at start; the CA is written to `dir/ca.pem` (the
+    /// directory is created).
+    pub fn tls(mut self, dir: impl Into<PathBuf>) -> Self {
+        self.tls = Some(dir.into());
+        self
+    }
 }
 
 impl fmt::Debug for Config {
@@ -197,6 +266,13 @@ impl fmt::Debug for Config {
                     .map(|(id, _)| format!("{id}:***"))
                     .collect::<Vec<_>>(),
             )
+            .field("plan", &self.plan)
+            .field("rate", &self.rate)
+            .field("burst", &self.burst)
+            .field("operating_budget", &self.operating_budget)
+            .field("operating_billing", &self.operating_billing)
+            .field("processing_ms", &self.processing_ms)
+            .field("tls", &self.tls)
             .finish()
     }
 }
@@ -229,11 +305,13 @@ pub struct Notification {
 pub struct AppState {
     store: Arc<Store>,
     oauth: Arc<oauth::OAuthServer>,
+    pipeline: Arc<pipeline::Pipeline>,
 }
 
 impl AppState {
     /// Build the portal; opens (and creates) the data file when one is configured.
     pub fn new(config: Config) -> Result<AppState, Error> {
+        let pipeline = Arc::new(pipeline_of(&config)?);
         let now = std::time::SystemTime::now()
             .duration_since(std::time::UNIX_EPOCH)
             .map_or(0, |d| d.as_secs());
@@ -295,6 +373,7 @@ impl AppState {
         Ok(AppState {
             store: Arc::new(store),
             oauth: Arc::new(oauth),
+            pipeline,
         })
     }
 
@@ -302,6 +381,30 @@ impl AppState {
     pub fn notifications(&self) -> Vec<Notification> {
         self.store.notifications()
     }
+}
+
+/// The rate limiter, operating budget and fault/request state a configuration asks for.
+fn pipeline_of(config: &Config) -> Result<pipeline::Pipeline, Error> {
+    let policy = limits::RatePolicy::resolve(config.plan, config.rate, config.burst);
+    if let Some(why) = policy.as_ref().and_then(limits::RatePolicy::invalid) {
+        return Err(Error::Config(why));
+    }
+    let budget = config.operating_budget;
+    if !(budget.is_finite() && budget >= 0.0) {
+        return Err(Error::Config(format!(
+            "operating budget must be a non-negative number of seconds, got {budget}"
+        )));
+    }
+    Ok(pipeline::Pipeline {
+        rate: limits::RateLimiter::new(policy),
+        operating: operating::Operating::new(
+            (budget > 0.0).then_some(budget),
+            config.operating_billing,
+        ),
+        faults: faults::Faults::default(),
+        log: requests::RequestLog::default(),
+        processing: std::time::Duration::from_millis(config.processing_ms),
+    })
 }
 
 impl fmt::Debug for AppState {
@@ -319,6 +422,7 @@ pub fn app(state: AppState) -> axum::Router {
 pub struct Emulator {
     addr: SocketAddr,
     state: AppState,
+    ca_pem: Option<String>,
     shutdown: Option<oneshot::Sender<()>>,
     task: Option<JoinHandle<()>>,
 }
@@ -331,13 +435,23 @@ impl Emulator {
 
     /// Start on `addr` (port 0 picks a free port).
     pub async fn bind(config: Config, addr: SocketAddr) -> Result<Emulator, Error> {
+        let tls_dir = config.tls.clone();
         let state = AppState::new(config)?;
         let listener = tokio::net::TcpListener::bind(addr)
             .await
             .map_err(|source| Error::Bind { addr, source })?;
         let addr = listener.local_addr()?;
+        let (listener, ca_pem) = match tls_dir {
+            Some(dir) => {
+                let material = tls::generate(Some(addr.ip()))?;
+                tls::write_ca(&dir, &material.ca_pem)?;
+                let listener = serve::EmuListener::tls(listener, material.server_config)?;
+                (listener, Some(material.ca_pem))
+            }
+            None => (serve::EmuListener::plain(listener)?, None),
+        };
         let (tx, rx) = oneshot::channel::<()>();
-        let router = app(state.clone());
+        let router = app(state.clone()).into_make_service_with_connect_info::<serve::Conn>();
         let task = tokio::spawn(async move {
             let served = axum::serve(listener, router)
                 .with_graceful_shutdown(async move {
@@ -352,6 +466,7 @@ impl Emulator {
         Ok(Emulator {
             addr,
             state,
+            ca_pem,
             shutdown: Some(tx),
             task: Some(task),
         })
@@ -361,9 +476,20 @@ impl Emulator {
         self.addr
     }
 
-    /// `http://127.0.0.1:PORT`
+    /// `http://127.0.0.1:PORT`, or `https://…` when serving TLS.
     pub fn url(&self) -> String {
-        format!("http://{}", self.addr)
+        let scheme = if self.ca_pem.is_some() {
+            "https"
+        } else {
+            "http"
+        };
+        format!("{scheme}://{}", self.addr)
+    }
+
+    /// The PEM of the CA that signed the server certificate, when serving TLS (the same text
+    /// as `DIR/ca.pem`).
+    pub fn ca_pem(&self) -> Option<&str> {
+        self.ca_pem.as_deref()
     }
 
     /// `http://127.0.0.1:PORT/rest/USER/SECRET/`

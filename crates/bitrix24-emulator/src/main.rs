@@ -1,7 +1,7 @@
 //! `b24-emulator`: run the local Bitrix24 portal from the command line.
 //!
-//! The first line on stdout is `listening on http://ADDR`, so scripts and tests can start it on
-//! port 0 and read the address. Logs go to stderr (`RUST_LOG` controls them) and never contain
+//! The first line on stdout is `listening on http://ADDR` (`https://` with `--tls`), so scripts
+//! and tests can start it on port 0 and read the address. Logs go to stderr (`RUST_LOG` controls them) and never contain
 //! webhook secrets or tokens.
 
 use std::io::{IsTerminal as _, Write as _};
@@ -9,8 +9,8 @@ use std::net::SocketAddr;
 use std::path::PathBuf;
 use std::process::ExitCode;
 
-use bitrix24_emulator::{AuthErrorStatus, Config, Emulator, ReadAllResult};
-use clap::Parser;
+use bitrix24_emulator::{AuthErrorStatus, Billing, Config, Emulator, Plan, ReadAllResult};
+use clap::{Parser, ValueEnum};
 
 /// A local Bitrix24 portal for offline tests of im.notify.* integrations.
 #[derive(Debug, Parser)]
@@ -69,6 +69,58 @@ struct Cli {
     /// replaces its secret.
     #[arg(long = "oauth-app", value_name = "CLIENT_ID:CLIENT_SECRET")]
     oauth_app: Vec<String>,
+    /// Rate limit of the portal's plan: a leaky bucket per client IP. standard: drains 2
+    /// requests/s, blocks above 50; enterprise: 5/s, 250; unlimited: off. Over the limit a call
+    /// gets HTTP 503 QUERY_LIMIT_EXCEEDED and is not executed.
+    #[arg(long, value_enum, value_name = "PLAN", default_value_t = CliPlan::Standard)]
+    plan: CliPlan,
+
+    /// Override the plan's drain rate, in requests per second (may be fractional, e.g. 0.5).
+    #[arg(long, value_name = "R")]
+    rate: Option<f64>,
+
+    /// Override the plan's block threshold (>= 1): a request passes if the bucket level plus one
+    /// stays <= B, so from an empty bucket exactly floor(B) instant requests pass and the next
+    /// gets 503.
+    #[arg(long, value_name = "B")]
+    burst: Option<f64>,
+
+    /// Operating-time budget per method (and per webhook or app) over a sliding 10 minutes, in
+    /// seconds. The call after the budget is used gets HTTP 429 OPERATION_TIME_LIMIT. 0 turns
+    /// the limit off (usage is still reported in time.operating).
+    #[arg(
+        long = "operating-budget",
+        value_name = "SECONDS",
+        default_value_t = 480.0
+    )]
+    operating_budget: f64,
+
+    /// Where a batch's operating time is billed. batch: to the method "batch", as measured on
+    /// cloud portals in 2026; per-method: to each sub-command's method, as the docs say.
+    #[arg(long = "operating-billing", value_enum, value_name = "MODE", default_value_t = CliBilling::Batch)]
+    operating_billing: CliBilling,
+
+    /// Simulated server time per REST call: each call sleeps this long and is billed for it.
+    #[arg(long = "processing-ms", value_name = "MS", default_value_t = 0)]
+    processing_ms: u64,
+
+    /// Serve HTTPS with a certificate made at start; its CA is written to DIR/ca.pem (DIR is
+    /// created). Trust it with REQUESTS_CA_BUNDLE=DIR/ca.pem or NODE_EXTRA_CA_CERTS=DIR/ca.pem.
+    #[arg(long, value_name = "DIR")]
+    tls: Option<PathBuf>,
+}
+
+#[derive(Debug, Clone, Copy, ValueEnum)]
+enum CliPlan {
+    Standard,
+    Enterprise,
+    Unlimited,
+}
+
+#[derive(Debug, Clone, Copy, ValueEnum)]
+enum CliBilling {
+    Batch,
+    PerMethod,
 }
 
 /// Split `USER_ID:SECRET`. The error never repeats the value, which holds a secret.
@@ -134,6 +186,40 @@ fn config(cli: &Cli) -> Result<Config, String> {
     for raw in &cli.oauth_app {
         let (client_id, secret) = oauth_app(raw)?;
         config = config.oauth_app(client_id, secret);
+    }
+    config = config.plan(match cli.plan {
+        CliPlan::Standard => Plan::Standard,
+        CliPlan::Enterprise => Plan::Enterprise,
+        CliPlan::Unlimited => Plan::Unlimited,
+    });
+    if let Some(rate) = cli.rate {
+        if !(rate.is_finite() && rate > 0.0) {
+            return Err(
+                "error: invalid value for '--rate': expected a positive number of requests per second".into(),
+            );
+        }
+        config = config.rate(rate);
+    }
+    if let Some(burst) = cli.burst {
+        if !(burst.is_finite() && burst >= 1.0) {
+            return Err("error: invalid value for '--burst': expected a number >= 1".into());
+        }
+        config = config.burst(burst);
+    }
+    if !(cli.operating_budget.is_finite() && cli.operating_budget >= 0.0) {
+        return Err(
+            "error: invalid value for '--operating-budget': expected a non-negative number of seconds".into(),
+        );
+    }
+    config = config
+        .operating_budget(cli.operating_budget)
+        .operating_billing(match cli.operating_billing {
+            CliBilling::Batch => Billing::Batch,
+            CliBilling::PerMethod => Billing::PerMethod,
+        })
+        .processing_ms(cli.processing_ms);
+    if let Some(dir) = &cli.tls {
+        config = config.tls(dir);
     }
     Ok(config)
 }

@@ -2,8 +2,8 @@
 //!
 //! Clients read it for rate and operating-limit decisions, so its shape follows the portal's
 //! `appendDebugInfo`: float unix times, a duration, PHP `date('c')` strings, and the cloud-only
-//! `operating` / `operating_reset_at` pair. The operating budget itself is later work; until
-//! then `operating` reports the time this request took.
+//! `operating` / `operating_reset_at` pair. The request pipeline overwrites that pair with the
+//! operating budget's figures (see `crate::operating`).
 
 use std::time::{Instant, SystemTime, UNIX_EPOCH};
 

@@ -6,14 +6,18 @@
 
 use std::collections::BTreeSet;
 
-use bitrix24_emulator::{AuthErrorStatus, BUILTIN_CLIENT_ID, Config, Emulator, ReadAllResult};
+use bitrix24_emulator::{
+    AuthErrorStatus, BUILTIN_CLIENT_ID, Config, Emulator, Plan, ReadAllResult,
+};
 use serde_json::{Value, json};
 
 const SECRET: &str = "s3cr3t";
 const TOKEN: &str = "tok-user-1";
 
+/// Paging tests send well over a burst; the rate limit has tests of its own.
 fn config() -> Config {
     Config::default()
+        .plan(Plan::Unlimited)
         .webhook(1, SECRET)
         .webhook(2, "other")
         .access_token(1, TOKEN)

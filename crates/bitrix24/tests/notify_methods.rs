@@ -1,7 +1,7 @@
 //! The typed read, reply, list and delete-by-tag calls against the emulator over HTTP.
 
 use bitrix24::{Client, Error, NotificationKind};
-use bitrix24_emulator::{Config, Emulator};
+use bitrix24_emulator::{Config, Emulator, Plan};
 use futures_util::TryStreamExt;
 use serde_json::json;
 
@@ -9,9 +9,12 @@ const SECRET: &str = "methods-secret";
 const TOKEN: &str = "methods-token";
 
 async fn setup() -> (Emulator, Client) {
-    let emu = Emulator::start(Config::default().webhook(1, SECRET).access_token(1, TOKEN))
-        .await
-        .unwrap();
+    // Paging tests send well over a burst; limits have tests of their own.
+    let config = Config::default()
+        .webhook(1, SECRET)
+        .access_token(1, TOKEN)
+        .plan(Plan::Unlimited);
+    let emu = Emulator::start(config).await.unwrap();
     let client = Client::builder(emu.webhook_url(1, SECRET)).build().unwrap();
     (emu, client)
 }

@@ -157,13 +157,22 @@ fn run_command(call: &Call<'_>, command: &Value, sections: &Sections) -> Result<
         params: &params,
         ..*call
     };
-    let result = super::call(&method, &sub)?;
-    let (result, next, total) = lift_paging(result);
+    // The operating budget decides whether the sub-method may run and what its
+    // `result_time` reports (the batch-wide figure unless billed per method).
+    let started_unix = crate::operating::unix_now();
+    let (result, usage) = call
+        .operating
+        .sub_call(call.caller, &method, started_unix, || {
+            super::call(&method, &sub)
+        });
+    let (result, next, total) = lift_paging(result?);
+    let mut time = timing.to_value();
+    usage.stamp(&mut time, started_unix);
     Ok(Success {
         result,
         next,
         total,
-        time: timing.to_value(),
+        time,
     })
 }
 

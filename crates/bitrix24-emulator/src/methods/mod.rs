@@ -8,6 +8,7 @@ use serde_json::{Map, Value};
 
 use crate::auth::Caller;
 use crate::error::ApiError;
+use crate::operating::Operating;
 use crate::store::Store;
 
 pub mod batch;
@@ -27,6 +28,10 @@ pub struct Call<'a> {
     pub now: u64,
     /// The `start` request parameter (`intval`, at least 0): the offset of list methods.
     pub start: u64,
+    /// Operating-time accounting; `batch` runs each sub-command through
+    /// [`Operating::sub_call`].
+    #[allow(dead_code)] // until batch uses it
+    pub operating: &'a Operating,
 }
 
 impl Call<'_> {
