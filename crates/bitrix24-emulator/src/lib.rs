@@ -532,3 +532,10 @@ impl Drop for Emulator {
         }
     }
 }
+
+/// The length the portal compares against the 60,000-character ATTACH limit, for a stored
+/// attach such as [`Notification::attach`]: `json_encode` with `JSON_UNESCAPED_UNICODE` (so
+/// `/` counts as `\/`), in characters. Lets clients cross-check their own measurement.
+pub fn attach_measured_len(stored: &serde_json::Value) -> usize {
+    attach::measured_len(stored)
+}

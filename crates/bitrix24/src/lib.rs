@@ -29,7 +29,10 @@ mod notify;
 mod portal;
 
 pub use answer::{Answer, Created, Flag, Time};
-pub use attach::{Attach, Block};
+pub use attach::{
+    Attach, AvatarType, Block, Check, ColorToken, Delimiter, Display, File, GridItem, Image, Issue,
+    IssueKind, Link, MAX_ATTACH_CHARS, User, Verdict,
+};
 pub use client::{
     Client, ClientBuilder, DEFAULT_CONNECT_TIMEOUT, DEFAULT_TIMEOUT, Preview, Request,
 };

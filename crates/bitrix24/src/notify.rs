@@ -4,9 +4,15 @@
 //! [`AddNotification::send`]. [`AddNotification::to_request`] gives the exact [`Request`]
 //! without sending it, for previews and batching.
 //!
-//! Two portal behaviours worth knowing:
-//! - `TAG` and `SUB_TAG` are applied only for OAuth applications. Over a webhook the portal
-//!   silently drops them, so a tag cannot replace an earlier notification there.
+//! Portal behaviours worth knowing:
+//! - `TAG` and `SUB_TAG` are applied only for OAuth applications: the portal keys them by the
+//!   calling app's client id, and a webhook has none. Over a webhook it silently drops them, so
+//!   a tag cannot replace an earlier notification there. The docs say webhook callers should
+//!   pass `CLIENT_ID` with the tag ([`AddNotification::client_id`]); the server source we know
+//!   ignores `CLIENT_ID` when adding (it only reads it when deleting by tag), so whether that
+//!   helps is unverified. Use OAuth when a tag must work.
+//! - An attachment is checked against the portal's rules before sending ([`Attach::check`]);
+//!   a mistake the portal would silently swallow is an [`Error::InvalidArgument`] instead.
 //! - A missing or inactive recipient is not an error: the portal answers `false`, which
 //!   [`AddNotification::send`] returns as `None`.
 
@@ -257,8 +263,8 @@ pub struct AddNotification<'c> {
     message_out: Option<String>,
     tag: Option<String>,
     sub_tag: Option<String>,
-    attach: Option<Attach>,
     client_id: Option<String>,
+    attach: Option<Attach>,
     /// Sent through `im.notify` with `TYPE` rather than the kind's own method.
     generic: bool,
 }
@@ -273,8 +279,8 @@ impl<'c> AddNotification<'c> {
             message_out: None,
             tag: None,
             sub_tag: None,
-            attach: None,
             client_id: None,
+            attach: None,
             generic: false,
         }
     }
@@ -285,27 +291,34 @@ impl<'c> AddNotification<'c> {
         self
     }
 
-    /// Uniqueness tag: a newer notification with the same tag replaces the older one for the
-    /// same recipient. Applied by the portal only for OAuth callers; webhooks' tags are dropped.
+    /// Uniqueness tag (`TAG`): a newer notification with the same tag replaces the older one
+    /// for the same recipient.
+    ///
+    /// **Webhooks:** the portal applies TAG only for OAuth callers and silently drops it for a
+    /// webhook (the notification is still created, untagged). The docs suggest also passing
+    /// [`client_id`](Self::client_id); that is unverified, as the known server source ignores
+    /// it here.
     pub fn tag(mut self, tag: impl Into<String>) -> Self {
         self.tag = Some(tag.into());
         self
     }
 
-    /// Secondary tag, for deleting groups of notifications (`SUB_TAG`). OAuth callers only.
+    /// Secondary tag (`SUB_TAG`), for deleting groups of notifications. Like
+    /// [`tag`](Self::tag), applied only for OAuth callers; dropped for webhooks.
     pub fn sub_tag(mut self, sub_tag: impl Into<String>) -> Self {
         self.sub_tag = Some(sub_tag.into());
         self
     }
 
-    /// The OAuth application's client id, sent as `CLIENT_ID`. The portal's docs say webhook
-    /// callers need it for `TAG`/`SUB_TAG`; the server source found so far ignores it on add.
+    /// `CLIENT_ID`, which the docs say webhook callers should pass together with TAG and
+    /// SUB_TAG. Unverified: the server source we know ignores it when adding (it uses the
+    /// calling OAuth app's id), so over a webhook the tag may still be dropped.
     pub fn client_id(mut self, client_id: impl Into<String>) -> Self {
         self.client_id = Some(client_id.into());
         self
     }
 
-    /// Attachment blocks.
+    /// Attachment blocks. Checked against the portal's rules when the request is built.
     pub fn attach(mut self, attach: Attach) -> Self {
         self.attach = Some(attach);
         self
@@ -335,12 +348,17 @@ impl<'c> AddNotification<'c> {
             ("MESSAGE_OUT", &self.message_out),
             ("TAG", &self.tag),
             ("SUB_TAG", &self.sub_tag),
+            ("CLIENT_ID", &self.client_id),
         ] {
             if let Some(value) = value.as_deref().filter(|v| !v.is_empty()) {
                 request = request.param(key, value);
             }
         }
         if let Some(attach) = self.attach.as_ref().filter(|a| !a.is_empty()) {
+            let check = attach.check();
+            if !check.is_ok() {
+                return Err(Error::invalid("ATTACH", check.report()));
+            }
             request = request.param("ATTACH", attach.as_json().clone());
         }
         Ok(request)

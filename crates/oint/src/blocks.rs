@@ -167,7 +167,7 @@ mod tests {
             ),
             ("IMAGE", "expected a JSON array"),
             ("https://example.com/blocks.json", "not supported"),
-            ("[1, 2]", "item 0 is a number"),
+            ("[1]", "blocks[0]: is a number"),
         ];
         for (input, needle) in table {
             let e = parse(input).unwrap_err();

@@ -246,16 +246,6 @@ async fn portal_errors_print_the_answer_and_exit_by_kind() {
             4,
             "invalid_token",
         ),
-        (
-            vec![
-                "--url",
-                &hook,
-                "--blocks",
-                "[{'IMAGE':{'NAME':'x','LINK':'ftp://x'}}]",
-            ],
-            1,
-            "ATTACH_ERROR",
-        ),
     ];
     for (extra, code, error) in cases {
         let mut args = vec![
@@ -323,6 +313,20 @@ async fn usage_errors_exit_2_and_send_nothing() {
                 "[{'IMAGE'",
             ],
             "--blocks: is not valid JSON",
+        ),
+        (
+            // The portal would answer ATTACH_ERROR; the check stops it before sending.
+            vec![
+                "--url",
+                &hook,
+                "--user",
+                "1",
+                "--text",
+                "x",
+                "--blocks",
+                "[{'IMAGE':{'NAME':'x','LINK':'ftp://x'}}]",
+            ],
+            "--blocks: blocks[0].IMAGE.LINK: \"ftp://x\" is not a link the portal accepts (use http://, https:// or /)",
         ),
         (
             vec!["--url", &hook, "--user", "1", "--text", "x", "--bogus", "1"],
