@@ -12,9 +12,11 @@ use serde::de::DeserializeOwned;
 use serde_json::{Map, Value};
 
 use crate::answer::Answer;
-use crate::error::{ApiError, Error};
+use crate::error::{ApiError, Error, ErrorCode};
+use crate::limits::{OperatingBudget, Pacer, RateLimit, unix_now};
 use crate::notify::NotifyHandler;
 use crate::portal::{HttpPolicy, MASK, Portal};
+use crate::retry::{self, Decision, Outcome, RetryPolicy, Safety};
 
 /// Default time allowed to open a connection.
 pub const DEFAULT_CONNECT_TIMEOUT: Duration = Duration::from_secs(10);
@@ -73,6 +75,9 @@ pub struct ClientBuilder {
     http_policy: HttpPolicy,
     connect_timeout: Duration,
     timeout: Duration,
+    pacer: Pacer,
+    retry: RetryPolicy,
+    operating_budget: f64,
 }
 
 impl ClientBuilder {
@@ -84,6 +89,9 @@ impl ClientBuilder {
             http_policy: HttpPolicy::default(),
             connect_timeout: DEFAULT_CONNECT_TIMEOUT,
             timeout: DEFAULT_TIMEOUT,
+            pacer: Pacer::local(RateLimit::STANDARD),
+            retry: RetryPolicy::default(),
+            operating_budget: 480.0,
         }
     }
 
@@ -111,6 +119,32 @@ impl ClientBuilder {
         self
     }
 
+    /// The portal's rate limit, kept on this side so requests wait instead of being refused.
+    /// Default: [`RateLimit::STANDARD`], in this process.
+    pub fn rate_limit(mut self, limit: RateLimit) -> ClientBuilder {
+        self.pacer = Pacer::local(limit);
+        self
+    }
+
+    /// Where the rate limit's state lives: [`Pacer::Shared`] makes every process that uses the
+    /// same file share one bucket, as the portal does. [`Pacer::Off`] sends without waiting.
+    pub fn pacer(mut self, pacer: Pacer) -> ClientBuilder {
+        self.pacer = pacer;
+        self
+    }
+
+    /// Attempts, backoff and deadline (default [`RetryPolicy::default`]).
+    pub fn retry(mut self, policy: RetryPolicy) -> ClientBuilder {
+        self.retry = policy;
+        self
+    }
+
+    /// Seconds of server time each method may use per 10 minutes (default 480, the cloud's).
+    pub fn operating_budget(mut self, seconds: f64) -> ClientBuilder {
+        self.operating_budget = seconds;
+        self
+    }
+
     /// Normalises the URL (see [`Portal::parse`]) and builds the client.
     pub fn build(self) -> Result<Client, Error> {
         use secrecy::ExposeSecret;
@@ -129,7 +163,13 @@ impl ClientBuilder {
                 connect: true,
             })?;
         Ok(Client {
-            inner: Arc::new(Inner { portal, http }),
+            inner: Arc::new(Inner {
+                portal,
+                http,
+                pacer: self.pacer,
+                retry: self.retry,
+                operating: OperatingBudget::new(self.operating_budget),
+            }),
         })
     }
 }
@@ -151,6 +191,9 @@ pub struct Client {
 struct Inner {
     portal: Portal,
     http: reqwest::Client,
+    pacer: Pacer,
+    retry: RetryPolicy,
+    operating: OperatingBudget,
 }
 
 impl std::fmt::Debug for Client {
@@ -231,7 +274,90 @@ impl Client {
     }
 
     /// Sends a request; the answer's `result` stays raw JSON.
+    ///
+    /// Each attempt waits for the rate limit and for the method's operating-time budget, then
+    /// goes out once; failures are retried as [`retry::decide`] says. A write that may have
+    /// run but cannot safely be sent again ends in [`Error::OutcomeUnknown`].
     pub async fn execute(&self, request: &Request) -> Result<Answer<Value>, Error> {
+        let inner = &*self.inner;
+        let policy = &inner.retry;
+        let safety = safety_of(request, inner.portal.is_oauth());
+        let billed_to = OperatingBudget::key(&request.method);
+        let started = std::time::Instant::now();
+        let mut backoff = Duration::ZERO;
+        let mut why = "first attempt";
+        for attempt in 1u32.. {
+            let mut operating_wait = Duration::ZERO;
+            if let Some(pause) = inner.operating.pause(&billed_to, unix_now()) {
+                operating_wait = Duration::from_secs_f64(pause.wait);
+                if started.elapsed() + operating_wait > policy.deadline {
+                    return Err(Error::Limited {
+                        method: request.method.clone(),
+                        wait: operating_wait,
+                        reason: format!(
+                            "its operating-time budget is spent ({:.0} s used) until the portal resets it",
+                            pause.operating
+                        ),
+                    });
+                }
+                tokio::time::sleep(operating_wait).await;
+            }
+            let rate_wait = inner.pacer.reserve()?;
+            tokio::time::sleep(rate_wait).await;
+            tracing::debug!(
+                target: "bitrix24",
+                method = %request.method,
+                attempt,
+                backoff_ms = backoff.as_millis() as u64,
+                rate_wait_ms = rate_wait.as_millis() as u64,
+                operating_wait_ms = operating_wait.as_millis() as u64,
+                why,
+                "attempt"
+            );
+            let error = match self.send_once(request).await {
+                Ok(answer) => {
+                    if let Some(time) = &answer.time {
+                        inner.operating.observe(
+                            &billed_to,
+                            time.operating,
+                            time.operating_reset_at,
+                        );
+                    }
+                    return Ok(answer);
+                }
+                Err(error) => error,
+            };
+            let outcome = outcome_of(&error);
+            match outcome {
+                Outcome::QueryLimit => inner.pacer.saturate()?,
+                Outcome::OperationTimeLimit => inner.operating.blocked(&billed_to, unix_now()),
+                _ => {}
+            }
+            match retry::decide(safety, outcome, attempt, policy) {
+                Decision::Fail => return Err(error),
+                Decision::OutcomeUnknown => {
+                    return Err(Error::OutcomeUnknown {
+                        method: request.method.clone(),
+                        attempts: attempt,
+                        cause: Box::new(error),
+                    });
+                }
+                Decision::Retry => {
+                    backoff = policy.backoff(attempt, fastrand::f64());
+                    if started.elapsed() + backoff > policy.deadline {
+                        return Err(error);
+                    }
+                    why = reason(outcome);
+                    tracing::debug!(target: "bitrix24", method = %request.method, attempt, error = %error, why, "will retry");
+                    tokio::time::sleep(backoff).await;
+                }
+            }
+        }
+        unreachable!("the attempt loop only ends by returning")
+    }
+
+    /// One attempt: build the body, POST it, read the answer.
+    async fn send_once(&self, request: &Request) -> Result<Answer<Value>, Error> {
         let portal = &self.inner.portal;
         let masked_url = portal.masked_endpoint(&request.method);
         let mut body = request.params.clone();
@@ -331,6 +457,148 @@ impl Client {
             body: text,
         })
     }
+}
+
+/// How an attempt's error bears on retrying.
+fn outcome_of(error: &Error) -> Outcome {
+    match error {
+        Error::Api(api) => match api.code {
+            ErrorCode::QueryLimitExceeded => Outcome::QueryLimit,
+            ErrorCode::OperationTimeLimit => Outcome::OperationTimeLimit,
+            _ if api.status >= 500 => Outcome::ServerError,
+            _ => Outcome::Refused,
+        },
+        Error::Transport { connect: true, .. } => Outcome::NotConnected,
+        Error::Transport { .. } => Outcome::NoAnswer,
+        // A garbled 2xx or a proxy's 5xx page: the call may have run.
+        Error::Decode { status, .. } if *status >= 500 || *status < 300 => Outcome::ServerError,
+        _ => Outcome::Refused,
+    }
+}
+
+fn reason(outcome: Outcome) -> &'static str {
+    match outcome {
+        Outcome::QueryLimit => {
+            "the portal refused the last attempt for the request rate (QUERY_LIMIT_EXCEEDED)"
+        }
+        Outcome::OperationTimeLimit => {
+            "the method's operating-time budget was spent (OPERATION_TIME_LIMIT)"
+        }
+        Outcome::NotConnected => "the last attempt could not connect",
+        Outcome::ServerError => "the last attempt got a server error",
+        Outcome::NoAnswer => "the last attempt got no answer",
+        Outcome::Refused => "the last attempt was refused",
+    }
+}
+
+/// Methods whose repetition changes nothing.
+const REPEATABLE_WRITES: &[&str] = &[
+    "im.notify.read",
+    "im.notify.read.list",
+    "im.notify.read.all",
+    "im.notify.delete",
+];
+/// Methods that only read, beyond the `*.get`/`*.list`-style names.
+const READS: &[&str] = &[
+    "server.time",
+    "profile",
+    "methods",
+    "method.get",
+    "scope",
+    "user.current",
+    "app.info",
+];
+const NOTIFICATION_ADDS: &[&str] = &[
+    "im.notify",
+    "im.notify.personal.add",
+    "im.notify.system.add",
+];
+
+/// Whether `request` may be sent twice without harm.
+///
+/// A notification with a tag may, but only from an OAuth application: the portal replaces an
+/// earlier notification with the same tag only for apps and drops the tag of a webhook call.
+/// A batch may when every command in it may.
+pub(crate) fn safety_of(request: &Request, oauth: bool) -> Safety {
+    let method = request.method.trim().to_ascii_lowercase();
+    method_safety(
+        &method,
+        &|key| request.params.get(key).map(php_truthy_string),
+        oauth,
+        &request.params,
+    )
+}
+
+fn method_safety(
+    method: &str,
+    param: &dyn Fn(&str) -> Option<bool>,
+    oauth: bool,
+    params: &Map<String, Value>,
+) -> Safety {
+    let repeatable = if NOTIFICATION_ADDS.contains(&method) {
+        oauth && param("TAG").unwrap_or(false)
+    } else if method == "batch" {
+        batch_commands(params).all(|(m, query)| {
+            let sub_param = |key: &str| {
+                query
+                    .iter()
+                    .find(|(k, _)| k.eq_ignore_ascii_case(key))
+                    .map(|(_, v)| truthy(v))
+            };
+            method_safety(&m, &sub_param, oauth, &Map::new()) == Safety::Repeatable
+        })
+    } else {
+        REPEATABLE_WRITES.contains(&method)
+            || READS.contains(&method)
+            || [".get", ".list", ".fields", ".search", ".current"]
+                .iter()
+                .any(|s| method.ends_with(s))
+            || method.ends_with(".schema.get")
+    };
+    if repeatable {
+        Safety::Repeatable
+    } else {
+        Safety::Once
+    }
+}
+
+/// The `(method, top-level query pairs)` of each `cmd` of a batch.
+fn batch_commands(
+    params: &Map<String, Value>,
+) -> impl Iterator<Item = (String, Vec<(String, String)>)> + '_ {
+    let cmd = params
+        .iter()
+        .find(|(k, _)| k.eq_ignore_ascii_case("cmd"))
+        .map(|(_, v)| v);
+    let commands: Vec<&Value> = match cmd {
+        Some(Value::Object(map)) => map.values().collect(),
+        Some(Value::Array(list)) => list.iter().collect(),
+        _ => Vec::new(),
+    };
+    commands.into_iter().map(|c| {
+        let text = c.as_str().unwrap_or_default();
+        let (method, query) = text.split_once('?').unwrap_or((text, ""));
+        let pairs = url::form_urlencoded::parse(query.as_bytes())
+            .into_owned()
+            .collect();
+        (method.trim().to_ascii_lowercase(), pairs)
+    })
+}
+
+/// PHP's `empty()` is false for this value.
+fn php_truthy_string(v: &Value) -> bool {
+    match v {
+        Value::String(s) => truthy(s),
+        Value::Null => false,
+        Value::Bool(b) => *b,
+        Value::Number(n) => n.as_f64().is_some_and(|x| x != 0.0),
+        Value::Array(a) => !a.is_empty(),
+        Value::Object(o) => !o.is_empty(),
+    }
+}
+
+fn truthy(s: &str) -> bool {
+    !(s.is_empty() || s == "0")
 }
 
 /// A reqwest error with its causes, e.g. "error sending request: tcp connect error: Connection refused".

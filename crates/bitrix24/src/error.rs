@@ -41,6 +41,32 @@ pub enum Error {
         body: String,
     },
 
+    /// The request may or may not have taken effect (a server error, a timeout or a dropped
+    /// connection after it was sent), and sending it again could duplicate it, so it was not.
+    /// Check the portal before sending it again, or give it a tag so that a resend replaces it.
+    #[error(
+        "{method} may or may not have taken effect after {attempts} attempt(s) ({cause}); it was not sent again because a second copy could be a duplicate"
+    )]
+    OutcomeUnknown {
+        /// The method.
+        method: String,
+        /// Attempts made.
+        attempts: u32,
+        /// The last attempt's error.
+        cause: Box<Error>,
+    },
+
+    /// A limit would make the request wait past its deadline; it was not sent.
+    #[error("{method} was not sent: {reason}; it could go in {} s", wait.as_secs())]
+    Limited {
+        /// The method.
+        method: String,
+        /// How long it would have had to wait.
+        wait: std::time::Duration,
+        /// Which limit.
+        reason: String,
+    },
+
     /// The caller's input is wrong; nothing was sent.
     #[error("{field}: {message}")]
     InvalidArgument {

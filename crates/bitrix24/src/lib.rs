@@ -25,8 +25,10 @@ mod answer;
 mod attach;
 mod client;
 mod error;
+mod limits;
 mod notify;
 mod portal;
+mod retry;
 
 pub use answer::{Answer, Created, Flag, Time};
 pub use attach::{
@@ -37,9 +39,11 @@ pub use client::{
     Client, ClientBuilder, DEFAULT_CONNECT_TIMEOUT, DEFAULT_TIMEOUT, Preview, Request,
 };
 pub use error::{ApiError, Error, ErrorCode};
+pub use limits::{Gcra, OperatingBudget, OperatingPause, Pacer, RateLimit};
 pub use notify::{
     AddNotification, DeleteByTag, DeleteNotification, GetNotifications, GetSchema, MAX_PAGE,
     MarkAllRead, MarkRead, MarkReadList, Notification, NotificationKind, NotificationPage,
     NotifyHandler, Reply, SchemaEvent, SchemaModule, SearchNotifications, SearchPage,
 };
 pub use portal::{HttpPolicy, MASK, Portal};
+pub use retry::{Decision, Outcome, RetryPolicy, Safety, decide};

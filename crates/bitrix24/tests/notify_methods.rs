@@ -1,6 +1,6 @@
 //! The typed read, reply, list and delete-by-tag calls against the emulator over HTTP.
 
-use bitrix24::{Client, Error, NotificationKind};
+use bitrix24::{Client, Error, NotificationKind, Pacer};
 use bitrix24_emulator::{Config, Emulator, Plan};
 use futures_util::TryStreamExt;
 use serde_json::json;
@@ -15,7 +15,10 @@ async fn setup() -> (Emulator, Client) {
         .access_token(1, TOKEN)
         .plan(Plan::Unlimited);
     let emu = Emulator::start(config).await.unwrap();
-    let client = Client::builder(emu.webhook_url(1, SECRET)).build().unwrap();
+    let client = Client::builder(emu.webhook_url(1, SECRET))
+        .pacer(Pacer::Off)
+        .build()
+        .unwrap();
     (emu, client)
 }
 
