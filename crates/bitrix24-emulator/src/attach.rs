@@ -314,10 +314,10 @@ impl Attach {
                 }
             }
         }
-        if kind == "RICH_LINK" {
-            if let Some(extra) = url(p, "EXTRA_IMAGE") {
-                add.insert("EXTRA_IMAGE".into(), php::htmlspecialchars(&extra).into());
-            }
+        if kind == "RICH_LINK"
+            && let Some(extra) = url(p, "EXTRA_IMAGE")
+        {
+            add.insert("EXTRA_IMAGE".into(), php::htmlspecialchars(&extra).into());
         }
         self.blocks
             .push(block(kind, Value::Array(vec![Value::Object(add)])));

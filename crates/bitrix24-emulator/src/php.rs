@@ -259,10 +259,10 @@ impl PhpArray {
     }
 
     fn bump(&mut self, key: &Key) {
-        if let Key::Int(i) = key {
-            if *i >= self.next_index {
-                self.next_index = i.saturating_add(1);
-            }
+        if let Key::Int(i) = key
+            && *i >= self.next_index
+        {
+            self.next_index = i.saturating_add(1);
         }
     }
 

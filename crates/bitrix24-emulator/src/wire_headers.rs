@@ -27,10 +27,10 @@ pub async fn rest_headers(req: Request, next: Next) -> Response {
     let secs = started.elapsed().as_secs_f64();
     let application = response.extensions().get::<RestApplication>().cloned();
     let headers = response.headers_mut();
-    if let Some(RestApplication(client_id)) = application {
-        if let Ok(value) = HeaderValue::from_str(&client_id) {
-            headers.insert("x-bitrix-rest-application", value);
-        }
+    if let Some(RestApplication(client_id)) = application
+        && let Ok(value) = HeaderValue::from_str(&client_id)
+    {
+        headers.insert("x-bitrix-rest-application", value);
     }
     // The emulator does all its work in user space; the system share is reported as zero.
     for (name, value) in [

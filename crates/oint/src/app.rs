@@ -131,10 +131,11 @@ pub(crate) fn init_debug_logging() {
 
 /// `oint bitrix24 createpersonalnotification` means `CreatePersonalNotification`.
 fn canonicalize_method(mut args: Vec<OsString>) -> Vec<OsString> {
-    if args.len() > 2 && args[1] == "bitrix24" {
-        if let Some(name) = args[2].to_str().and_then(cli::canonical_method) {
-            args[2] = name.into();
-        }
+    if args.len() > 2
+        && args[1] == "bitrix24"
+        && let Some(name) = args[2].to_str().and_then(cli::canonical_method)
+    {
+        args[2] = name.into();
     }
     args
 }

@@ -147,10 +147,10 @@ pub fn resolve(conn: &Connection, world: &World<'_>) -> Result<Target, String> {
             None => entry_token()?,
         },
     };
-    if let Some(entry) = entry {
-        if entry.token.is_some() || entry.url.as_deref().is_some_and(looks_like_webhook) {
-            check_private(&config_path, "the config file")?;
-        }
+    if let Some(entry) = entry
+        && (entry.token.is_some() || entry.url.as_deref().is_some_and(looks_like_webhook))
+    {
+        check_private(&config_path, "the config file")?;
     }
 
     let token = token

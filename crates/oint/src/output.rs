@@ -79,11 +79,11 @@ pub fn report(outcome: Result<Success, Failure>, out: Option<&Path>) -> Exit {
         Err(failure) => (None, Some(failure)),
     };
     let mut exit = failure.as_ref().map_or(Exit::Ok, Failure::exit);
-    if let Some(body) = body {
-        if let Err(message) = emit(&body, out) {
-            eprintln!("error: {message}");
-            exit = Exit::Failed;
-        }
+    if let Some(body) = body
+        && let Err(message) = emit(&body, out)
+    {
+        eprintln!("error: {message}");
+        exit = Exit::Failed;
     }
     if let Some(failure) = failure {
         let (Failure::Usage(m) | Failure::Local(m) | Failure::Portal { message: m, .. }) = failure;

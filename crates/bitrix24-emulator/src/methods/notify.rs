@@ -65,14 +65,12 @@ pub fn add(call: &Call<'_>, kind: Kind) -> Result<Value, ApiError> {
 
     // 5. Author, and the app-name prefix on system notifications sent by an app.
     let author_id = if system { 0 } else { call.caller.user_id() };
-    if system {
-        if let Some(client_id) = call.caller.client_id() {
-            let name = call
-                .store
-                .app(client_id)
-                .map_or_else(|| client_id.to_owned(), |a| a.name);
-            message = format!("{name}#BR#{message}");
-        }
+    if system && let Some(client_id) = call.caller.client_id() {
+        let name = call
+            .store
+            .app(client_id)
+            .map_or_else(|| client_id.to_owned(), |a| a.name);
+        message = format!("{name}#BR#{message}");
     }
 
     // 7. TAG/SUB_TAG only for OAuth apps; a webhook's are dropped, CLIENT_ID or not.

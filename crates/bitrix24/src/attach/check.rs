@@ -494,21 +494,21 @@ impl Walker {
                 continue;
             }
             let hint = suggest(key, known);
-            if let (Some((field, what)), Some(h)) = (missing, hint) {
-                if h == field {
-                    covered = true;
-                    let case = if h.eq_ignore_ascii_case(key) {
-                        " (keys are case-sensitive)"
-                    } else {
-                        ""
-                    };
-                    self.push(
+            if let (Some((field, what)), Some(h)) = (missing, hint)
+                && h == field
+            {
+                covered = true;
+                let case = if h.eq_ignore_ascii_case(key) {
+                    " (keys are case-sensitive)"
+                } else {
+                    ""
+                };
+                self.push(
                         &child(path, key),
                         IssueKind::Dropped,
                         format!("unknown key; did you mean {h}?{case} Without {h} the portal drops this {what}"),
                     );
-                    continue;
-                }
+                continue;
             }
             let fate = if kind == IssueKind::Dropped {
                 "the portal drops this block"
@@ -599,17 +599,17 @@ impl Walker {
     }
 
     fn color_token(&mut self, v: &Value, path: &str) {
-        if let Some(t) = self.text(v, path, "COLOR_TOKEN") {
-            if !COLOR_TOKENS.contains(&t.as_str()) {
-                self.push(
-                    &child(path, "COLOR_TOKEN"),
-                    IssueKind::Ignored,
-                    format!(
-                        "{} is not a colour token (use primary, secondary, alert or base)",
-                        show(&Value::String(t))
-                    ),
-                );
-            }
+        if let Some(t) = self.text(v, path, "COLOR_TOKEN")
+            && !COLOR_TOKENS.contains(&t.as_str())
+        {
+            self.push(
+                &child(path, "COLOR_TOKEN"),
+                IssueKind::Ignored,
+                format!(
+                    "{} is not a colour token (use primary, secondary, alert or base)",
+                    show(&Value::String(t))
+                ),
+            );
         }
     }
 
@@ -942,10 +942,10 @@ impl Walker {
                 }
             }
         }
-        if kind_key == "RICH_LINK" {
-            if let Some(extra) = self.optional_link(p, path, "EXTRA_IMAGE") {
-                out.insert("EXTRA_IMAGE".into(), php::htmlspecialchars(&extra).into());
-            }
+        if kind_key == "RICH_LINK"
+            && let Some(extra) = self.optional_link(p, path, "EXTRA_IMAGE")
+        {
+            out.insert("EXTRA_IMAGE".into(), php::htmlspecialchars(&extra).into());
         }
         self.out
             .push(block(kind_key, Value::Array(vec![Value::Object(out)])));
