@@ -49,7 +49,8 @@ pub enum Decision {
     OutcomeUnknown,
 }
 
-/// Attempts and backoff.
+/// Attempts and backoff. `QUERY_LIMIT_EXCEEDED` is retried until the deadline, beyond
+/// `max_attempts`: the portal did not run the call and will once its bucket drains.
 #[derive(Debug, Clone, PartialEq)]
 pub struct RetryPolicy {
     /// Attempts in all, the first included.
@@ -108,6 +109,11 @@ pub fn decide(safety: Safety, outcome: Outcome, attempt: u32, policy: &RetryPoli
     if may_have_run && safety == Safety::Once {
         return Decision::OutcomeUnknown;
     }
+    // The portal refused it for the rate and will take it once the bucket drains: retried
+    // until the deadline, which the caller enforces, whatever the attempt count.
+    if outcome == Outcome::QueryLimit {
+        return Decision::Retry;
+    }
     if attempt >= policy.max_attempts {
         // Out of attempts: a request that never ran failed; one that may have run is unknown
         // only when repeating was unsafe, which was handled above.
@@ -133,7 +139,8 @@ mod tests {
             // Never ran: always retried, whatever the safety, until attempts run out.
             (Once, QueryLimit, 1, Retry),
             (Once, QueryLimit, 2, Retry),
-            (Once, QueryLimit, 3, Fail),
+            (Once, QueryLimit, 3, Retry),
+            (Once, QueryLimit, 30, Retry),
             (Repeatable, QueryLimit, 1, Retry),
             (Once, OperationTimeLimit, 1, Retry),
             (Once, NotConnected, 1, Retry),
