@@ -7,6 +7,7 @@ use clap::{CommandFactory, Parser};
 use crate::cli::{self, Cli, Command, Method, SandboxAction};
 use crate::output::{self, Exit, Failure, Success};
 use crate::resolve::{self, Job};
+use crate::transport::Transport;
 use crate::{modern, run, sandbox};
 
 pub fn main(args: Vec<OsString>) -> Exit {
@@ -14,6 +15,10 @@ pub fn main(args: Vec<OsString>) -> Exit {
     let cli = match Cli::try_parse_from(&args) {
         Ok(cli) => cli,
         Err(e) => return clap_error(e, &args),
+    };
+    let transport = match Transport::from_flags(&cli.limits) {
+        Ok(transport) => transport,
+        Err(e) => return output::report(Err(Failure::Usage(e)), None),
     };
     match cli.command {
         None => {
@@ -37,11 +42,11 @@ pub fn main(args: Vec<OsString>) -> Exit {
                 }
                 Exit::Ok
             }
-            Some(method) => run_method(method),
+            Some(method) => run_method(method, &transport),
         },
         Some(Command::Sandbox(args)) => run_sandbox(args.action),
-        Some(Command::Notify(args)) => modern::notify(args),
-        Some(Command::Call(args)) => modern::call(args),
+        Some(Command::Notify(args)) => modern::notify(args, &transport),
+        Some(Command::Call(args)) => modern::call(args, &transport),
         Some(Command::Completions { shell }) => {
             let mut script = Vec::new();
             clap_complete::generate(shell, &mut Cli::command(), "oint", &mut script);
@@ -76,7 +81,7 @@ fn write_ignoring_closed_pipe(bytes: &[u8]) -> Exit {
     }
 }
 
-fn run_method(method: Method) -> Exit {
+fn run_method(method: Method, transport: &Transport) -> Exit {
     let job = match resolve::resolve(method) {
         Ok(job) => job,
         Err(e) => return output::report(Err(Failure::Usage(e.0)), None),
@@ -88,7 +93,7 @@ fn run_method(method: Method) -> Exit {
         init_debug_logging();
     }
     let outcome = match runtime() {
-        Ok(rt) => rt.block_on(run::run(job)),
+        Ok(rt) => rt.block_on(run::run(job, transport)),
         Err(failure) => Err(failure),
     };
     output::report(outcome, common.out.as_deref())

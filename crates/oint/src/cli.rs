@@ -13,7 +13,8 @@ Exit codes:
   0  success
   1  the portal answered with an error (its JSON is still printed), or the network failed
   2  usage or validation error, reported before anything is sent
-  4  authentication or authorization error (NO_AUTH_FOUND, INVALID_CREDENTIALS, expired_token, ...)";
+  4  authentication or authorization error (NO_AUTH_FOUND, INVALID_CREDENTIALS, expired_token, ...)
+  5  outcome unknown: a write may or may not have taken effect, and was not resent to avoid a duplicate";
 
 const NOTIFY_EXAMPLES: &str = "\
 Examples:
@@ -58,6 +59,32 @@ Examples:
 pub struct Cli {
     #[command(subcommand)]
     pub command: Option<Command>,
+    #[command(flatten)]
+    pub limits: LimitFlags,
+}
+
+/// How hard to drive the portal; every command takes these.
+#[derive(Debug, Args, Clone, Default)]
+#[command(next_help_heading = "Limits")]
+pub struct LimitFlags {
+    /// Your portal's rate limit: standard (2 requests/s, burst 50) or enterprise (5/s, 250)
+    #[arg(long, global = true, value_name = "PLAN")]
+    pub plan: Option<String>,
+    /// Override the plan's drain rate, in requests per second
+    #[arg(long, global = true, value_name = "R")]
+    pub rate: Option<f64>,
+    /// Override the plan's burst, in requests
+    #[arg(long, global = true, value_name = "B")]
+    pub burst: Option<f64>,
+    /// Seconds to wait for a connection [default: 10]
+    #[arg(long, global = true, value_name = "SECONDS")]
+    pub connect_timeout: Option<f64>,
+    /// Seconds to wait for each answer [default: 65]
+    #[arg(long, global = true, value_name = "SECONDS")]
+    pub timeout: Option<f64>,
+    /// Attempts per request for retryable failures, the first included [default: 6]
+    #[arg(long, global = true, value_name = "N")]
+    pub attempts: Option<u32>,
 }
 
 #[derive(Debug, Subcommand)]

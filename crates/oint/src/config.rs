@@ -30,6 +30,7 @@ use serde::Deserialize;
 
 use crate::cli::Connection;
 use crate::resolve::Target;
+use crate::transport::EntryLimits;
 
 /// The config file.
 #[derive(Debug, Default, Deserialize)]
@@ -54,6 +55,12 @@ pub struct PortalEntry {
     pub token_file: Option<PathBuf>,
     /// Environment variable holding the access token.
     pub token_env: Option<String>,
+    /// Rate limit plan of this portal: standard or enterprise.
+    pub plan: Option<String>,
+    /// Drain rate override, requests per second.
+    pub rate: Option<f64>,
+    /// Burst override, requests.
+    pub burst: Option<f64>,
 }
 
 /// What the resolver may look at, so tests can give it a fake world.
@@ -162,6 +169,27 @@ pub fn resolve(conn: &Connection, world: &World<'_>) -> Result<Target, String> {
     } else {
         Target::Portal { url, token }
     })
+}
+
+/// The rate-limit settings of the config-file portal the command uses, if any.
+pub fn entry_limits(conn: &Connection, world: &World<'_>) -> Result<EntryLimits, String> {
+    let name = conn.portal.clone().or_else(|| world.var("OINT_PORTAL"));
+    let (_, config) = load(world, name.is_some())?;
+    let Some(config) = config else {
+        return Ok(EntryLimits::default());
+    };
+    let Some(name) = name.or(config.default_portal) else {
+        return Ok(EntryLimits::default());
+    };
+    Ok(config
+        .portals
+        .get(&name)
+        .map(|e| EntryLimits {
+            plan: e.plan.clone(),
+            rate: e.rate,
+            burst: e.burst,
+        })
+        .unwrap_or_default())
 }
 
 fn flag_token(conn: &Connection, world: &World<'_>) -> Result<Option<String>, String> {

@@ -9,6 +9,7 @@ mod output;
 mod resolve;
 mod run;
 mod sandbox;
+mod transport;
 
 fn main() {
     let exit = app::main(std::env::args_os().collect());

@@ -13,6 +13,7 @@ use serde_json::{Map, Value, json};
 use crate::cli::{CallArgs, Connection, NotifyAction, NotifyArgs, OutputFormat, SendFlags};
 use crate::output::{self, Exit, Failure, Success};
 use crate::run::{WEBHOOK_TAG_WARNING, connect, library_failure};
+use crate::transport::Transport;
 use crate::{app, blocks, config};
 
 /// What a command produced, before rendering.
@@ -23,19 +24,19 @@ enum Outcome {
     Notifications(Vec<Notification>),
 }
 
-pub fn notify(args: NotifyArgs) -> Exit {
+pub fn notify(args: NotifyArgs, transport: &Transport) -> Exit {
     let format = format(&args.connection);
-    let outcome = prepare(&args.connection).and_then(|target| {
+    let outcome = prepare(&args.connection, transport).and_then(|(target, transport)| {
         let rt = app::runtime()?;
         rt.block_on(async {
-            let (client, _sandbox) = connect(target).await?;
+            let (client, _sandbox) = connect(target, &transport).await?;
             run_notify(&client, args.action, &args.connection).await
         })
     });
     render(outcome, format)
 }
 
-pub fn call(args: CallArgs) -> Exit {
+pub fn call(args: CallArgs, transport: &Transport) -> Exit {
     let format = format(&args.connection);
     let params = match call_params(args.params_json.as_deref(), &args.params) {
         Ok(params) => params,
@@ -44,10 +45,10 @@ pub fn call(args: CallArgs) -> Exit {
     let request = params
         .into_iter()
         .fold(Request::new(args.method.trim()), |r, (k, v)| r.param(k, v));
-    let outcome = prepare(&args.connection).and_then(|target| {
+    let outcome = prepare(&args.connection, transport).and_then(|(target, transport)| {
         let rt = app::runtime()?;
         rt.block_on(async {
-            let (client, _sandbox) = connect(target).await?;
+            let (client, _sandbox) = connect(target, &transport).await?;
             if args.connection.dry_run {
                 return Ok(preview(&client, &request));
             }
@@ -65,12 +66,20 @@ pub fn call(args: CallArgs) -> Exit {
     render(outcome, format)
 }
 
-/// Resolves the connection and turns on `--debug` logging.
-fn prepare(conn: &Connection) -> Result<crate::resolve::Target, Failure> {
+/// Resolves the connection and its limits, and turns on `--debug` logging.
+fn prepare(
+    conn: &Connection,
+    transport: &Transport,
+) -> Result<(crate::resolve::Target, Transport), Failure> {
     if conn.debug {
         app::init_debug_logging();
     }
-    config::real_world(|world| config::resolve(conn, world)).map_err(Failure::Usage)
+    config::real_world(|world| {
+        let target = config::resolve(conn, world)?;
+        let transport = transport.with_entry(&config::entry_limits(conn, world)?)?;
+        Ok((target, transport))
+    })
+    .map_err(Failure::Usage)
 }
 
 fn format(conn: &Connection) -> OutputFormat {

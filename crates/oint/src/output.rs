@@ -17,6 +17,7 @@ pub enum Exit {
     Failed = 1,
     Usage = 2,
     Auth = 4,
+    Unknown = 5,
 }
 
 pub enum Success {
@@ -36,6 +37,8 @@ pub enum Failure {
     },
     /// Something on this machine failed (files, the sandbox).
     Local(String),
+    /// A write may or may not have taken effect and was not resent.
+    Unknown(String),
 }
 
 impl Failure {
@@ -44,6 +47,7 @@ impl Failure {
             Failure::Usage(_) => Exit::Usage,
             Failure::Portal { auth: true, .. } => Exit::Auth,
             Failure::Portal { .. } | Failure::Local(_) => Exit::Failed,
+            Failure::Unknown(_) => Exit::Unknown,
         }
     }
 }
@@ -86,7 +90,10 @@ pub fn report(outcome: Result<Success, Failure>, out: Option<&Path>) -> Exit {
         exit = Exit::Failed;
     }
     if let Some(failure) = failure {
-        let (Failure::Usage(m) | Failure::Local(m) | Failure::Portal { message: m, .. }) = failure;
+        let (Failure::Usage(m)
+        | Failure::Local(m)
+        | Failure::Unknown(m)
+        | Failure::Portal { message: m, .. }) = failure;
         eprintln!("error: {m}");
     }
     exit

@@ -7,8 +7,9 @@ use serde_json::Value;
 use crate::output::{Failure, Success};
 use crate::resolve::{Expect, Job, Target};
 use crate::sandbox;
+use crate::transport::Transport;
 
-pub async fn run(job: Job) -> Result<Success, Failure> {
+pub async fn run(job: Job, transport: &Transport) -> Result<Success, Failure> {
     match job {
         Job::Print { value, .. } => Ok(Success::Json(value)),
         Job::Send {
@@ -18,7 +19,7 @@ pub async fn run(job: Job) -> Result<Success, Failure> {
             common,
         } => {
             // Keep the sandbox alive until the call is done.
-            let (client, _sandbox) = connect(target).await?;
+            let (client, _sandbox) = connect(target, transport).await?;
             if common.debug {
                 eprintln!("portal : {}", client.portal());
             }
@@ -38,17 +39,21 @@ pub async fn run(job: Job) -> Result<Success, Failure> {
 }
 
 /// A client for the target; the sandbox, when used, lives as long as the returned guard.
-pub async fn connect(target: Target) -> Result<(Client, Option<sandbox::Sandbox>), Failure> {
+pub async fn connect(
+    target: Target,
+    transport: &Transport,
+) -> Result<(Client, Option<sandbox::Sandbox>), Failure> {
     match target {
         Target::Portal { url, token } => {
-            let mut builder = Client::builder(url);
-            if let Some(token) = &token {
-                builder = builder.token(token.expose_secret());
+            let token = token.as_ref().map(|t| t.expose_secret());
+            let mut builder = transport.configure(Client::builder(&url), &url, token);
+            if let Some(token) = token {
+                builder = builder.token(token);
             }
             Ok((builder.build().map_err(library_failure)?, None))
         }
         Target::Sandbox { token } => {
-            let sandbox = sandbox::start(token.as_ref())
+            let sandbox = sandbox::start(token.as_ref(), transport)
                 .await
                 .map_err(Failure::Local)?;
             Ok((sandbox.client.clone(), Some(sandbox)))
@@ -94,6 +99,9 @@ fn judge(expect: Expect, request: &bitrix24::Request, body: Value) -> Result<Suc
 /// Maps a library error to what the user sees.
 pub fn library_failure(error: Error) -> Failure {
     match error {
+        e @ Error::OutcomeUnknown { .. } => Failure::Unknown(format!(
+            "{e}; check the portal (oint notify list) before sending it again, or give it a --tag from an OAuth app so that a resend replaces it"
+        )),
         Error::InvalidArgument { field, message } => {
             Failure::Usage(format!("{}: {message}", flag_of(&field)))
         }

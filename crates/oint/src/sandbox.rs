@@ -11,6 +11,8 @@ use bitrix24::Client;
 use bitrix24_emulator::{Config, Emulator, Notification};
 use secrecy::{ExposeSecret, SecretString};
 
+use crate::transport::Transport;
+
 /// The sandbox webhook belongs to user 1; its secret is not secret.
 pub const WEBHOOK_USER: u64 = 1;
 const WEBHOOK_SECRET: &str = "sandbox";
@@ -34,7 +36,7 @@ pub struct Sandbox {
 
 /// Starts the sandbox. With a token, the token is accepted as an OAuth access token of user 1,
 /// so that OAuth-only behaviour (tags) can be tried too.
-pub async fn start(token: Option<&SecretString>) -> Result<Sandbox, String> {
+pub async fn start(token: Option<&SecretString>, transport: &Transport) -> Result<Sandbox, String> {
     let path = data_path()?;
     if let Some(dir) = path.parent() {
         std::fs::create_dir_all(dir)
@@ -49,17 +51,18 @@ pub async fn start(token: Option<&SecretString>) -> Result<Sandbox, String> {
     let emulator = Emulator::start(config)
         .await
         .map_err(|e| format!("cannot start the sandbox portal ({}): {e}", path.display()))?;
-    let builder = match token {
+    let builder = transport.configure_local(match token {
         Some(token) => Client::builder(emulator.url()).token(token.expose_secret()),
         None => Client::builder(emulator.webhook_url(WEBHOOK_USER, WEBHOOK_SECRET)),
-    };
+    });
     let client = builder.build().map_err(|e| e.to_string())?;
     Ok(Sandbox { emulator, client })
 }
 
 /// Every notification stored in the sandbox.
 pub async fn notifications() -> Result<Vec<Notification>, String> {
-    Ok(start(None).await?.emulator.notifications())
+    let transport = Transport::from_flags(&Default::default())?;
+    Ok(start(None, &transport).await?.emulator.notifications())
 }
 
 /// Deletes the sandbox's state.

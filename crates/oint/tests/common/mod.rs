@@ -28,7 +28,11 @@ pub async fn oint(args: &[&str], env: &[(&str, &str)]) -> Output {
         .env_remove("BITRIX24_URL")
         .env_remove("BITRIX24_TOKEN")
         .env_remove("OINT_PORTAL")
-        .env("OINT_CONFIG", "/nonexistent/oint-test-config.toml");
+        .env("OINT_CONFIG", "/nonexistent/oint-test-config.toml")
+        .env(
+            "OINT_STATE_DIR",
+            std::env::temp_dir().join("oint-test-state"),
+        );
     for (k, v) in env {
         cmd.env(k, v);
     }

@@ -1,0 +1,231 @@
+//! How `oint` talks to a portal: its rate limit, timeouts and attempts.
+//!
+//! The portal counts every request from this machine against one bucket, so by default every
+//! `oint` process that talks to the same portal shares one client-side bucket through a small
+//! state file (under the data directory, or `OINT_STATE_DIR`): cron jobs and CI steps started
+//! at once still never trip the limit together. Settings come from the global flags, then the
+//! config file's portal (`plan`, `rate`, `burst`), then the defaults (the standard plan).
+
+use std::path::PathBuf;
+use std::time::Duration;
+
+use bitrix24::{ClientBuilder, HttpPolicy, Pacer, Portal, RateLimit, RetryPolicy};
+
+use crate::cli::LimitFlags;
+
+/// Rate-limit settings of a config-file portal.
+#[derive(Debug, Clone, Default, PartialEq)]
+pub struct EntryLimits {
+    pub plan: Option<String>,
+    pub rate: Option<f64>,
+    pub burst: Option<f64>,
+}
+
+/// Resolved transport settings.
+#[derive(Debug, Clone)]
+pub struct Transport {
+    flags: LimitFlags,
+    limit: RateLimit,
+    connect_timeout: Duration,
+    timeout: Duration,
+    attempts: Option<u32>,
+}
+
+impl Transport {
+    /// From the global flags alone.
+    pub fn from_flags(flags: &LimitFlags) -> Result<Transport, String> {
+        Transport::resolve(flags, &EntryLimits::default())
+    }
+
+    /// Flags first, then the config file's portal, then the standard plan.
+    pub fn resolve(flags: &LimitFlags, entry: &EntryLimits) -> Result<Transport, String> {
+        let plan = flags
+            .plan
+            .as_deref()
+            .or(entry.plan.as_deref())
+            .unwrap_or("standard");
+        let base = RateLimit::plan(plan).map_err(|e| format!("--plan: {}", message(e)))?;
+        let rate = flags.rate.or(entry.rate).unwrap_or(base.rate);
+        let burst = flags.burst.or(entry.burst).unwrap_or(base.burst);
+        let limit = RateLimit::new(rate, burst).map_err(|e| match e {
+            bitrix24::Error::InvalidArgument { field, message } => format!("--{field}: {message}"),
+            other => other.to_string(),
+        })?;
+        let seconds = |flag: &str, value: Option<f64>, default: Duration| match value {
+            None => Ok(default),
+            Some(s) if s.is_finite() && s > 0.0 => Ok(Duration::from_secs_f64(s)),
+            Some(s) => Err(format!(
+                "{flag}: must be a number of seconds above 0, not {s}"
+            )),
+        };
+        let connect_timeout = seconds(
+            "--connect-timeout",
+            flags.connect_timeout,
+            bitrix24::DEFAULT_CONNECT_TIMEOUT,
+        )?;
+        let timeout = seconds("--timeout", flags.timeout, bitrix24::DEFAULT_TIMEOUT)?;
+        if flags.attempts == Some(0) {
+            return Err("--attempts: must be at least 1 (the first attempt counts)".into());
+        }
+        Ok(Transport {
+            flags: flags.clone(),
+            limit,
+            connect_timeout,
+            timeout,
+            attempts: flags.attempts,
+        })
+    }
+
+    /// The same flags over a config-file portal's settings.
+    pub fn with_entry(&self, entry: &EntryLimits) -> Result<Transport, String> {
+        Transport::resolve(&self.flags, entry)
+    }
+
+    /// Applies the settings to a client for `url`.
+    pub fn configure(
+        &self,
+        builder: ClientBuilder,
+        url: &str,
+        token: Option<&str>,
+    ) -> ClientBuilder {
+        let mut retry = RetryPolicy::default();
+        if let Some(attempts) = self.attempts {
+            retry.max_attempts = attempts;
+        }
+        let pacer = match bucket_path(url, token) {
+            Some(path) => Pacer::shared(self.limit, path),
+            None => Pacer::local(self.limit),
+        };
+        builder
+            .pacer(pacer)
+            .retry(retry)
+            .connect_timeout(self.connect_timeout)
+            .timeout(self.timeout)
+    }
+
+    /// For the sandbox, a fresh portal every run: a bucket of its own.
+    pub fn configure_local(&self, builder: ClientBuilder) -> ClientBuilder {
+        builder
+            .pacer(Pacer::local(self.limit))
+            .connect_timeout(self.connect_timeout)
+            .timeout(self.timeout)
+    }
+}
+
+/// The shared bucket of a portal: one file per host and port.
+fn bucket_path(url: &str, token: Option<&str>) -> Option<PathBuf> {
+    let portal = Portal::parse(url, token, HttpPolicy::LoopbackOnly).ok()?;
+    let dir = match std::env::var_os("OINT_STATE_DIR").filter(|d| !d.is_empty()) {
+        Some(dir) => PathBuf::from(dir),
+        None => dirs::data_local_dir()?.join("oint"),
+    };
+    let name: String = portal
+        .authority()
+        .chars()
+        .map(|c| {
+            if c.is_ascii_alphanumeric() || c == '.' || c == '-' {
+                c
+            } else {
+                '_'
+            }
+        })
+        .collect();
+    Some(dir.join("ratelimit").join(format!("{name}.bucket")))
+}
+
+fn message(e: bitrix24::Error) -> String {
+    match e {
+        bitrix24::Error::InvalidArgument { message, .. } => message,
+        other => other.to_string(),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn flags_over_config_over_plan() {
+        let entry = EntryLimits {
+            plan: Some("enterprise".into()),
+            rate: None,
+            burst: Some(100.0),
+        };
+        let t = Transport::resolve(&LimitFlags::default(), &entry).unwrap();
+        assert_eq!(
+            t.limit,
+            RateLimit {
+                rate: 5.0,
+                burst: 100.0
+            }
+        );
+        let flags = LimitFlags {
+            rate: Some(1.5),
+            ..LimitFlags::default()
+        };
+        let t = Transport::resolve(&flags, &entry).unwrap();
+        assert_eq!(
+            t.limit,
+            RateLimit {
+                rate: 1.5,
+                burst: 100.0
+            }
+        );
+        let t = Transport::from_flags(&LimitFlags::default()).unwrap();
+        assert_eq!(t.limit, RateLimit::STANDARD);
+        let table = [
+            (
+                LimitFlags {
+                    plan: Some("gold".into()),
+                    ..LimitFlags::default()
+                },
+                "--plan: \"gold\" is not a plan",
+            ),
+            (
+                LimitFlags {
+                    rate: Some(0.0),
+                    ..LimitFlags::default()
+                },
+                "--rate: must be",
+            ),
+            (
+                LimitFlags {
+                    burst: Some(0.5),
+                    ..LimitFlags::default()
+                },
+                "--burst: must be at least 1",
+            ),
+            (
+                LimitFlags {
+                    timeout: Some(-1.0),
+                    ..LimitFlags::default()
+                },
+                "--timeout: must be",
+            ),
+            (
+                LimitFlags {
+                    attempts: Some(0),
+                    ..LimitFlags::default()
+                },
+                "--attempts: must be at least 1",
+            ),
+        ];
+        for (flags, want) in table {
+            let err = Transport::from_flags(&flags).unwrap_err();
+            assert!(err.starts_with(want), "{err}");
+        }
+    }
+
+    #[test]
+    fn one_bucket_file_per_portal() {
+        let a = bucket_path("https://a.bitrix24.com/rest/1/x/", None).unwrap();
+        let b = bucket_path("a.bitrix24.com", Some("t")).unwrap();
+        let c = bucket_path("http://127.0.0.1:8080/rest/1/x/", None).unwrap();
+        assert_eq!(a, b, "webhook and app share the portal's bucket");
+        assert!(
+            c.ends_with("ratelimit/127.0.0.1_8080.bucket"),
+            "{}",
+            c.display()
+        );
+    }
+}
