@@ -73,6 +73,7 @@ pub struct ClientBuilder {
     http_policy: HttpPolicy,
     connect_timeout: Duration,
     timeout: Duration,
+    oauth: Option<crate::oauth::OAuthConfig>,
 }
 
 impl ClientBuilder {
@@ -84,12 +85,20 @@ impl ClientBuilder {
             http_policy: HttpPolicy::default(),
             connect_timeout: DEFAULT_CONNECT_TIMEOUT,
             timeout: DEFAULT_TIMEOUT,
+            oauth: None,
         }
     }
 
     /// Authenticates with an OAuth access token instead of a webhook.
     pub fn token(mut self, token: impl Into<String>) -> ClientBuilder {
         self.token = Some(token.into().into());
+        self
+    }
+
+    /// Authenticates as an OAuth application whose access token is refreshed when it expires
+    /// (see [`OAuthConfig`](crate::OAuthConfig)); `url` is then the portal domain.
+    pub fn oauth(mut self, config: crate::oauth::OAuthConfig) -> ClientBuilder {
+        self.oauth = Some(config);
         self
     }
 
@@ -115,7 +124,20 @@ impl ClientBuilder {
     pub fn build(self) -> Result<Client, Error> {
         use secrecy::ExposeSecret;
         let token = self.token.as_ref().map(|t| t.expose_secret());
-        let portal = Portal::parse(&self.url, token, self.http_policy)?;
+        let portal = match (&self.oauth, token) {
+            (None, _) => Portal::parse(&self.url, token, self.http_policy)?,
+            (Some(_), None) => Portal::parse_oauth(&self.url, self.http_policy)?,
+            (Some(_), Some(_)) => {
+                return Err(Error::invalid(
+                    "token",
+                    "give the access token through OAuthConfig::access_token when using OAuth",
+                ));
+            }
+        };
+        let oauth = self
+            .oauth
+            .map(|config| crate::oauth::OAuth::new(config, self.http_policy))
+            .transpose()?;
         let http = reqwest::Client::builder()
             .user_agent(concat!("bitrix24-rs/", env!("CARGO_PKG_VERSION")))
             .connect_timeout(self.connect_timeout)
@@ -129,7 +151,11 @@ impl ClientBuilder {
                 connect: true,
             })?;
         Ok(Client {
-            inner: Arc::new(Inner { portal, http }),
+            inner: Arc::new(Inner {
+                portal,
+                http,
+                oauth,
+            }),
         })
     }
 }
@@ -151,6 +177,8 @@ pub struct Client {
 struct Inner {
     portal: Portal,
     http: reqwest::Client,
+    /// Refreshing OAuth tokens, when built with [`ClientBuilder::oauth`].
+    oauth: Option<crate::oauth::OAuth>,
 }
 
 impl std::fmt::Debug for Client {
@@ -232,12 +260,51 @@ impl Client {
 
     /// Sends a request; the answer's `result` stays raw JSON.
     pub async fn execute(&self, request: &Request) -> Result<Answer<Value>, Error> {
+        // OAuth seam (1 of 2): the access token for this attempt, refreshed ahead of expiry.
+        let auth = self.auth_token().await?;
+        match self.execute_once(request, auth.as_ref()).await {
+            // OAuth seam (2 of 2): the token expired: refresh (single-flight, across processes
+            // too) and resend once with the new token.
+            Err(e) if crate::oauth::is_expired(&e) => match (&self.inner.oauth, &auth) {
+                (Some(oauth), Some(refused)) => {
+                    let fresh = oauth.after_expired(&self.inner.http, refused).await?;
+                    self.execute_once(request, Some(&fresh)).await
+                }
+                _ => Err(e),
+            },
+            other => other,
+        }
+    }
+
+    /// The token to send as `auth`: the OAuth client's current one, a fixed one, or none for
+    /// webhooks.
+    async fn auth_token(&self) -> Result<Option<crate::oauth::AuthToken>, Error> {
+        match &self.inner.oauth {
+            Some(oauth) => oauth.access_token(&self.inner.http).await.map(Some),
+            None => Ok(self
+                .inner
+                .portal
+                .token()
+                .map(crate::oauth::AuthToken::fixed)),
+        }
+    }
+
+    /// One attempt: POST, read, type the answer.
+    async fn execute_once(
+        &self,
+        request: &Request,
+        auth: Option<&crate::oauth::AuthToken>,
+    ) -> Result<Answer<Value>, Error> {
         let portal = &self.inner.portal;
         let masked_url = portal.masked_endpoint(&request.method);
         let mut body = request.params.clone();
-        if let Some(token) = portal.token() {
-            body.insert("auth".into(), Value::String(token.to_string()));
+        if let Some(token) = auth {
+            body.insert("auth".into(), Value::String(token.expose().to_string()));
         }
+        let redact = |text: &str| match auth {
+            Some(token) => token.redact(&portal.redact(text)),
+            None => portal.redact(text),
+        };
         tracing::debug!(
             target: "bitrix24",
             method = %request.method,
@@ -248,7 +315,7 @@ impl Client {
 
         let transport = |e: reqwest::Error| Error::Transport {
             url: masked_url.clone(),
-            message: portal.redact(&error_chain(&e)),
+            message: redact(&error_chain(&e)),
             timeout: e.is_timeout(),
             connect: e.is_connect(),
         };
@@ -270,9 +337,9 @@ impl Client {
             .headers()
             .get(reqwest::header::LOCATION)
             .and_then(|l| l.to_str().ok())
-            .map(|l| portal.redact(l));
+            .map(redact);
         let text = response.text().await.map_err(transport)?;
-        let text = portal.redact(&text);
+        let text = redact(&text);
         tracing::debug!(target: "bitrix24", method = %request.method, status, body = %text, "received answer");
 
         if (300..400).contains(&status) {

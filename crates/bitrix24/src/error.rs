@@ -49,6 +49,13 @@ pub enum Error {
         /// What is wrong and how to fix it.
         message: String,
     },
+
+    /// The OAuth token store could not be read, locked or written.
+    #[error("{message}")]
+    TokenStore {
+        /// What failed, naming the store (a path, never a token).
+        message: String,
+    },
 }
 
 impl From<ApiError> for Error {
@@ -77,6 +84,14 @@ impl Error {
     /// scope, an auth type the method refuses.
     pub fn is_auth(&self) -> bool {
         self.api().is_some_and(|e| e.code.is_auth())
+    }
+
+    /// True when the OAuth server refused to refresh the access token (`invalid_grant`,
+    /// `invalid_client`): retrying cannot help, the application must be authorized again or
+    /// its client id and secret fixed.
+    pub fn needs_reauthorization(&self) -> bool {
+        self.api()
+            .is_some_and(|e| matches!(e.code, ErrorCode::InvalidGrant | ErrorCode::InvalidClient))
     }
 }
 
@@ -185,6 +200,10 @@ error_codes! {
     InternalServerError = "INTERNAL_SERVER_ERROR",
     /// The portal failed internally.
     ErrorCore = "ERROR_CORE",
+    /// OAuth server: the refresh token is used, expired, revoked or another app's.
+    InvalidGrant = "invalid_grant",
+    /// OAuth server: the client id or secret is wrong.
+    InvalidClient = "invalid_client",
 }
 
 impl ErrorCode {
@@ -201,6 +220,8 @@ impl ErrorCode {
                 | ErrorCode::AuthorizationError
                 | ErrorCode::UserAccessError
                 | ErrorCode::AccessDenied
+                | ErrorCode::InvalidGrant
+                | ErrorCode::InvalidClient
         )
     }
 }
