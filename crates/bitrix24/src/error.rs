@@ -110,11 +110,12 @@ pub struct ApiError {
 
 impl fmt::Display for ApiError {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        write!(
-            f,
-            "the portal answered {} (HTTP {})",
-            self.code, self.status
-        )?;
+        // The OAuth server's refusals come from oauth.bitrix.info, not the portal.
+        let server = match self.code {
+            ErrorCode::InvalidGrant | ErrorCode::InvalidClient => "the OAuth server",
+            _ => "the portal",
+        };
+        write!(f, "{server} answered {} (HTTP {})", self.code, self.status)?;
         if !self.description.is_empty() {
             write!(f, ": {}", self.description)?;
         }

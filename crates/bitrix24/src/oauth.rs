@@ -826,12 +826,12 @@ impl OAuth {
                     "the refresh token is used, expired or revoked: authorize the application again to get a new one"
                 }
                 "invalid_client" => "check the application's client id and client secret",
-                _ => "the access token could not be refreshed",
+                _ => "the access token was not refreshed",
             };
             let description = if server.is_empty() {
-                format!("OAuth refresh refused; {advice}")
+                format!("the access token could not be refreshed; {advice}")
             } else {
-                format!("OAuth refresh refused ({server}); {advice}")
+                format!("{server}; {advice}")
             };
             tracing::warn!(target: "bitrix24::oauth", code = %code, status, pid = std::process::id(), "the OAuth server refused the refresh");
             return Err(ApiError {
