@@ -78,6 +78,7 @@ pub struct ClientBuilder {
     pacer: Pacer,
     retry: RetryPolicy,
     operating_budget: f64,
+    oauth: Option<crate::oauth::OAuthConfig>,
 }
 
 impl ClientBuilder {
@@ -92,12 +93,20 @@ impl ClientBuilder {
             pacer: Pacer::local(RateLimit::STANDARD),
             retry: RetryPolicy::default(),
             operating_budget: 480.0,
+            oauth: None,
         }
     }
 
     /// Authenticates with an OAuth access token instead of a webhook.
     pub fn token(mut self, token: impl Into<String>) -> ClientBuilder {
         self.token = Some(token.into().into());
+        self
+    }
+
+    /// Authenticates as an OAuth application whose access token is refreshed when it expires
+    /// (see [`OAuthConfig`](crate::OAuthConfig)); `url` is then the portal domain.
+    pub fn oauth(mut self, config: crate::oauth::OAuthConfig) -> ClientBuilder {
+        self.oauth = Some(config);
         self
     }
 
@@ -149,7 +158,20 @@ impl ClientBuilder {
     pub fn build(self) -> Result<Client, Error> {
         use secrecy::ExposeSecret;
         let token = self.token.as_ref().map(|t| t.expose_secret());
-        let portal = Portal::parse(&self.url, token, self.http_policy)?;
+        let portal = match (&self.oauth, token) {
+            (None, _) => Portal::parse(&self.url, token, self.http_policy)?,
+            (Some(_), None) => Portal::parse_oauth(&self.url, self.http_policy)?,
+            (Some(_), Some(_)) => {
+                return Err(Error::invalid(
+                    "token",
+                    "give the access token through OAuthConfig::access_token when using OAuth",
+                ));
+            }
+        };
+        let oauth = self
+            .oauth
+            .map(|config| crate::oauth::OAuth::new(config, self.http_policy))
+            .transpose()?;
         let http = reqwest::Client::builder()
             .user_agent(concat!("bitrix24-rs/", env!("CARGO_PKG_VERSION")))
             .connect_timeout(self.connect_timeout)
@@ -169,6 +191,7 @@ impl ClientBuilder {
                 pacer: self.pacer,
                 retry: self.retry,
                 operating: OperatingBudget::new(self.operating_budget),
+                oauth,
             }),
         })
     }
@@ -194,6 +217,8 @@ struct Inner {
     pacer: Pacer,
     retry: RetryPolicy,
     operating: OperatingBudget,
+    /// Refreshing OAuth tokens, when built with [`ClientBuilder::oauth`].
+    oauth: Option<crate::oauth::OAuth>,
 }
 
 impl std::fmt::Debug for Client {
@@ -286,6 +311,7 @@ impl Client {
         let started = std::time::Instant::now();
         let mut backoff = Duration::ZERO;
         let mut why = "first attempt";
+        let mut refreshed = false;
         for attempt in 1u32.. {
             let mut operating_wait = Duration::ZERO;
             if let Some(pause) = inner.operating.pause(&billed_to, unix_now()) {
@@ -314,7 +340,9 @@ impl Client {
                 why,
                 "attempt"
             );
-            let error = match self.send_once(request).await {
+            // The access token for this attempt, refreshed ahead of expiry.
+            let auth = self.auth_token().await?;
+            let error = match self.execute_once(request, auth.as_ref()).await {
                 Ok(answer) => {
                     if let Some(time) = &answer.time {
                         inner.operating.observe(
@@ -327,6 +355,17 @@ impl Client {
                 }
                 Err(error) => error,
             };
+            // An expired token: refresh once (single-flight, across processes too) and go
+            // round again, so the resend is paced like any other request.
+            if !refreshed && crate::oauth::is_expired(&error) {
+                if let (Some(oauth), Some(refused)) = (&inner.oauth, &auth) {
+                    oauth.after_expired(&inner.http, refused).await?;
+                    refreshed = true;
+                    backoff = Duration::ZERO;
+                    why = "the access token had expired and was refreshed";
+                    continue;
+                }
+            }
             let outcome = outcome_of(&error);
             match outcome {
                 Outcome::QueryLimit => inner.pacer.saturate()?,
@@ -356,14 +395,35 @@ impl Client {
         unreachable!("the attempt loop only ends by returning")
     }
 
-    /// One attempt: build the body, POST it, read the answer.
-    async fn send_once(&self, request: &Request) -> Result<Answer<Value>, Error> {
+    /// The token to send as `auth`: the OAuth client's current one, a fixed one, or none for
+    /// webhooks.
+    async fn auth_token(&self) -> Result<Option<crate::oauth::AuthToken>, Error> {
+        match &self.inner.oauth {
+            Some(oauth) => oauth.access_token(&self.inner.http).await.map(Some),
+            None => Ok(self
+                .inner
+                .portal
+                .token()
+                .map(crate::oauth::AuthToken::fixed)),
+        }
+    }
+
+    /// One attempt: POST, read, type the answer.
+    async fn execute_once(
+        &self,
+        request: &Request,
+        auth: Option<&crate::oauth::AuthToken>,
+    ) -> Result<Answer<Value>, Error> {
         let portal = &self.inner.portal;
         let masked_url = portal.masked_endpoint(&request.method);
         let mut body = request.params.clone();
-        if let Some(token) = portal.token() {
-            body.insert("auth".into(), Value::String(token.to_string()));
+        if let Some(token) = auth {
+            body.insert("auth".into(), Value::String(token.expose().to_string()));
         }
+        let redact = |text: &str| match auth {
+            Some(token) => token.redact(&portal.redact(text)),
+            None => portal.redact(text),
+        };
         tracing::debug!(
             target: "bitrix24",
             method = %request.method,
@@ -374,7 +434,7 @@ impl Client {
 
         let transport = |e: reqwest::Error| Error::Transport {
             url: masked_url.clone(),
-            message: portal.redact(&error_chain(&e)),
+            message: redact(&error_chain(&e)),
             timeout: e.is_timeout(),
             connect: e.is_connect(),
         };
@@ -396,9 +456,9 @@ impl Client {
             .headers()
             .get(reqwest::header::LOCATION)
             .and_then(|l| l.to_str().ok())
-            .map(|l| portal.redact(l));
+            .map(redact);
         let text = response.text().await.map_err(transport)?;
-        let text = portal.redact(&text);
+        let text = redact(&text);
         tracing::debug!(target: "bitrix24", method = %request.method, status, body = %text, "received answer");
 
         if (300..400).contains(&status) {

@@ -10,7 +10,7 @@
 use std::fmt;
 
 /// Everything that can go wrong when calling a portal.
-#[derive(Debug, thiserror::Error)]
+#[derive(Debug, Clone, thiserror::Error)]
 #[non_exhaustive]
 pub enum Error {
     /// The portal answered with `{"error": …, "error_description": …}`.
@@ -75,6 +75,13 @@ pub enum Error {
         /// What is wrong and how to fix it.
         message: String,
     },
+
+    /// The OAuth token store could not be read, locked or written.
+    #[error("{message}")]
+    TokenStore {
+        /// What failed, naming the store (a path, never a token).
+        message: String,
+    },
 }
 
 impl From<ApiError> for Error {
@@ -104,6 +111,14 @@ impl Error {
     pub fn is_auth(&self) -> bool {
         self.api().is_some_and(|e| e.code.is_auth())
     }
+
+    /// True when the OAuth server refused to refresh the access token (`invalid_grant`,
+    /// `invalid_client`): retrying cannot help, the application must be authorized again or
+    /// its client id and secret fixed.
+    pub fn needs_reauthorization(&self) -> bool {
+        self.api()
+            .is_some_and(|e| matches!(e.code, ErrorCode::InvalidGrant | ErrorCode::InvalidClient))
+    }
 }
 
 /// An error answer from the portal.
@@ -121,11 +136,12 @@ pub struct ApiError {
 
 impl fmt::Display for ApiError {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        write!(
-            f,
-            "the portal answered {} (HTTP {})",
-            self.code, self.status
-        )?;
+        // The OAuth server's refusals come from oauth.bitrix.info, not the portal.
+        let server = match self.code {
+            ErrorCode::InvalidGrant | ErrorCode::InvalidClient => "the OAuth server",
+            _ => "the portal",
+        };
+        write!(f, "{server} answered {} (HTTP {})", self.code, self.status)?;
         if !self.description.is_empty() {
             write!(f, ": {}", self.description)?;
         }
@@ -211,6 +227,10 @@ error_codes! {
     InternalServerError = "INTERNAL_SERVER_ERROR",
     /// The portal failed internally.
     ErrorCore = "ERROR_CORE",
+    /// OAuth server: the refresh token is used, expired, revoked or another app's.
+    InvalidGrant = "invalid_grant",
+    /// OAuth server: the client id or secret is wrong.
+    InvalidClient = "invalid_client",
 }
 
 impl ErrorCode {
@@ -227,6 +247,8 @@ impl ErrorCode {
                 | ErrorCode::AuthorizationError
                 | ErrorCode::UserAccessError
                 | ErrorCode::AccessDenied
+                | ErrorCode::InvalidGrant
+                | ErrorCode::InvalidClient
         )
     }
 }

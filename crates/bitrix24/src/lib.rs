@@ -3,7 +3,8 @@
 //! Start with [`Client::builder`], given either an inbound webhook URL
 //! (`https://portal.bitrix24.com/rest/1/SECRET/`) or a portal domain plus an OAuth access
 //! token. Typed calls hang off handlers ([`Client::notify`]); anything else goes through
-//! [`Client::call`]. Every failure is one [`Error`], and no error, log line or `Debug` output
+//! [`Client::call`]. An OAuth application that should refresh its own tokens uses
+//! [`ClientBuilder::oauth`] with an [`OAuthConfig`]. Every failure is one [`Error`], and no error, log line or `Debug` output
 //! ever shows a webhook secret or token.
 //!
 //! ```no_run
@@ -27,6 +28,7 @@ mod client;
 mod error;
 mod limits;
 mod notify;
+mod oauth;
 mod portal;
 mod retry;
 
@@ -44,6 +46,10 @@ pub use notify::{
     AddNotification, DeleteByTag, DeleteNotification, GetNotifications, GetSchema, MAX_PAGE,
     MarkAllRead, MarkRead, MarkReadList, Notification, NotificationKind, NotificationPage,
     NotifyHandler, Reply, SchemaEvent, SchemaModule, SearchNotifications, SearchPage,
+};
+pub use oauth::{
+    DEFAULT_REFRESH_MARGIN, DEFAULT_TOKEN_URL, FileTokenStore, OAuthConfig, RenewedHook, StoreLock,
+    TokenStore, Tokens,
 };
 pub use portal::{HttpPolicy, MASK, Portal};
 pub use retry::{Decision, Outcome, RetryPolicy, Safety, decide};

@@ -152,6 +152,15 @@ impl Portal {
         })
     }
 
+    /// An OAuth portal whose tokens live in `crate::oauth`, not here: no token of its own.
+    pub(crate) fn parse_oauth(url: &str, policy: HttpPolicy) -> Result<Portal, Error> {
+        let mut portal = Portal::parse(url, Some("oauth"), policy)?;
+        portal.auth = Auth::Token {
+            token: String::new().into(),
+        };
+        Ok(portal)
+    }
+
     /// True when requests authenticate with an OAuth access token (sent as `auth`).
     pub fn is_oauth(&self) -> bool {
         matches!(self.auth, Auth::Token { .. })

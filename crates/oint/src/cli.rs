@@ -13,7 +13,8 @@ Exit codes:
   0  success
   1  the portal answered with an error (its JSON is still printed), or the network failed
   2  usage or validation error, reported before anything is sent
-  4  authentication or authorization error (NO_AUTH_FOUND, INVALID_CREDENTIALS, expired_token, ...)
+  4  authentication or authorization error (NO_AUTH_FOUND, INVALID_CREDENTIALS, expired_token, ...),
+     or the OAuth server refused to refresh the access token (invalid_grant, invalid_client)
   5  outcome unknown: a write may or may not have taken effect, and was not resent to avoid a duplicate";
 
 const NOTIFY_EXAMPLES: &str = "\
@@ -26,7 +27,12 @@ Examples:
   oint notify delete --tag disk-alert
 
 Connection: --url/--token, else BITRIX24_URL/BITRIX24_TOKEN, else the config file's portal
-(--portal NAME, OINT_PORTAL or default_portal in ~/.config/oint/config.toml or $OINT_CONFIG).";
+(--portal NAME, OINT_PORTAL or default_portal in ~/.config/oint/config.toml or $OINT_CONFIG).
+
+OAuth applications: with BITRIX24_CLIENT_ID, BITRIX24_CLIENT_SECRET and BITRIX24_REFRESH_TOKEN
+(or client_id, client_secret[_file] and refresh_token in the config file) oint refreshes the
+access token itself and keeps it in BITRIX24_TOKEN_STORE (default: a file under the data
+directory); --token is then optional. BITRIX24_OAUTH_URL sets the token endpoint.";
 
 const CALL_EXAMPLES: &str = "\
 Examples:
@@ -130,7 +136,8 @@ pub struct Connection {
     /// Webhook URL, portal domain (with a token), or "sandbox" [env: BITRIX24_URL]
     #[arg(long, global = true, value_name = "URL")]
     pub url: Option<String>,
-    /// OAuth access token; prefer --token-file or BITRIX24_TOKEN [env: BITRIX24_TOKEN]
+    /// OAuth access token; prefer --token-file or BITRIX24_TOKEN [env: BITRIX24_TOKEN]; optional
+    /// with BITRIX24_CLIENT_ID/BITRIX24_CLIENT_SECRET set (see OAuth applications below)
     #[arg(long, global = true, value_name = "TOKEN")]
     pub token: Option<String>,
     /// Read the OAuth access token from this file (must not be readable by others)
@@ -476,7 +483,8 @@ fn personal_help() -> String {
          oint bitrix24 CreatePersonalNotification --url \"https://b24-ar17wx.bitrix24.by/rest/1/SECRET/\" --user 1 --text \"Message text\" \\\n    \
          --blocks \"[{{'IMAGE':{{'NAME':'Image1','LINK':'https://example.com/picture.jpg'}}}}]\"\n  \
          oint bitrix24 CreatePersonalNotification --url b24-ar17wx.bitrix24.by --token \"$TOKEN\" --user 10 --text \"Message text\" --tag New\n\n\
-         --url and --token may come from BITRIX24_URL and BITRIX24_TOKEN instead.\n\n{EXIT_CODES}"
+         --url and --token may come from BITRIX24_URL and BITRIX24_TOKEN instead. With BITRIX24_CLIENT_ID, BITRIX24_CLIENT_SECRET \
+         and BITRIX24_REFRESH_TOKEN set, --token is optional: oint refreshes the access token and keeps it in BITRIX24_TOKEN_STORE.\n\n{EXIT_CODES}"
     )
 }
 

@@ -61,6 +61,18 @@ pub struct PortalEntry {
     pub rate: Option<f64>,
     /// Burst override, requests.
     pub burst: Option<f64>,
+    /// OAuth application client id (with a secret, turns on token refresh).
+    pub client_id: Option<String>,
+    /// OAuth application client secret, inline (the file must then be private).
+    pub client_secret: Option<String>,
+    /// File holding the OAuth client secret.
+    pub client_secret_file: Option<PathBuf>,
+    /// The first refresh token; later ones live in the token store.
+    pub refresh_token: Option<String>,
+    /// The OAuth token endpoint (default https://oauth.bitrix.info/oauth/token/).
+    pub oauth_url: Option<String>,
+    /// Where refreshed tokens are kept (default <data dir>/oint/tokens/<host>.json).
+    pub token_store: Option<PathBuf>,
 }
 
 /// What the resolver may look at, so tests can give it a fake world.
@@ -69,11 +81,18 @@ pub struct World<'a> {
     pub stdin: &'a dyn Fn() -> Result<String, String>,
     pub home: Option<PathBuf>,
     pub config_dir: Option<PathBuf>,
+    /// Where the OAuth token store goes by default.
+    pub data_dir: Option<PathBuf>,
 }
 
 impl World<'_> {
-    fn var(&self, name: &str) -> Option<String> {
+    pub(crate) fn var(&self, name: &str) -> Option<String> {
         (self.env)(name).filter(|v| !v.trim().is_empty())
+    }
+
+    /// `path` with a leading `~` replaced by the home directory.
+    pub(crate) fn expand(&self, path: &Path) -> PathBuf {
+        expand(path, self)
     }
 }
 
@@ -92,6 +111,7 @@ pub fn real_world<T>(f: impl FnOnce(&World<'_>) -> T) -> T {
         stdin: &stdin,
         home: dirs::home_dir(),
         config_dir: dirs::config_dir(),
+        data_dir: dirs::data_dir(),
     })
 }
 
@@ -155,7 +175,10 @@ pub fn resolve(conn: &Connection, world: &World<'_>) -> Result<Target, String> {
         },
     };
     if let Some(entry) = entry
-        && (entry.token.is_some() || entry.url.as_deref().is_some_and(looks_like_webhook))
+        && (entry.token.is_some()
+            || entry.client_secret.is_some()
+            || entry.refresh_token.is_some()
+            || entry.url.as_deref().is_some_and(looks_like_webhook))
     {
         check_private(&config_path, "the config file")?;
     }
@@ -164,10 +187,11 @@ pub fn resolve(conn: &Connection, world: &World<'_>) -> Result<Target, String> {
         .map(|t| t.trim().to_string())
         .filter(|t| !t.is_empty())
         .map(SecretString::from);
+    let oauth = crate::oauth::resolve(&url, entry, explicit_portal, world, &read_secret_file)?;
     Ok(if url.trim().eq_ignore_ascii_case("sandbox") {
         Target::Sandbox { token }
     } else {
-        Target::Portal { url, token }
+        Target::Portal { url, token, oauth }
     })
 }
 
@@ -340,9 +364,12 @@ mod tests {
             stdin: &stdin,
             home: Some("/home/u".into()),
             config_dir: None,
+            data_dir: Some("/home/u/.local/share".into()),
         };
         resolve(&case.conn, &world).map(|t| match t {
-            Target::Portal { url, token } => (url, token.map(|t| t.expose_secret().to_string())),
+            Target::Portal { url, token, .. } => {
+                (url, token.map(|t| t.expose_secret().to_string()))
+            }
             Target::Sandbox { token } => (
                 "sandbox".into(),
                 token.map(|t| t.expose_secret().to_string()),

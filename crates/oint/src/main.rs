@@ -5,6 +5,7 @@ mod blocks;
 mod cli;
 mod config;
 mod modern;
+mod oauth;
 mod output;
 mod resolve;
 mod run;

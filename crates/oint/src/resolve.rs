@@ -27,10 +27,11 @@ pub enum Job {
 
 /// Where to send.
 pub enum Target {
-    /// A real portal: webhook URL, or domain plus token.
+    /// A real portal: webhook URL, or domain plus token, or domain plus OAuth application.
     Portal {
         url: String,
         token: Option<SecretString>,
+        oauth: Option<crate::oauth::OAuthCreds>,
     },
     /// The embedded sandbox portal (`--url sandbox`).
     Sandbox { token: Option<SecretString> },
@@ -153,7 +154,14 @@ fn target(url: Option<String>, token: Option<String>) -> Result<Target, UsageErr
     if url.trim().eq_ignore_ascii_case("sandbox") {
         return Ok(Target::Sandbox { token });
     }
-    Ok(Target::Portal { url, token })
+    // OPI has no OAuth flags; the BITRIX24_CLIENT_ID… environment turns refresh on.
+    let oauth = crate::config::real_world(|world| {
+        crate::oauth::resolve(&url, None, false, world, &|_, _| {
+            Err("no secret files without a config file".into())
+        })
+    })
+    .map_err(UsageError)?;
+    Ok(Target::Portal { url, token, oauth })
 }
 
 fn required(flag: &str, value: Option<String>, what: &str) -> Result<String, UsageError> {

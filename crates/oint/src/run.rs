@@ -44,11 +44,17 @@ pub async fn connect(
     transport: &Transport,
 ) -> Result<(Client, Option<sandbox::Sandbox>), Failure> {
     match target {
-        Target::Portal { url, token } => {
-            let token = token.as_ref().map(|t| t.expose_secret());
-            let mut builder = transport.configure(Client::builder(&url), &url, token);
-            if let Some(token) = token {
-                builder = builder.token(token);
+        Target::Portal { url, token, oauth } => {
+            // The bucket is the portal's: an app with no token yet still has a domain.
+            let bucket_token = token
+                .as_ref()
+                .map(|t| t.expose_secret())
+                .or(oauth.as_ref().map(|_| "oauth"));
+            let mut builder = transport.configure(Client::builder(&url), &url, bucket_token);
+            match (&oauth, &token) {
+                (Some(oauth), token) => builder = builder.oauth(oauth.config(token.as_ref())),
+                (None, Some(token)) => builder = builder.token(token.expose_secret()),
+                (None, None) => {}
             }
             Ok((builder.build().map_err(library_failure)?, None))
         }
@@ -105,6 +111,25 @@ pub fn library_failure(error: Error) -> Failure {
         Error::InvalidArgument { field, message } => {
             Failure::Usage(format!("{}: {message}", flag_of(&field)))
         }
+        Error::Api(api) if matches!(api.code.as_str(), "invalid_grant" | "invalid_client") => {
+            Failure::Portal {
+                body: None,
+                // The library's description repeats the advice below in its own terms.
+                message: format!(
+                    "the OAuth server answered {} (HTTP {}): {}{}",
+                    api.code,
+                    api.status,
+                    api.body
+                        .get("error_description")
+                        .and_then(serde_json::Value::as_str)
+                        .filter(|d| !d.is_empty())
+                        .unwrap_or("the access token was not refreshed"),
+                    hint_for(api.code.as_str())
+                ),
+                auth: true,
+            }
+        }
+        Error::TokenStore { message } => Failure::Local(message),
         Error::Api(api) => {
             let api = *api;
             let auth = api.code.is_auth();
@@ -150,6 +175,8 @@ fn flag_of(field: &str) -> &str {
         "url" => "--url",
         "USER_ID" => "--user",
         "MESSAGE" => "--text",
+        "refresh_token" => "BITRIX24_REFRESH_TOKEN",
+        "token_url" => "BITRIX24_OAUTH_URL",
         "ATTACH" => "--blocks",
         "ID" => "--notif",
         other => other,
@@ -162,7 +189,15 @@ fn hint_for(code: &str) -> &'static str {
         "INVALID_CREDENTIALS" => {
             "; check the webhook URL: the user ID or secret is wrong, or the webhook was deleted"
         }
-        "expired_token" => "; get a fresh access token (OAuth tokens live one hour)",
+        "expired_token" => {
+            "; get a fresh access token (OAuth tokens live one hour), or set BITRIX24_CLIENT_ID, BITRIX24_CLIENT_SECRET and BITRIX24_REFRESH_TOKEN so oint refreshes it"
+        }
+        "invalid_grant" => {
+            "; the refresh token is used, expired or revoked: authorize the application again and set BITRIX24_REFRESH_TOKEN (or refresh_token in the config file) to the new refresh token"
+        }
+        "invalid_client" => {
+            "; check BITRIX24_CLIENT_ID and BITRIX24_CLIENT_SECRET (or client_id and client_secret in the config file)"
+        }
         "invalid_token" => "; the access token is not known to this portal",
         "insufficient_scope" => "; give the webhook or application the \"im\" scope",
         "ERROR_METHOD_NOT_FOUND" => {

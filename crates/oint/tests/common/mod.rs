@@ -28,6 +28,11 @@ pub async fn oint(args: &[&str], env: &[(&str, &str)]) -> Output {
         .env_remove("BITRIX24_URL")
         .env_remove("BITRIX24_TOKEN")
         .env_remove("OINT_PORTAL")
+        .env_remove("BITRIX24_CLIENT_ID")
+        .env_remove("BITRIX24_CLIENT_SECRET")
+        .env_remove("BITRIX24_REFRESH_TOKEN")
+        .env_remove("BITRIX24_OAUTH_URL")
+        .env_remove("BITRIX24_TOKEN_STORE")
         .env("OINT_CONFIG", "/nonexistent/oint-test-config.toml")
         .env(
             "OINT_STATE_DIR",
