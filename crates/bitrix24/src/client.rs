@@ -357,14 +357,15 @@ impl Client {
             };
             // An expired token: refresh once (single-flight, across processes too) and go
             // round again, so the resend is paced like any other request.
-            if !refreshed && crate::oauth::is_expired(&error) {
-                if let (Some(oauth), Some(refused)) = (&inner.oauth, &auth) {
-                    oauth.after_expired(&inner.http, refused).await?;
-                    refreshed = true;
-                    backoff = Duration::ZERO;
-                    why = "the access token had expired and was refreshed";
-                    continue;
-                }
+            if !refreshed
+                && crate::oauth::is_expired(&error)
+                && let (Some(oauth), Some(refused)) = (&inner.oauth, &auth)
+            {
+                oauth.after_expired(&inner.http, refused).await?;
+                refreshed = true;
+                backoff = Duration::ZERO;
+                why = "the access token had expired and was refreshed";
+                continue;
             }
             let outcome = outcome_of(&error);
             match outcome {

@@ -523,15 +523,14 @@ impl OAuth {
     pub(crate) async fn access_token(&self, http: &reqwest::Client) -> Result<AuthToken, Error> {
         let seen = {
             let state = self.state();
-            if state.loaded || self.store.is_none() {
-                if let Some(tokens) = &state.tokens {
-                    if tokens.usable(self.margin, None) {
-                        return Ok(AuthToken {
-                            token: tokens.access_token.clone(),
-                            generation: state.generation,
-                        });
-                    }
-                }
+            if (state.loaded || self.store.is_none())
+                && let Some(tokens) = &state.tokens
+                && tokens.usable(self.margin, None)
+            {
+                return Ok(AuthToken {
+                    token: tokens.access_token.clone(),
+                    generation: state.generation,
+                });
             }
             state.generation
         };
@@ -575,18 +574,18 @@ impl OAuth {
                 if let Some(error) = &state.last_error {
                     return Err(error.clone());
                 }
-                if let Some(tokens) = &state.tokens {
-                    if tokens.has_access() {
-                        tracing::debug!(
-                            target: "bitrix24::oauth",
-                            waited_ms = started.elapsed().as_millis() as u64,
-                            "using the access token another caller just obtained"
-                        );
-                        return Ok(AuthToken {
-                            token: tokens.access_token.clone(),
-                            generation: state.generation,
-                        });
-                    }
+                if let Some(tokens) = &state.tokens
+                    && tokens.has_access()
+                {
+                    tracing::debug!(
+                        target: "bitrix24::oauth",
+                        waited_ms = started.elapsed().as_millis() as u64,
+                        "using the access token another caller just obtained"
+                    );
+                    return Ok(AuthToken {
+                        token: tokens.access_token.clone(),
+                        generation: state.generation,
+                    });
                 }
             }
         }
@@ -657,16 +656,16 @@ impl OAuth {
             "holding the token store lock"
         );
         let stored = self.load(&store).await?;
-        if let Some(stored) = &stored {
-            if stored.usable(self.margin, refused) {
-                tracing::debug!(
-                    target: "bitrix24::oauth",
-                    store = %store.describe(),
-                    pid = std::process::id(),
-                    "another process refreshed the tokens; using them"
-                );
-                return Ok(stored.clone());
-            }
+        if let Some(stored) = &stored
+            && stored.usable(self.margin, refused)
+        {
+            tracing::debug!(
+                target: "bitrix24::oauth",
+                store = %store.describe(),
+                pid = std::process::id(),
+                "another process refreshed the tokens; using them"
+            );
+            return Ok(stored.clone());
         }
         // The store's refresh token is the newest; a configured one is the fallback (it may
         // come from a new authorization while the store holds a revoked one).
