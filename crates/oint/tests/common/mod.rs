@@ -41,7 +41,30 @@ pub async fn oint(args: &[&str], env: &[(&str, &str)]) -> Output {
     for (k, v) in env {
         cmd.env(k, v);
     }
-    cmd.output().await.expect("oint runs")
+    let output = cmd.output().await.expect("oint runs");
+    // Every run in the suite, whatever it tests, must keep the known secrets out of its
+    // output: the webhook secret, the access token, the OAuth client secret, and any
+    // secret handed over in the environment.
+    let mut secrets = vec![SECRET, TOKEN, bitrix24_emulator::BUILTIN_CLIENT_SECRET];
+    const SECRET_VARS: &[&str] = &[
+        "BITRIX24_TOKEN",
+        "BITRIX24_CLIENT_SECRET",
+        "BITRIX24_REFRESH_TOKEN",
+    ];
+    for (k, v) in env {
+        if SECRET_VARS.contains(k) {
+            secrets.push(v);
+        }
+    }
+    for text in [stdout(&output), stderr(&output)] {
+        for secret in secrets.iter().filter(|s| s.len() >= 6) {
+            assert!(
+                !text.contains(secret),
+                "a secret leaked in {args:?}: {text}"
+            );
+        }
+    }
+    output
 }
 
 pub fn stdout(o: &Output) -> String {
