@@ -27,10 +27,8 @@ async fn four_processes_with_the_portals_plan_never_trip_it() {
     .unwrap();
     let state = tempfile::tempdir().unwrap();
     let url = emu.webhook_url(1, SECRET);
-    let script = format!(
-        "for i in $(seq 75); do \"$OINT\" --rate 20 --burst 10 --attempts 1 notify send --url \"$URL\" \
-         --user 2 --text \"p$P-$i\" --output plain >/dev/null || exit 1; done"
-    );
+    let script = "for i in $(seq 75); do \"$OINT\" --rate 20 --burst 10 --attempts 1 notify send --url \"$URL\" \
+         --user 2 --text \"p$P-$i\" --output plain >/dev/null || exit 1; done".to_string();
     let processes: Vec<_> = (0..4)
         .map(|p| {
             tokio::process::Command::new("sh")
