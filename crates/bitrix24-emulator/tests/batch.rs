@@ -529,3 +529,38 @@ async fn batch_without_credentials_is_refused() {
     assert_eq!(status, 401);
     assert!(emu.notifications().is_empty());
 }
+
+#[tokio::test]
+async fn batch_counts_as_one_request_against_the_rate_limit() {
+    // A bucket of 3 that barely drains: a batch of 40 commands uses one slot of it.
+    let emu = Emulator::start(Config::default().webhook(1, SECRET).rate(0.001).burst(3.0))
+        .await
+        .unwrap();
+    let cmd: serde_json::Map<String, Value> = (0..40)
+        .map(|i| {
+            (
+                format!("c{i}"),
+                json!(format!("im.notify.system.add?USER_ID=2&MESSAGE=n{i}")),
+            )
+        })
+        .collect();
+    let result = batch(&emu, json!({"cmd": cmd})).await;
+    assert_eq!(result["result"].as_object().unwrap().len(), 40);
+    let single = |n: usize| {
+        client()
+            .post(format!(
+                "{}im.notify.system.add",
+                emu.webhook_url(1, SECRET)
+            ))
+            .json(&json!({"USER_ID": 2, "MESSAGE": format!("single {n}")}))
+            .send()
+    };
+    assert_eq!(single(1).await.unwrap().status(), 200);
+    assert_eq!(single(2).await.unwrap().status(), 200);
+    assert_eq!(
+        single(3).await.unwrap().status(),
+        503,
+        "the batch took one slot of three"
+    );
+    assert_eq!(emu.notifications().len(), 42);
+}

@@ -255,7 +255,7 @@ pub struct ReadFlags {
     #[arg(long, conflicts_with = "all")]
     pub unread: bool,
     /// With --id: only that notification
-    #[arg(long, requires = "id")]
+    #[arg(long, requires = "id", conflicts_with_all = ["all", "ids"])]
     pub only_current: bool,
 }
 
@@ -506,4 +506,82 @@ fn picture_help() -> String {
 
 fn file_help() -> String {
     "Example:\n  oint bitrix24 GetFileBlock --title File1.docx --url https://example.com/document.docx".into()
+}
+
+#[cfg(test)]
+mod tests {
+    //! Parsing only: which argument lists the grammar accepts and what they mean. Running the
+    //! commands is tested end to end in `tests/`.
+    use super::*;
+
+    fn parse(args: &str) -> Result<Cli, clap::error::ErrorKind> {
+        Cli::try_parse_from(std::iter::once("oint").chain(args.split_whitespace()))
+            .map_err(|e| e.kind())
+    }
+
+    #[test]
+    fn modern_grammar_table() {
+        use clap::error::ErrorKind::*;
+        let ok = [
+            "notify send --user 10 --text hi",
+            "notify send --user 10 --text hi --system --tag t --sub-tag s --image a=/b --image c=/d --file f=/g --color #fff",
+            "notify --url sandbox send --user 1 --text hi",
+            "notify send --user 1 --text hi --url sandbox --json --dry-run --debug",
+            "notify delete --id 5",
+            "notify delete --tag t --client-id app",
+            "notify read --ids 1,2,3 --unread",
+            "notify read --id 4 --only-current",
+            "notify read --all",
+            "notify answer --id 4 --text ok",
+            "notify confirm --id 4 --value Y",
+            "notify list --all --limit 20 --output plain",
+            "notify search host-7 --limit 5",
+            "call server.time",
+            "call im.notify.get LIMIT=5 --params {}",
+            "--plan enterprise notify list",
+            "notify list --rate 20 --burst 10 --attempts 2 --timeout 5",
+            "completions zsh",
+            "man",
+        ];
+        for args in ok {
+            assert!(parse(args).is_ok(), "{args}: {:?}", parse(args).err());
+        }
+        let bad = [
+            ("notify send --user 0 --text hi", ValueValidation),
+            ("notify send --user ten --text hi", ValueValidation),
+            ("notify send --text hi", MissingRequiredArgument),
+            ("notify delete", MissingRequiredArgument),
+            ("notify delete --id 1 --tag t", ArgumentConflict),
+            ("notify read --all --unread", ArgumentConflict),
+            ("notify read --only-current --all", ArgumentConflict),
+            ("notify read --only-current --ids 1", ArgumentConflict),
+            ("notify list --limit 51", ValueValidation),
+            ("notify list --output yaml", InvalidValue),
+            ("completions tcsh", InvalidValue),
+            ("notify frobnicate", InvalidSubcommand),
+        ];
+        for (args, kind) in bad {
+            assert_eq!(parse(args).err(), Some(kind), "{args}");
+        }
+    }
+
+    #[test]
+    fn parsed_values_land_where_they_belong() {
+        let Ok(Cli {
+            command: Some(Command::Notify(args)),
+            limits,
+        }) = parse("--plan enterprise notify read --ids 3,4 --unread --url sandbox")
+        else {
+            panic!("notify read parses")
+        };
+        assert_eq!(limits.plan.as_deref(), Some("enterprise"));
+        assert_eq!(args.connection.url.as_deref(), Some("sandbox"));
+        let NotifyAction::Read(read) = args.action else {
+            panic!("read")
+        };
+        assert_eq!(
+            (read.target.ids, read.unread, read.target.all),
+            (vec![3, 4], true, false)
+        );
+    }
 }

@@ -308,7 +308,7 @@ fn build_attach(
 ) -> Result<Option<Attach>, String> {
     let base = match attach {
         Some(text) => blocks::parse(text)
-            .map_err(|e| format!("--attach: {e}"))?
+            .map_err(|e| crate::resolve::flagged("--attach", &e.to_string()))?
             .map(|a| a.as_json().clone()),
         None => None,
     };
@@ -377,7 +377,7 @@ fn build_attach(
     };
     Attach::from_json(value)
         .map(Some)
-        .map_err(|e| format!("--attach: {e}"))
+        .map_err(|e| crate::resolve::flagged("--attach", &e.to_string()))
 }
 
 /// `--params` JSON (or @file) overlaid with `key=value` pairs in PHP bracket syntax.

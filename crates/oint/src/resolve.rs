@@ -59,7 +59,16 @@ pub struct Common {
 pub struct UsageError(pub String);
 
 fn usage(flag: &str, message: impl std::fmt::Display) -> UsageError {
-    UsageError(format!("{flag}: {message}"))
+    UsageError(flagged(flag, &message.to_string()))
+}
+
+/// `flag: finding`, once for each line when a check found several things.
+pub fn flagged(flag: &str, message: &str) -> String {
+    message
+        .lines()
+        .map(|line| format!("{flag}: {line}"))
+        .collect::<Vec<_>>()
+        .join("\n")
 }
 
 pub fn resolve(method: Method) -> Result<Job, UsageError> {
