@@ -663,7 +663,7 @@ fn truthy(s: &str) -> bool {
 }
 
 /// A reqwest error with its causes, e.g. "error sending request: tcp connect error: Connection refused".
-fn error_chain(e: &reqwest::Error) -> String {
+pub(crate) fn error_chain(e: &reqwest::Error) -> String {
     let mut text = e.to_string();
     let mut source = std::error::Error::source(e);
     while let Some(cause) = source {
