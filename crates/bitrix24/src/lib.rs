@@ -24,6 +24,8 @@
 
 mod answer;
 mod attach;
+mod batch;
+mod bulk;
 mod client;
 mod error;
 mod limits;
@@ -37,6 +39,8 @@ pub use attach::{
     Attach, AvatarType, Block, Check, ColorToken, Delimiter, Display, File, GridItem, Image, Issue,
     IssueKind, Link, MAX_ATTACH_CHARS, User, Verdict,
 };
+pub use batch::{Batch, BatchAnswer, CommandResult, MAX_BATCH, result_ref};
+pub use bulk::{Bulk, BulkItem, ItemOutcome};
 pub use client::{
     Client, ClientBuilder, DEFAULT_CONNECT_TIMEOUT, DEFAULT_TIMEOUT, Preview, Request,
 };
