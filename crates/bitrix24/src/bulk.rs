@@ -221,13 +221,19 @@ where
             };
             match event {
                 Event::Finished(settled) => {
-                    let policy = self.client.retry_policy();
+                    // One wait for the whole batch's resends, so that they travel together.
+                    let attempts = settled.iter().map(|s| match s {
+                        Settled::Again(q) => q.attempts,
+                        Settled::Done(..) => 0,
+                    });
+                    let attempt = attempts.max().unwrap_or(0);
+                    let not_before = Instant::now()
+                        + self.client.retry_policy().backoff(attempt, fastrand::f64());
                     for s in settled {
                         match s {
                             Settled::Done(row, outcome) => self.ready.push_back((row, outcome)),
                             Settled::Again(mut q) => {
-                                q.not_before =
-                                    Instant::now() + policy.backoff(q.attempts, fastrand::f64());
+                                q.not_before = not_before;
                                 self.requeue.push_back(q);
                             }
                         }
