@@ -307,3 +307,34 @@ async fn the_outcome_stream_can_move_to_another_task() {
     assert_eq!(task.await.unwrap(), 3);
     assert_eq!(emu.notifications().len(), 3);
 }
+
+#[tokio::test]
+async fn over_a_webhook_a_tag_does_not_make_a_doubtful_batch_safe_to_resend() {
+    // The portal drops TAG for webhooks, so a resend could duplicate: the rows of a batch
+    // that got a 500 are unknown, and nothing is sent twice.
+    let emu = emulator(Config::default().plan(Plan::Unlimited)).await;
+    faults(
+        &emu,
+        json!({"method": "batch", "kind": "status", "status": 500, "error": "INTERNAL_SERVER_ERROR"}),
+    )
+    .await;
+    let items: Vec<BulkItem> = (1..=120u64)
+        .map(|row| BulkItem {
+            row,
+            request: add(2, &format!("row {row}")).param("TAG", format!("row-{row}")),
+        })
+        .collect();
+    let outcomes = run(&webhook(&emu), items, 1, 50).await;
+    let unknown: Vec<u64> = (1..=120)
+        .filter(|row| matches!(outcomes[row], ItemOutcome::Unknown))
+        .collect();
+    assert_eq!(unknown, (1..=50).collect::<Vec<_>>(), "the first batch");
+    assert_eq!(emu.notifications().len(), 70);
+    let log: Vec<Value> = reqwest::get(format!("{}/_emulator/requests", emu.url()))
+        .await
+        .unwrap()
+        .json()
+        .await
+        .unwrap();
+    assert_eq!(log.len(), 3, "one attempt per batch");
+}
