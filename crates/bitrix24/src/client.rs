@@ -240,6 +240,11 @@ impl Client {
         &self.inner.portal
     }
 
+    /// The retry policy, which bulk sends also use for commands to send again.
+    pub(crate) fn retry_policy(&self) -> &RetryPolicy {
+        &self.inner.retry
+    }
+
     /// The notification methods (`im.notify.*`).
     pub fn notify(&self) -> NotifyHandler<'_> {
         NotifyHandler::new(self)

@@ -3,7 +3,8 @@
 //! Start with [`Client::builder`], given either an inbound webhook URL
 //! (`https://portal.bitrix24.com/rest/1/SECRET/`) or a portal domain plus an OAuth access
 //! token. Typed calls hang off handlers ([`Client::notify`]); anything else goes through
-//! [`Client::call`]. An OAuth application that should refresh its own tokens uses
+//! [`Client::call`]. Several calls go in one request with [`Client::batch`], and many
+//! notifications at the portal's rate with [`Client::bulk`]. An OAuth application that should refresh its own tokens uses
 //! [`ClientBuilder::oauth`] with an [`OAuthConfig`]. Every failure is one [`Error`], and no error, log line or `Debug` output
 //! ever shows a webhook secret or token.
 //!
@@ -24,6 +25,8 @@
 
 mod answer;
 mod attach;
+mod batch;
+mod bulk;
 mod client;
 mod error;
 mod limits;
@@ -37,6 +40,8 @@ pub use attach::{
     Attach, AvatarType, Block, Check, ColorToken, Delimiter, Display, File, GridItem, Image, Issue,
     IssueKind, Link, MAX_ATTACH_CHARS, User, Verdict,
 };
+pub use batch::{Batch, BatchAnswer, CommandResult, MAX_BATCH, result_ref};
+pub use bulk::{Bulk, BulkItem, ItemOutcome};
 pub use client::{
     Client, ClientBuilder, DEFAULT_CONNECT_TIMEOUT, DEFAULT_TIMEOUT, Preview, Request,
 };
