@@ -184,6 +184,47 @@ pub enum NotifyAction {
     List(ListFlags),
     /// Search your notifications by text (im.notify.history.search)
     Search(SearchFlags),
+    /// Send many notifications from a JSON Lines or CSV file, in batches, resumably
+    #[command(after_help = BULK_HELP)]
+    Bulk(BulkFlags),
+}
+
+const BULK_HELP: &str = "\
+Rows (JSON Lines, one object a line; or CSV with a header line):
+  {\"user\": 10, \"text\": \"Payslip ready\", \"tag\": \"payslip-10\", \"sub_tag\": \"hr\", \"system\": true, \"attach\": [...]}
+  user,text,tag,sub_tag,system,attach
+
+Every row is checked first: if any is bad, each is reported as 'line N: ...' and nothing is sent
+(exit 2), unless --skip-invalid. Exit 0 when every row was delivered, 3 when some were, 1 when
+none were. With --journal, a run that was stopped (even kill -9) can be run again: delivered and
+refused rows are skipped; rows whose fate is unknown are resent only when a tag from an OAuth
+app makes that safe, and reported otherwise.
+
+Examples:
+  oint notify bulk --input reminders.jsonl --report report.jsonl --journal reminders.journal
+  psql -c \"copy (select id as user, 'Timesheet due' as text from staff) to stdout csv header\" |
+    oint notify bulk --input - --format csv";
+
+#[derive(Debug, Args, Clone)]
+pub struct BulkFlags {
+    /// Input file, or - for standard input
+    #[arg(long, value_name = "FILE|-")]
+    pub input: String,
+    /// Input format [default: csv for *.csv, else jsonl]
+    #[arg(long, value_enum, value_name = "FORMAT")]
+    pub format: Option<crate::bulk::Format>,
+    /// Send the valid rows even if some rows are invalid
+    #[arg(long)]
+    pub skip_invalid: bool,
+    /// Write one JSON line per row: its id, its error, or outcome_unknown
+    #[arg(long, value_name = "FILE")]
+    pub report: Option<PathBuf>,
+    /// Record each batch's outcome here, durably, so that a stopped run can resume
+    #[arg(long, value_name = "FILE")]
+    pub journal: Option<PathBuf>,
+    /// Batches in flight at once
+    #[arg(long, value_name = "N", default_value_t = 4, value_parser = clap::value_parser!(u64).range(1..=64))]
+    pub concurrency: u64,
 }
 
 #[derive(Debug, Args, Clone)]

@@ -2,6 +2,7 @@
 
 mod app;
 mod blocks;
+mod bulk;
 mod cli;
 mod config;
 mod modern;

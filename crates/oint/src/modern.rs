@@ -25,6 +25,9 @@ enum Outcome {
 }
 
 pub fn notify(args: NotifyArgs, transport: &Transport) -> Exit {
+    if let NotifyAction::Bulk(flags) = &args.action {
+        return bulk(flags.clone(), &args.connection, transport);
+    }
     let format = format(&args.connection);
     let outcome = prepare(&args.connection, transport).and_then(|(target, transport)| {
         let rt = app::runtime()?;
@@ -64,6 +67,30 @@ pub fn call(args: CallArgs, transport: &Transport) -> Exit {
         })
     });
     render(outcome, format)
+}
+
+/// `oint notify bulk`: its own exit codes (0 all delivered, 3 some, 1 none).
+fn bulk(flags: crate::cli::BulkFlags, conn: &Connection, transport: &Transport) -> Exit {
+    let options = crate::bulk::Options {
+        input: flags.input,
+        format: flags.format,
+        skip_invalid: flags.skip_invalid,
+        report: flags.report,
+        journal: flags.journal,
+        concurrency: flags.concurrency as usize,
+        dry_run: conn.dry_run,
+    };
+    let outcome = prepare(conn, transport).and_then(|(target, transport)| {
+        let rt = app::runtime()?;
+        rt.block_on(async {
+            let (client, _sandbox) = connect(target, &transport).await?;
+            crate::bulk::run(&client, options).await
+        })
+    });
+    match outcome {
+        Ok(exit) => exit,
+        Err(failure) => output::report(Err(failure), None),
+    }
 }
 
 /// Resolves the connection and its limits, and turns on `--debug` logging.
@@ -219,6 +246,7 @@ async fn run_notify(
             };
             Ok(Outcome::Notifications(items))
         }
+        NotifyAction::Bulk(_) => unreachable!("bulk runs on its own, see notify()"),
         NotifyAction::Search(flags) => {
             let search = n.search(flags.text).limit(flags.limit);
             let request = search.to_request().map_err(err)?;

@@ -15,6 +15,8 @@ use serde_json::Value;
 pub enum Exit {
     Ok = 0,
     Failed = 1,
+    /// Some of a bulk run's rows were delivered, not all.
+    Partial = 3,
     Usage = 2,
     Auth = 4,
     Unknown = 5,

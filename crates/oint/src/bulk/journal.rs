@@ -1,0 +1,196 @@
+//! The bulk journal: what happened to each row, kept durably so a run can resume.
+//!
+//! Before a batch goes out, its rows are written as `sending`; after its answer, each row's
+//! outcome. Both are flushed to disk before the run moves on. A run killed in between leaves
+//! rows that were `sending` with no outcome: the portal may or may not have created them, so a
+//! resume sends them again only when a resend cannot duplicate (a tag, from an OAuth
+//! application) and reports them as outcome unknown otherwise. A journal belongs to one input:
+//! its first line holds a fingerprint of the input, and a journal for other input is refused.
+
+use std::fs::{File, OpenOptions};
+use std::io::{BufRead, BufReader, Write};
+use std::path::{Path, PathBuf};
+
+use serde_json::{Value, json};
+
+/// What the journal knows about a row.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+#[repr(u8)]
+pub enum State {
+    /// Never sent.
+    #[default]
+    Pending = 0,
+    /// Sent; no outcome recorded (the run stopped, or the outcome was unknown).
+    Unknown = 1,
+    /// Created.
+    Delivered = 2,
+    /// The portal refused it, or answered `false`: final.
+    Failed = 3,
+}
+
+/// An outcome to record.
+#[derive(Debug, Clone, PartialEq)]
+pub enum Entry {
+    Delivered { id: u64 },
+    Failed { error: String, description: String },
+    Unknown,
+}
+
+/// An open journal and the states it recorded, by row (line) number.
+pub struct Journal {
+    file: File,
+    path: PathBuf,
+    states: Vec<State>,
+}
+
+impl Journal {
+    /// Opens (or starts) the journal at `path` for the input with `fingerprint`.
+    pub fn open(path: &Path, fingerprint: &str) -> Result<Journal, String> {
+        let what = |e: std::io::Error| format!("--journal: cannot use {}: {e}", path.display());
+        let mut states = Vec::new();
+        let exists = path.exists()
+            && std::fs::metadata(path)
+                .map(|m| m.len() > 0)
+                .unwrap_or(false);
+        if exists {
+            let reader = BufReader::new(File::open(path).map_err(what)?);
+            for (i, line) in reader.lines().enumerate() {
+                let line = line.map_err(what)?;
+                // A run killed mid-write leaves a torn last line; it recorded nothing.
+                let Ok(entry) = serde_json::from_str::<Value>(&line) else {
+                    continue;
+                };
+                if i == 0 {
+                    if entry["input"] != fingerprint {
+                        return Err(format!(
+                            "--journal: {} records a different input; use a new journal file, or the input it was made for",
+                            path.display()
+                        ));
+                    }
+                    continue;
+                }
+                if let Some(rows) = entry["sending"].as_array() {
+                    for row in rows.iter().filter_map(Value::as_u64) {
+                        set(&mut states, row, State::Unknown);
+                    }
+                } else if let Some(row) = entry["row"].as_u64() {
+                    let state = match entry["outcome"].as_str() {
+                        Some("delivered") => State::Delivered,
+                        Some("failed") => State::Failed,
+                        _ => State::Unknown,
+                    };
+                    set(&mut states, row, state);
+                }
+            }
+        }
+        let mut file = OpenOptions::new()
+            .create(true)
+            .append(true)
+            .open(path)
+            .map_err(what)?;
+        if !exists {
+            writeln!(file, "{}", json!({"journal": 1, "input": fingerprint})).map_err(what)?;
+            file.sync_data().map_err(what)?;
+        }
+        Ok(Journal {
+            file,
+            path: path.to_path_buf(),
+            states,
+        })
+    }
+
+    /// What is known about `row`.
+    pub fn state(&self, row: u64) -> State {
+        self.states.get(row as usize).copied().unwrap_or_default()
+    }
+
+    /// Records, durably, that these rows are about to be sent.
+    pub fn sending(&mut self, rows: &[u64]) -> Result<(), String> {
+        for row in rows {
+            set(&mut self.states, *row, State::Unknown);
+        }
+        self.write(&[json!({"sending": rows})])
+    }
+
+    /// Records, durably, the outcomes of rows.
+    pub fn record(&mut self, outcomes: &[(u64, Entry)]) -> Result<(), String> {
+        let lines: Vec<Value> = outcomes
+            .iter()
+            .map(|(row, entry)| {
+                let (state, line) = match entry {
+                    Entry::Delivered { id } => (State::Delivered, json!({"row": row, "outcome": "delivered", "id": id})),
+                    Entry::Failed { error, description } => (
+                        State::Failed,
+                        json!({"row": row, "outcome": "failed", "error": error, "description": description}),
+                    ),
+                    Entry::Unknown => (State::Unknown, json!({"row": row, "outcome": "unknown"})),
+                };
+                set(&mut self.states, *row, state);
+                line
+            })
+            .collect();
+        self.write(&lines)
+    }
+
+    fn write(&mut self, lines: &[Value]) -> Result<(), String> {
+        let mut text = String::new();
+        for line in lines {
+            text.push_str(&line.to_string());
+            text.push('\n');
+        }
+        let what =
+            |e: std::io::Error| format!("--journal: cannot write {}: {e}", self.path.display());
+        self.file.write_all(text.as_bytes()).map_err(what)?;
+        self.file.sync_data().map_err(what)
+    }
+}
+
+fn set(states: &mut Vec<State>, row: u64, state: State) {
+    let i = row as usize;
+    if states.len() <= i {
+        states.resize(i + 1, State::Pending);
+    }
+    states[i] = state;
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn states_survive_reopening_and_torn_lines() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("j");
+        let mut j = Journal::open(&path, "abc").unwrap();
+        j.sending(&[2, 3, 4]).unwrap();
+        j.record(&[
+            (2, Entry::Delivered { id: 9 }),
+            (
+                3,
+                Entry::Failed {
+                    error: "E".into(),
+                    description: "d".into(),
+                },
+            ),
+        ])
+        .unwrap();
+        drop(j);
+        // A write torn by kill -9.
+        let mut f = OpenOptions::new().append(true).open(&path).unwrap();
+        f.write_all(b"{\"row\": 4, \"outc").unwrap();
+        drop(f);
+        let j = Journal::open(&path, "abc").unwrap();
+        assert_eq!(
+            [j.state(1), j.state(2), j.state(3), j.state(4), j.state(99)],
+            [
+                State::Pending,
+                State::Delivered,
+                State::Failed,
+                State::Unknown,
+                State::Pending
+            ]
+        );
+        let err = Journal::open(&path, "other").err().unwrap();
+        assert!(err.contains("different input"), "{err}");
+    }
+}
