@@ -13,6 +13,7 @@ Exit codes:
   0  success
   1  the portal answered with an error (its JSON is still printed), or the network failed
   2  usage or validation error, reported before anything is sent
+  3  oint notify bulk: some rows were delivered, not all
   4  authentication or authorization error (NO_AUTH_FOUND, INVALID_CREDENTIALS, expired_token, ...),
      or the OAuth server refused to refresh the access token (invalid_grant, invalid_client)
   5  outcome unknown: a write may or may not have taken effect, and was not resent to avoid a duplicate";
