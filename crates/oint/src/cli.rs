@@ -130,6 +130,7 @@ pub enum OutputFormat {
 
 /// Where to send and how to print, shared by the modern commands.
 #[derive(Debug, Args, Clone, Default)]
+#[command(next_help_heading = "Connection and output")]
 pub struct Connection {
     /// Portal from the config file ([portals.NAME])
     #[arg(long, global = true, value_name = "NAME")]
