@@ -392,6 +392,16 @@ fn whole_batch(error: &Error) -> WholeBatch {
         })
     };
     match error {
+        // A server error that outlasted the retries: the batch may have run.
+        Error::Api(e)
+            if e.status >= 500
+                && !matches!(
+                    e.code,
+                    ErrorCode::QueryLimitExceeded | ErrorCode::OperationTimeLimit
+                ) =>
+        {
+            WholeBatch::MayHaveRun
+        }
         Error::Api(e) => WholeBatch::Failed((**e).clone()),
         Error::OutcomeUnknown { .. } => WholeBatch::MayHaveRun,
         Error::Transport { connect: true, .. } => made_here("NOT_SENT", 0),

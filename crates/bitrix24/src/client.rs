@@ -320,7 +320,7 @@ impl Client {
         for attempt in 1u32.. {
             let mut operating_wait = Duration::ZERO;
             if let Some(pause) = inner.operating.pause(&billed_to, unix_now()) {
-                operating_wait = Duration::from_secs_f64(pause.wait);
+                operating_wait = Duration::try_from_secs_f64(pause.wait).unwrap_or(Duration::MAX);
                 if started.elapsed() + operating_wait > policy.deadline {
                     return Err(Error::Limited {
                         method: request.method.clone(),
@@ -584,15 +584,19 @@ const NOTIFICATION_ADDS: &[&str] = &[
 ///
 /// A notification with a tag may, but only from an OAuth application: the portal replaces an
 /// earlier notification with the same tag only for apps and drops the tag of a webhook call.
-/// A batch may when every command in it may.
-pub(crate) fn safety_of(request: &Request, oauth: bool) -> Safety {
+/// A batch may when every command in it may. `oauth` says whether the caller is an OAuth
+/// application.
+pub fn safety_of(request: &Request, oauth: bool) -> Safety {
     let method = request.method.trim().to_ascii_lowercase();
-    method_safety(
-        &method,
-        &|key| request.params.get(key).map(php_truthy_string),
-        oauth,
-        &request.params,
-    )
+    // The portal upper-cases parameter names, so any spelling of TAG counts; the last wins.
+    let param = |key: &str| {
+        request
+            .params
+            .iter()
+            .rfind(|(k, _)| k.eq_ignore_ascii_case(key))
+            .map(|(_, v)| php_truthy_string(v))
+    };
+    method_safety(&method, &param, oauth, &request.params)
 }
 
 fn method_safety(
@@ -605,13 +609,15 @@ fn method_safety(
         oauth && param("TAG").unwrap_or(false)
     } else if method == "batch" {
         batch_commands(params).all(|(m, query)| {
+            // PHP's parse_str keeps the last of repeated keys.
             let sub_param = |key: &str| {
                 query
                     .iter()
-                    .find(|(k, _)| k.eq_ignore_ascii_case(key))
+                    .rfind(|(k, _)| k.eq_ignore_ascii_case(key))
                     .map(|(_, v)| truthy(v))
             };
-            method_safety(&m, &sub_param, oauth, &Map::new()) == Safety::Repeatable
+            // The portal refuses a nested batch; never judge one repeatable.
+            m != "batch" && method_safety(&m, &sub_param, oauth, &Map::new()) == Safety::Repeatable
         })
     } else {
         REPEATABLE_WRITES.contains(&method)
@@ -690,5 +696,82 @@ pub(crate) fn json_kind(v: &Value) -> &'static str {
         Value::String(_) => "a string",
         Value::Array(_) => "an array",
         Value::Object(_) => "an object",
+    }
+}
+
+#[cfg(test)]
+mod safety_tests {
+    use super::*;
+    use serde_json::json;
+
+    fn req(method: &str, params: Value) -> Request {
+        let Value::Object(params) = params else {
+            unreachable!()
+        };
+        Request {
+            method: method.into(),
+            params,
+        }
+    }
+
+    #[test]
+    fn safety_table() {
+        use Safety::*;
+        let batch = |cmds: Value| req("batch", json!({"cmd": cmds}));
+        let table = [
+            (
+                req("im.notify.personal.add", json!({"TAG": "t"})),
+                true,
+                Repeatable,
+            ),
+            (
+                req("im.notify.personal.add", json!({"TAG": "t"})),
+                false,
+                Once,
+            ),
+            (
+                req("im.notify.personal.add", json!({"TAG": "0"})),
+                true,
+                Once,
+            ),
+            (
+                req("im.notify.personal.add", json!({"TAG": ""})),
+                true,
+                Once,
+            ),
+            (
+                req("im.notify.personal.add", json!({"TAG": "x", "tag": ""})),
+                true,
+                Once,
+            ),
+            (
+                req("IM.NOTIFY.SYSTEM.ADD", json!({"tag": "x"})),
+                true,
+                Repeatable,
+            ),
+            (req("im.notify.answer", json!({})), true, Once),
+            (req("im.notify.read.all", json!({})), false, Repeatable),
+            (req("im.notify.get", json!({})), false, Repeatable),
+            (req("crm.lead.add", json!({})), true, Once),
+            (
+                batch(json!({"a": "im.notify.get", "b": "im.notify.system.add?USER_ID=1&TAG=t"})),
+                true,
+                Repeatable,
+            ),
+            (
+                batch(json!(["im.notify.system.add?USER_ID=1&TAG=t&TAG=0"])),
+                true,
+                Once,
+            ),
+            (batch(json!(["im.notify.system.add?USER_ID=1"])), true, Once),
+            (batch(json!(["batch?cmd[a]=im.notify.get"])), true, Once),
+        ];
+        for (request, oauth, want) in table {
+            assert_eq!(
+                safety_of(&request, oauth),
+                want,
+                "{request:?} oauth={oauth}"
+            );
+        }
     }
 }

@@ -43,7 +43,7 @@ pub use attach::{
 pub use batch::{Batch, BatchAnswer, CommandResult, MAX_BATCH, result_ref};
 pub use bulk::{Bulk, BulkItem, ItemOutcome};
 pub use client::{
-    Client, ClientBuilder, DEFAULT_CONNECT_TIMEOUT, DEFAULT_TIMEOUT, Preview, Request,
+    Client, ClientBuilder, DEFAULT_CONNECT_TIMEOUT, DEFAULT_TIMEOUT, Preview, Request, safety_of,
 };
 pub use error::{ApiError, Error, ErrorCode};
 pub use limits::{Gcra, OperatingBudget, OperatingPause, Pacer, RateLimit};

@@ -189,9 +189,12 @@ impl Pacer {
                 let mut gcra = state.lock().unwrap_or_else(|e| e.into_inner());
                 Ok(f(&mut gcra, limit.with_headroom(), now))
             }
-            Pacer::Shared { limit, path } => {
-                with_locked_state(path, |gcra| f(gcra, limit.with_headroom(), now))
-            }
+            Pacer::Shared { limit, path } => with_locked_state(path, |gcra| {
+                // Reservations queue up ahead of now, but not by an hour: that is a damaged file
+                // or a clock that jumped back, and would make every caller wait for ever.
+                gcra.tat = gcra.tat.min(now + 3600.0);
+                f(gcra, limit.with_headroom(), now)
+            }),
         }
     }
 }
@@ -218,8 +221,13 @@ fn with_locked_state(path: &Path, f: impl FnOnce(&mut Gcra) -> f64) -> Result<f6
     let mut text = String::new();
     file.read_to_string(&mut text).map_err(|e| io("read", e))?;
     // A missing or damaged state is an empty bucket; the portal corrects us if it was not.
+    let tat: f64 = text.trim().parse().unwrap_or(0.0);
     let mut gcra = Gcra {
-        tat: text.trim().parse().unwrap_or(0.0),
+        tat: if tat.is_finite() && tat >= 0.0 {
+            tat
+        } else {
+            0.0
+        },
     };
     let result = f(&mut gcra);
     file.seek(SeekFrom::Start(0)).map_err(|e| io("rewind", e))?;
@@ -282,6 +290,8 @@ impl OperatingBudget {
         let (Some(operating), Some(reset_at)) = (operating, reset_at) else {
             return;
         };
+        // The window is ten minutes: a reset further away than that is not to be believed.
+        let reset_at = reset_at.min(unix_now() + 600.0);
         let mut methods = self.methods.lock().unwrap_or_else(|e| e.into_inner());
         let usage = methods.entry(Self::key(method)).or_insert(Usage {
             operating,
@@ -329,7 +339,7 @@ impl OperatingBudget {
 }
 
 fn secs(s: f64) -> Duration {
-    Duration::from_secs_f64(s.max(0.0))
+    Duration::try_from_secs_f64(s.max(0.0)).unwrap_or(Duration::MAX)
 }
 
 pub(crate) fn unix_now() -> f64 {
@@ -420,6 +430,24 @@ mod tests {
             a.reserve().unwrap() > Duration::from_secs(100),
             "the third waits, whoever sends it"
         );
+        std::fs::remove_dir_all(dir).unwrap();
+    }
+
+    #[test]
+    fn a_damaged_state_file_is_an_empty_bucket() {
+        let dir = std::env::temp_dir().join(format!("bitrix24-damaged-{}", std::process::id()));
+        let path = dir.join("bucket");
+        std::fs::create_dir_all(&dir).unwrap();
+        let limit = RateLimit::new(2.0, 3.0).unwrap();
+        for text in ["inf", "NaN", "-5", "garbage"] {
+            std::fs::write(&path, text).unwrap();
+            let wait = Pacer::shared(limit, &path).reserve().unwrap();
+            assert!(wait < Duration::from_secs(2), "{text}: waited {wait:?}");
+        }
+        // A time far in the future (a clock that jumped back) waits an hour at most.
+        std::fs::write(&path, "1e300").unwrap();
+        let wait = Pacer::shared(limit, &path).reserve().unwrap();
+        assert!(wait <= Duration::from_secs(3601), "waited {wait:?}");
         std::fs::remove_dir_all(dir).unwrap();
     }
 

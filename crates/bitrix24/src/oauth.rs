@@ -921,7 +921,6 @@ fn unix(t: SystemTime) -> u64 {
     t.duration_since(UNIX_EPOCH).map_or(0, |d| d.as_secs())
 }
 
-
 #[cfg(test)]
 mod tests {
     use super::*;

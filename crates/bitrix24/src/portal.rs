@@ -74,13 +74,20 @@ impl Portal {
         }
         let mut scheme = "https";
         for (prefix, s) in [("https://", "https"), ("http://", "http")] {
-            if rest.len() >= prefix.len() && rest[..prefix.len()].eq_ignore_ascii_case(prefix) {
+            // `get` rather than slicing: the input may have multi-byte characters anywhere.
+            if rest
+                .get(..prefix.len())
+                .is_some_and(|p| p.eq_ignore_ascii_case(prefix))
+            {
                 rest = &rest[prefix.len()..];
                 scheme = s;
                 break;
             }
         }
-        if rest.len() >= 4 && rest[..4].eq_ignore_ascii_case("www.") {
+        if rest
+            .get(..4)
+            .is_some_and(|p| p.eq_ignore_ascii_case("www."))
+        {
             rest = &rest[4..];
         }
         let (authority, path) = match rest.find('/') {
@@ -432,6 +439,7 @@ mod tests {
             ),
             ("https://bad host/rest/1/abc", None, "is not valid"),
             ("https:///rest/1/abc", None, "has no host"),
+            ("aéééé", None, "is not a webhook URL"),
         ];
         for (input, token, needle) in table {
             let err = parse(input, *token).expect_err(input);
