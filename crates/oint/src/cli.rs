@@ -197,8 +197,8 @@ Rows (JSON Lines, one object a line; or CSV with a header line):
   user,text,tag,sub_tag,system,attach
 
 Every row is checked first: if any is bad, each is reported as 'line N: ...' and nothing is sent
-(exit 2), unless --skip-invalid. Exit 0 when every row was delivered, 3 when some were, 1 when
-none were. With --journal, a run that was stopped (even kill -9) can be run again: delivered and
+(exit 2), unless --skip-invalid. Exit 0 when every row was delivered, 3 when some were, and
+when none were: 4 if the credentials were refused, 5 if every outcome is unknown, else 1. With --journal, a run that was stopped (even kill -9) can be run again: delivered and
 refused rows are skipped; rows whose fate is unknown are resent only when a tag from an OAuth
 app makes that safe, and reported otherwise.
 

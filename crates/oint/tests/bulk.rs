@@ -350,3 +350,50 @@ async fn kill_dash_nine_then_resume_loses_and_duplicates_nothing() {
     assert_eq!(counts.len(), n, "zero lost");
     assert!(counts.values().all(|c| *c == 1), "zero duplicated");
 }
+
+#[tokio::test(flavor = "multi_thread")]
+async fn refused_credentials_exit_4_and_a_corrected_run_sends_every_row() {
+    let emu = unlimited().await;
+    let dir = tempfile::tempdir().unwrap();
+    let input = write(
+        dir.path(),
+        "in.jsonl",
+        &jsonl((0..120).map(|i| json!({"user": 2, "text": format!("row {i}")}))),
+    );
+    let journal = dir.path().join("j").display().to_string();
+    let bad = emu.webhook_url(1, "not-the-secret");
+    let o = oint(
+        &[
+            "notify",
+            "bulk",
+            "--url",
+            &bad,
+            "--input",
+            &input,
+            "--journal",
+            &journal,
+        ],
+        &[],
+    )
+    .await;
+    assert_eq!(o.status.code(), Some(4), "{}", stderr(&o));
+    assert!(emu.notifications().is_empty());
+    // Nothing of it ran, so nothing is final: the corrected run sends all 120.
+    let good = emu.webhook_url(1, SECRET);
+    let o = oint(
+        &[
+            "notify",
+            "bulk",
+            "--url",
+            &good,
+            "--input",
+            &input,
+            "--journal",
+            &journal,
+        ],
+        &[],
+    )
+    .await;
+    assert_eq!(o.status.code(), Some(0), "{}", stderr(&o));
+    assert_eq!(copies(&emu).len(), 120);
+}

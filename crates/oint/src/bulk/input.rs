@@ -188,9 +188,8 @@ pub fn check(client: &Client, raw: &RawRow) -> Result<Row, RowError> {
     } else {
         n.personal(user, text)
     };
-    let tag = string("tag")?;
-    if let Some(tag) = &tag {
-        add = add.tag(tag.clone());
+    if let Some(tag) = string("tag")? {
+        add = add.tag(tag);
     }
     if let Some(sub) = string("sub_tag")? {
         add = add.sub_tag(sub);
@@ -213,10 +212,12 @@ pub fn check(client: &Client, raw: &RawRow) -> Result<Row, RowError> {
     let request = add
         .to_request()
         .map_err(|e| err(one_line(&e.to_string())))?;
+    // The library's rule, so that "0" and other PHP-empty tags count as no tag here too.
+    let tagged = bitrix24::safety_of(&request, true) == bitrix24::Safety::Repeatable;
     Ok(Row {
         line: raw.line,
         request,
-        tagged: tag.is_some(),
+        tagged,
     })
 }
 

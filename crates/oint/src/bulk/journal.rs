@@ -4,8 +4,12 @@
 //! outcome. Both are flushed to disk before the run moves on. A run killed in between leaves
 //! rows that were `sending` with no outcome: the portal may or may not have created them, so a
 //! resume sends them again only when a resend cannot duplicate (a tag, from an OAuth
-//! application) and reports them as outcome unknown otherwise. A journal belongs to one input:
-//! its first line holds a fingerprint of the input, and a journal for other input is refused.
+//! application) and reports them as outcome unknown otherwise. Rows that never went out (no
+//! connection, the whole batch refused) are recorded as `not_sent` and sent by the next run.
+//!
+//! A journal belongs to one input: its first line holds a fingerprint of the input, and a
+//! journal for other input is refused. It is locked while a run uses it, so two runs can never
+//! send the same rows at once.
 
 use std::fs::{File, OpenOptions};
 use std::io::{BufRead, BufReader, Write};
@@ -17,7 +21,7 @@ use serde_json::{Value, json};
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
 #[repr(u8)]
 pub enum State {
-    /// Never sent.
+    /// Never sent, or sent nothing of it.
     #[default]
     Pending = 0,
     /// Sent; no outcome recorded (the run stopped, or the outcome was unknown).
@@ -31,12 +35,23 @@ pub enum State {
 /// An outcome to record.
 #[derive(Debug, Clone, PartialEq)]
 pub enum Entry {
-    Delivered { id: u64 },
-    Failed { error: String, description: String },
+    Delivered {
+        id: u64,
+    },
+    /// The portal refused this row itself: final.
+    Failed {
+        error: String,
+        description: String,
+    },
+    /// Nothing of it ran (no connection, the whole batch refused): a resume sends it.
+    NotSent {
+        error: String,
+        description: String,
+    },
     Unknown,
 }
 
-/// An open journal and the states it recorded, by row (line) number.
+/// An open, locked journal and the states it recorded, by row (line) number.
 pub struct Journal {
     file: File,
     path: PathBuf,
@@ -44,24 +59,42 @@ pub struct Journal {
 }
 
 impl Journal {
-    /// Opens (or starts) the journal at `path` for the input with `fingerprint`.
-    pub fn open(path: &Path, fingerprint: &str) -> Result<Journal, String> {
+    /// Opens (or starts) the journal at `path` for the input with `fingerprint`, whose rows
+    /// are numbered up to `last_row`.
+    pub fn open(path: &Path, fingerprint: &str, last_row: u64) -> Result<Journal, String> {
         let what = |e: std::io::Error| format!("--journal: cannot use {}: {e}", path.display());
+        let mut file = OpenOptions::new()
+            .create(true)
+            .append(true)
+            .open(path)
+            .map_err(what)?;
+        match file.try_lock() {
+            Ok(()) => {}
+            Err(std::fs::TryLockError::WouldBlock) => {
+                return Err(format!(
+                    "--journal: {} is in use by another oint process",
+                    path.display()
+                ));
+            }
+            Err(std::fs::TryLockError::Error(e)) => return Err(what(e)),
+        }
         let mut states = Vec::new();
-        let exists = path.exists()
-            && std::fs::metadata(path)
-                .map(|m| m.len() > 0)
-                .unwrap_or(false);
+        let exists = std::fs::metadata(path)
+            .map(|m| m.len() > 0)
+            .unwrap_or(false);
         if exists {
             let reader = BufReader::new(File::open(path).map_err(what)?);
             for (i, line) in reader.lines().enumerate() {
                 let line = line.map_err(what)?;
-                // A run killed mid-write leaves a torn last line; it recorded nothing.
-                let Ok(entry) = serde_json::from_str::<Value>(&line) else {
-                    continue;
-                };
+                let parsed = serde_json::from_str::<Value>(&line);
                 if i == 0 {
-                    if entry["input"] != fingerprint {
+                    let Some(header) = parsed.ok().filter(|h| h["journal"] == 1) else {
+                        return Err(format!(
+                            "--journal: {} is not an oint bulk journal; give a new file name",
+                            path.display()
+                        ));
+                    };
+                    if header["input"] != fingerprint {
                         return Err(format!(
                             "--journal: {} records a different input; use a new journal file, or the input it was made for",
                             path.display()
@@ -69,25 +102,25 @@ impl Journal {
                     }
                     continue;
                 }
+                // A run killed mid-write leaves a torn last line; it recorded nothing.
+                let Ok(entry) = parsed else { continue };
+                // Rows beyond the input cannot be ours; ignoring them keeps memory bounded.
+                let ours = |row: &u64| *row <= last_row;
                 if let Some(rows) = entry["sending"].as_array() {
-                    for row in rows.iter().filter_map(Value::as_u64) {
+                    for row in rows.iter().filter_map(Value::as_u64).filter(ours) {
                         set(&mut states, row, State::Unknown);
                     }
-                } else if let Some(row) = entry["row"].as_u64() {
+                } else if let Some(row) = entry["row"].as_u64().filter(ours) {
                     let state = match entry["outcome"].as_str() {
                         Some("delivered") => State::Delivered,
                         Some("failed") => State::Failed,
+                        Some("not_sent") => State::Pending,
                         _ => State::Unknown,
                     };
                     set(&mut states, row, state);
                 }
             }
         }
-        let mut file = OpenOptions::new()
-            .create(true)
-            .append(true)
-            .open(path)
-            .map_err(what)?;
         if !exists {
             writeln!(file, "{}", json!({"journal": 1, "input": fingerprint})).map_err(what)?;
             file.sync_data().map_err(what)?;
@@ -101,7 +134,11 @@ impl Journal {
 
     /// What is known about `row`.
     pub fn state(&self, row: u64) -> State {
-        self.states.get(row as usize).copied().unwrap_or_default()
+        usize::try_from(row)
+            .ok()
+            .and_then(|i| self.states.get(i))
+            .copied()
+            .unwrap_or_default()
     }
 
     /// Records, durably, that these rows are about to be sent.
@@ -118,10 +155,16 @@ impl Journal {
             .iter()
             .map(|(row, entry)| {
                 let (state, line) = match entry {
-                    Entry::Delivered { id } => (State::Delivered, json!({"row": row, "outcome": "delivered", "id": id})),
+                    Entry::Delivered { id } => {
+                        (State::Delivered, json!({"row": row, "outcome": "delivered", "id": id}))
+                    }
                     Entry::Failed { error, description } => (
                         State::Failed,
                         json!({"row": row, "outcome": "failed", "error": error, "description": description}),
+                    ),
+                    Entry::NotSent { error, description } => (
+                        State::Pending,
+                        json!({"row": row, "outcome": "not_sent", "error": error, "description": description}),
                     ),
                     Entry::Unknown => (State::Unknown, json!({"row": row, "outcome": "unknown"})),
                 };
@@ -145,8 +188,9 @@ impl Journal {
     }
 }
 
+/// Only rows of the input reach here (their numbers are bounded by its line count).
 fn set(states: &mut Vec<State>, row: u64, state: State) {
-    let i = row as usize;
+    let Ok(i) = usize::try_from(row) else { return };
     if states.len() <= i {
         states.resize(i + 1, State::Pending);
     }
@@ -161,8 +205,10 @@ mod tests {
     fn states_survive_reopening_and_torn_lines() {
         let dir = tempfile::tempdir().unwrap();
         let path = dir.path().join("j");
-        let mut j = Journal::open(&path, "abc").unwrap();
-        j.sending(&[2, 3, 4]).unwrap();
+        let mut j = Journal::open(&path, "abc", 10).unwrap();
+        let busy = Journal::open(&path, "abc", 10).err().unwrap();
+        assert!(busy.contains("in use by another oint process"), "{busy}");
+        j.sending(&[2, 3, 4, 5]).unwrap();
         j.record(&[
             (2, Entry::Delivered { id: 9 }),
             (
@@ -172,25 +218,48 @@ mod tests {
                     description: "d".into(),
                 },
             ),
+            (
+                5,
+                Entry::NotSent {
+                    error: "NOT_SENT".into(),
+                    description: "d".into(),
+                },
+            ),
         ])
         .unwrap();
         drop(j);
-        // A write torn by kill -9.
+        // A write torn by kill -9, and a row number far beyond the input.
         let mut f = OpenOptions::new().append(true).open(&path).unwrap();
-        f.write_all(b"{\"row\": 4, \"outc").unwrap();
+        f.write_all(
+            b"{\"row\": 1000000000000000, \"outcome\": \"delivered\"}\n{\"row\": 4, \"outc",
+        )
+        .unwrap();
         drop(f);
-        let j = Journal::open(&path, "abc").unwrap();
+        let j = Journal::open(&path, "abc", 10).unwrap();
         assert_eq!(
-            [j.state(1), j.state(2), j.state(3), j.state(4), j.state(99)],
+            [
+                j.state(1),
+                j.state(2),
+                j.state(3),
+                j.state(4),
+                j.state(5),
+                j.state(99)
+            ],
             [
                 State::Pending,
                 State::Delivered,
                 State::Failed,
                 State::Unknown,
+                State::Pending,
                 State::Pending
             ]
         );
-        let err = Journal::open(&path, "other").err().unwrap();
+        drop(j);
+        let err = Journal::open(&path, "other", 10).err().unwrap();
         assert!(err.contains("different input"), "{err}");
+        let other = dir.path().join("notes.txt");
+        std::fs::write(&other, "shopping list\n").unwrap();
+        let err = Journal::open(&other, "abc", 10).err().unwrap();
+        assert!(err.contains("is not an oint bulk journal"), "{err}");
     }
 }

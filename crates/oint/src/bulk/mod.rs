@@ -50,6 +50,8 @@ struct Tally {
     rows: u64,
     delivered: u64,
     failed: u64,
+    /// Failures that were the credentials' fault.
+    auth: u64,
     unknown: u64,
     invalid: u64,
     earlier: u64,
@@ -65,7 +67,12 @@ pub async fn run(client: &Client, options: Options) -> Result<Exit, Failure> {
     let mut invalid: Vec<RowError> = Vec::new();
     let mut invalid_count = 0u64;
     let mut valid = 0u64;
+    let mut last_line = 0u64;
     for raw in input::read(&path, format).map_err(Failure::Usage)? {
+        last_line = last_line.max(match &raw {
+            Ok(raw) => raw.line,
+            Err(e) => e.line,
+        });
         match raw.and_then(|raw| input::check(client, &raw)) {
             Ok(_) => valid += 1,
             Err(e) => {
@@ -98,7 +105,7 @@ pub async fn run(client: &Client, options: Options) -> Result<Exit, Failure> {
 
     // Pass 2: send.
     let journal = match &options.journal {
-        Some(path) => Some(Journal::open(path, &fingerprint).map_err(Failure::Usage)?),
+        Some(path) => Some(Journal::open(path, &fingerprint, last_line).map_err(Failure::Usage)?),
         None => None,
     };
     let report = match &options.report {
@@ -225,10 +232,16 @@ pub async fn run(client: &Client, options: Options) -> Result<Exit, Failure> {
         },
         started.elapsed().as_secs_f64()
     );
-    Ok(match (t.delivered, t.rows) {
-        (d, n) if d == n => Exit::Ok,
-        (0, _) => Exit::Failed,
-        _ => Exit::Partial,
+    Ok(if t.delivered == t.rows {
+        Exit::Ok
+    } else if t.delivered > 0 {
+        Exit::Partial
+    } else if t.auth > 0 {
+        Exit::Auth
+    } else if t.unknown > 0 && t.failed == 0 && t.invalid == 0 {
+        Exit::Unknown
+    } else {
+        Exit::Failed
     })
 }
 
@@ -260,10 +273,21 @@ impl Run {
                             "the portal answered false: the recipient does not exist or is inactive"
                                 .into(),
                     },
-                    ItemOutcome::Failed(api) => Entry::Failed {
+                    // The portal judged this row itself, inside the batch's answer: final.
+                    ItemOutcome::Failed(api) if api.status == 200 => Entry::Failed {
                         error: api.code.to_string(),
                         description: api.description.clone(),
                     },
+                    // The whole batch was refused or never went out: a resume sends it.
+                    ItemOutcome::Failed(api) => {
+                        if api.code.is_auth() {
+                            self.tally.auth += 1;
+                        }
+                        Entry::NotSent {
+                            error: api.code.to_string(),
+                            description: api.description.clone(),
+                        }
+                    }
                     ItemOutcome::Unknown => Entry::Unknown,
                 };
                 (*row, entry)
@@ -278,7 +302,7 @@ impl Run {
                     self.tally.delivered += 1;
                     json!({"row": row, "id": id})
                 }
-                Entry::Failed { error, description } => {
+                Entry::Failed { error, description } | Entry::NotSent { error, description } => {
                     self.tally.failed += 1;
                     json!({"row": row, "error": error, "description": description})
                 }
