@@ -128,8 +128,9 @@ pub enum OutputFormat {
     Table,
 }
 
-/// Where to send and how to print, shared by the modern commands.
-#[derive(Debug, Args, Clone, Default)]
+/// Where to send and how to print, shared by the modern commands. Its `Debug` masks the URL
+/// (a webhook's holds its secret) and the token.
+#[derive(Args, Clone, Default)]
 #[command(next_help_heading = "Connection and output")]
 pub struct Connection {
     /// Portal from the config file ([portals.NAME])
@@ -160,6 +161,23 @@ pub struct Connection {
     /// Print the request that would be sent (secrets masked) and send nothing
     #[arg(long, global = true)]
     pub dry_run: bool,
+}
+
+impl std::fmt::Debug for Connection {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        use crate::config::masked;
+        f.debug_struct("Connection")
+            .field("portal", &self.portal)
+            .field("url", &masked(&self.url))
+            .field("token", &masked(&self.token))
+            .field("token_file", &self.token_file)
+            .field("token_stdin", &self.token_stdin)
+            .field("output", &self.output)
+            .field("json", &self.json)
+            .field("debug", &self.debug)
+            .field("dry_run", &self.dry_run)
+            .finish()
+    }
 }
 
 #[derive(Debug, Args)]
@@ -606,6 +624,24 @@ mod tests {
         for (args, kind) in bad {
             assert_eq!(parse(args).err(), Some(kind), "{args}");
         }
+    }
+
+    #[test]
+    fn debug_masks_connection_secrets() {
+        let Ok(Cli {
+            command: Some(Command::Notify(args)),
+            ..
+        }) = parse(
+            "notify list --url https://x.bitrix24.com/rest/1/hook-secret-1/ --token tok-secret-2",
+        )
+        else {
+            panic!("parses")
+        };
+        let shown = format!("{args:?}");
+        assert!(
+            !shown.contains("hook-secret-1") && !shown.contains("tok-secret-2"),
+            "{shown}"
+        );
     }
 
     #[test]

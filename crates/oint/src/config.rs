@@ -43,8 +43,8 @@ pub struct ConfigFile {
     pub portals: BTreeMap<String, PortalEntry>,
 }
 
-/// One `[portals.NAME]` table.
-#[derive(Debug, Default, Deserialize)]
+/// One `[portals.NAME]` table. Its `Debug` masks every secret it may hold.
+#[derive(Default, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct PortalEntry {
     /// Webhook URL, portal domain, or "sandbox".
@@ -73,6 +73,32 @@ pub struct PortalEntry {
     pub oauth_url: Option<String>,
     /// Where refreshed tokens are kept (default <data dir>/oint/tokens/<host>.json).
     pub token_store: Option<PathBuf>,
+}
+
+/// `Some` secrets show as `***`.
+pub(crate) fn masked(value: &Option<String>) -> Option<&'static str> {
+    value.as_ref().map(|_| bitrix24::MASK)
+}
+
+impl std::fmt::Debug for PortalEntry {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        // The URL of a webhook holds its secret: show only that one is set.
+        f.debug_struct("PortalEntry")
+            .field("url", &masked(&self.url))
+            .field("token", &masked(&self.token))
+            .field("token_file", &self.token_file)
+            .field("token_env", &self.token_env)
+            .field("plan", &self.plan)
+            .field("rate", &self.rate)
+            .field("burst", &self.burst)
+            .field("client_id", &self.client_id)
+            .field("client_secret", &masked(&self.client_secret))
+            .field("client_secret_file", &self.client_secret_file)
+            .field("refresh_token", &masked(&self.refresh_token))
+            .field("oauth_url", &self.oauth_url)
+            .field("token_store", &self.token_store)
+            .finish()
+    }
 }
 
 /// What the resolver may look at, so tests can give it a fake world.
