@@ -358,7 +358,7 @@ async fn refused_credentials_exit_4_and_a_corrected_run_sends_every_row() {
     let input = write(
         dir.path(),
         "in.jsonl",
-        &jsonl((0..120).map(|i| json!({"user": 2, "text": format!("row {i}")}))),
+        &jsonl((0..600).map(|i| json!({"user": 2, "text": format!("row {i}")}))),
     );
     let journal = dir.path().join("j").display().to_string();
     let bad = emu.webhook_url(1, "not-the-secret");
@@ -378,7 +378,18 @@ async fn refused_credentials_exit_4_and_a_corrected_run_sends_every_row() {
     .await;
     assert_eq!(o.status.code(), Some(4), "{}", stderr(&o));
     assert!(emu.notifications().is_empty());
-    // Nothing of it ran, so nothing is final: the corrected run sends all 120.
+    let calls = reqwest::get(format!("{}/_emulator/requests", emu.url()))
+        .await
+        .unwrap()
+        .json::<Vec<Value>>()
+        .await
+        .unwrap();
+    assert!(
+        calls.len() <= 4,
+        "it stops after the first refusal (4 in flight at most): {}",
+        calls.len()
+    );
+    // Nothing of it ran, so nothing is final: the corrected run sends all 600.
     let good = emu.webhook_url(1, SECRET);
     let o = oint(
         &[
@@ -395,5 +406,5 @@ async fn refused_credentials_exit_4_and_a_corrected_run_sends_every_row() {
     )
     .await;
     assert_eq!(o.status.code(), Some(0), "{}", stderr(&o));
-    assert_eq!(copies(&emu).len(), 120);
+    assert_eq!(copies(&emu).len(), 600);
 }

@@ -120,6 +120,7 @@ pub async fn run(client: &Client, options: Options) -> Result<Exit, Failure> {
         report,
         tally: Tally::default(),
         progress: progress(valid),
+        refused: None,
     });
 
     let mut reader = input::read(&path, format).map_err(Failure::Usage)?;
@@ -186,6 +187,22 @@ pub async fn run(client: &Client, options: Options) -> Result<Exit, Failure> {
     let sends = stream::iter(chunks).map(|chunk| {
         let state = &state;
         async move {
+            // After the credentials were refused, every later batch would be refused too.
+            let refused = state.borrow().refused.clone();
+            if let Some(code) = refused {
+                let mut run = state.borrow_mut();
+                for row in &chunk {
+                    run.tally.failed += 1;
+                    run.progress.inc(1);
+                    let description =
+                        format!("not sent: the portal refused the credentials ({code})");
+                    run.report(
+                        row.line,
+                        json!({"row": row.line, "error": code, "description": description}),
+                    );
+                }
+                return Ok(());
+            }
             let lines: Vec<u64> = chunk.iter().map(|r| r.line).collect();
             if let Some(journal) = state.borrow_mut().journal.as_mut() {
                 journal.sending(&lines)?;
@@ -250,6 +267,8 @@ struct Run {
     report: Option<BufWriter<std::fs::File>>,
     tally: Tally,
     progress: indicatif::ProgressBar,
+    /// The error code of the first batch refused for its credentials; nothing more is sent.
+    refused: Option<String>,
 }
 
 impl Run {
@@ -282,6 +301,7 @@ impl Run {
                     ItemOutcome::Failed(api) => {
                         if api.code.is_auth() {
                             self.tally.auth += 1;
+                            self.refused.get_or_insert_with(|| api.code.to_string());
                         }
                         Entry::NotSent {
                             error: api.code.to_string(),
