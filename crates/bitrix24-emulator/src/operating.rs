@@ -16,16 +16,10 @@
 //! **batch.** The docs say the outer `batch` is free and each sub-call is billed to its own
 //! method; a 2026 measurement found the whole batch billed to the method `batch`, every
 //! sub-result reporting the same batch-wide figure. [`Billing`] selects which; the measured
-//! behaviour is the default. The batch implementation calls [`Operating::sub_call`] for each
-//! sub-command:
-//!
-//! ```ignore
-//! let (result, usage) = call.operating.sub_call(call.caller, sub_method, now, || {
-//!     methods::call(sub_method, &sub_call)
-//! });
-//! // `result`: Err(OPERATION_TIME_LIMIT) if that method is blocked (put it in result_error);
-//! // `usage`: the `operating` / `operating_reset_at` of that sub-command's result_time.
-//! ```
+//! behaviour is the default. The batch implementation (`methods/batch.rs`, `run_command`)
+//! runs each sub-command through [`Operating::sub_call`], which refuses it with
+//! `OPERATION_TIME_LIMIT` when its method is blocked (the batch puts that in `result_error`)
+//! and returns the `operating` / `operating_reset_at` for its `result_time`.
 //!
 //! In `Batch` billing the outer request is billed to `batch` by the request pipeline and
 //! `sub_call` bills nothing; in `PerMethod` billing the pipeline leaves `batch` alone and
