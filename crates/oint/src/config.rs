@@ -69,9 +69,9 @@ pub struct PortalEntry {
     pub client_secret_file: Option<PathBuf>,
     /// The first refresh token; later ones live in the token store.
     pub refresh_token: Option<String>,
-    /// The OAuth token endpoint (default https://oauth.bitrix.info/oauth/token/).
+    /// The OAuth token endpoint (default `https://oauth.bitrix.info/oauth/token/`).
     pub oauth_url: Option<String>,
-    /// Where refreshed tokens are kept (default <data dir>/oint/tokens/<host>.json).
+    /// Where refreshed tokens are kept (default `<data dir>/oint/tokens/<host>.json`).
     pub token_store: Option<PathBuf>,
 }
 

@@ -1,7 +1,7 @@
 //! `im.notify.confirm` and `im.notify.answer` (reference §1.3, `CIMNotify::Confirm/Answer`).
 //!
 //! A confirm notification has buttons; choosing one deletes the notification and answers with
-//! the messages the owning module returns, or "you chose <button>" when it returns none (the
+//! the messages the owning module returns, or "you chose `<button>`" when it returns none (the
 //! `rest` module has no handler). Answer accepts any notification in the caller's chat and
 //! leaves it in place. Neither can reach another user's notifications.
 
