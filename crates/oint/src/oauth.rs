@@ -2,7 +2,7 @@
 //!
 //! An OAuth application's access token lives an hour and its refresh token works once, so a
 //! CLI run from cron must refresh, save the new pair, and not race other runs doing the same.
-//! The library does all of that given an [`OAuthConfig`](bitrix24::OAuthConfig) with a file
+//! The library does all of that given an [`bitrix24::OAuthConfig`] with a file
 //! store; this module only gathers the settings:
 //!
 //! | setting | environment | config entry |
