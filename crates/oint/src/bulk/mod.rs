@@ -136,7 +136,6 @@ pub async fn run(client: &Client, options: Options) -> Result<Exit, Failure> {
                 Err(e) => {
                     run.tally.invalid += 1;
                     run.report(
-                        e.line,
                         json!({"row": e.line, "error": "INVALID_ROW", "description": e.message}),
                     );
                     continue;
@@ -151,25 +150,18 @@ pub async fn run(client: &Client, options: Options) -> Result<Exit, Failure> {
                     run.tally.earlier += 1;
                     run.tally.delivered += 1;
                     run.progress.inc(1);
-                    run.report(
-                        row.line,
-                        json!({"row": row.line, "outcome": "delivered_earlier"}),
-                    );
+                    run.report(json!({"row": row.line, "outcome": "delivered_earlier"}));
                 }
                 State::Failed => {
                     run.tally.earlier += 1;
                     run.tally.failed += 1;
                     run.progress.inc(1);
-                    run.report(
-                        row.line,
-                        json!({"row": row.line, "outcome": "failed_earlier"}),
-                    );
+                    run.report(json!({"row": row.line, "outcome": "failed_earlier"}));
                 }
                 State::Unknown if !(row.tagged && resend_safe) => {
                     run.tally.unknown += 1;
                     run.progress.inc(1);
                     run.report(
-                        row.line,
                         json!({"row": row.line, "outcome": "outcome_unknown", "resent": false}),
                     );
                 }
@@ -196,10 +188,7 @@ pub async fn run(client: &Client, options: Options) -> Result<Exit, Failure> {
                     run.progress.inc(1);
                     let description =
                         format!("not sent: the portal refused the credentials ({code})");
-                    run.report(
-                        row.line,
-                        json!({"row": row.line, "error": code, "description": description}),
-                    );
+                    run.report(json!({"row": row.line, "error": code, "description": description}));
                 }
                 return Ok(());
             }
@@ -272,7 +261,7 @@ struct Run {
 }
 
 impl Run {
-    fn report(&mut self, _row: u64, line: Value) {
+    fn report(&mut self, line: Value) {
         if let Some(report) = self.report.as_mut() {
             // A report that cannot be written is reported once at the end, by the flush.
             let _ = writeln!(report, "{line}");
@@ -331,7 +320,7 @@ impl Run {
                     json!({"row": row, "outcome": "outcome_unknown"})
                 }
             };
-            self.report(row, line);
+            self.report(line);
             self.progress.inc(1);
         }
         self.progress
