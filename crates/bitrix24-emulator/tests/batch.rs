@@ -1,32 +1,19 @@
 //! Conformance tests for `batch` (reference §6), one portal rule per test, over raw HTTP.
 
-use bitrix24_emulator::{Config, Emulator, Notification};
+use bitrix24_emulator::{Config, Emulator};
 use serde_json::{Value, json};
 
-const SECRET: &str = "s3cr3t";
-const TOKEN: &str = "tok-user-1";
+mod common;
+use common::*;
 
 async fn start() -> Emulator {
-    Emulator::start(
+    start_with(
         Config::default()
             .webhook(1, SECRET)
             .access_token(1, TOKEN)
             .access_token(2, "tok-user-2"),
     )
     .await
-    .expect("emulator starts")
-}
-
-fn client() -> reqwest::Client {
-    reqwest::Client::new()
-}
-
-/// Status, raw body and parsed body.
-async fn decode(resp: reqwest::Response) -> (u16, String, Value) {
-    let status = resp.status().as_u16();
-    let text = resp.text().await.expect("body");
-    let body = serde_json::from_str(&text).unwrap_or_else(|e| panic!("not JSON ({e}): {text}"));
-    (status, text, body)
 }
 
 fn batch_url(emu: &Emulator) -> String {
@@ -35,7 +22,7 @@ fn batch_url(emu: &Emulator) -> String {
 
 /// A webhook batch with a JSON body; asserts HTTP 200 and returns `result`.
 async fn batch(emu: &Emulator, body: Value) -> Value {
-    let (status, text, body) = decode(
+    let (status, text, body) = decode_with_text(
         client()
             .post(batch_url(emu))
             .json(&body)
@@ -50,7 +37,7 @@ async fn batch(emu: &Emulator, body: Value) -> Value {
 }
 
 async fn batch_form(emu: &Emulator, form: &str) -> Value {
-    let (status, text, body) = decode(
+    let (status, text, body) = decode_with_text(
         client()
             .post(batch_url(emu))
             .header("content-type", "application/x-www-form-urlencoded")
@@ -62,12 +49,6 @@ async fn batch_form(emu: &Emulator, form: &str) -> Value {
     .await;
     assert_eq!(status, 200, "{text}");
     body["result"].clone()
-}
-
-fn only(emu: &Emulator) -> Notification {
-    let all = emu.notifications();
-    assert_eq!(all.len(), 1, "{all:?}");
-    all.into_iter().next().expect("one notification")
 }
 
 fn error_code(section: &Value, key: &str) -> String {
@@ -105,7 +86,7 @@ async fn batch_map_cmd_keys_every_section_by_command_key() {
             assert!(r["result_time"][key].get(field).is_some(), "{key}.{field}");
         }
     }
-    let keys: Vec<&str> = r.as_object().unwrap().keys().map(String::as_str).collect();
+    let keys = object_keys(&r);
     assert_eq!(
         keys,
         [
@@ -161,7 +142,7 @@ async fn batch_form_encoded_commands_are_double_encoded() {
 #[tokio::test]
 async fn batch_get_query_string_works() {
     let emu = start().await;
-    let (status, text, body) = decode(
+    let (status, text, body) = decode_with_text(
         client()
             .get(format!(
                 "{}?cmd[0]=im.notify.personal.add%3FUSER_ID%3D2%26MESSAGE%3Dx",
@@ -425,7 +406,7 @@ async fn batch_keeps_each_commands_own_error() {
 async fn batch_empty_sections_are_php_empty_arrays() {
     let emu = start().await;
     for body in [json!({}), json!({"cmd": "not a list"}), json!({"cmd": {}})] {
-        let (status, text, _) = decode(
+        let (status, text, _) = decode_with_text(
             client()
                 .post(batch_url(&emu))
                 .json(&body)
@@ -440,7 +421,7 @@ async fn batch_empty_sections_are_php_empty_arrays() {
             "{body}: {text}"
         );
     }
-    let (_, text, _) = decode(
+    let (_, text, _) = decode_with_text(
         client()
             .post(batch_url(&emu))
             .json(&json!({"cmd": {"a": "im.notify.personal.add"}}))
@@ -477,7 +458,7 @@ async fn batch_propagates_webhook_auth_to_sub_calls() {
 #[tokio::test]
 async fn batch_propagates_oauth_auth_to_sub_calls_and_ignores_auth_in_commands() {
     let emu = start().await;
-    let (status, text, body) = decode(
+    let (status, text, body) = decode_with_text(
         client()
             .post(format!("{}/rest/batch", emu.url()))
             .bearer_auth(TOKEN)
@@ -505,7 +486,7 @@ async fn batch_propagates_oauth_auth_to_sub_calls_and_ignores_auth_in_commands()
 #[tokio::test]
 async fn batch_without_credentials_is_refused() {
     let emu = start().await;
-    let (status, _, body) = decode(
+    let (status, _, body) = decode_with_text(
         client()
             .post(format!("{}/rest/batch", emu.url()))
             .json(&json!({"cmd": {"a": "im.notify.personal.add?USER_ID=2&MESSAGE=x"}}))
@@ -517,7 +498,7 @@ async fn batch_without_credentials_is_refused() {
     assert_eq!(status, 401);
     assert_eq!(body["error"], "NO_AUTH_FOUND");
     // Credentials inside a command do not help either.
-    let (status, _, _) = decode(
+    let (status, _, _) = decode_with_text(
         client()
             .post(format!("{}/rest/batch", emu.url()))
             .json(&json!({"cmd": {"a": format!("im.notify.personal.add?USER_ID=2&MESSAGE=x&auth={TOKEN}")}}))

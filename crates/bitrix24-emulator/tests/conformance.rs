@@ -6,12 +6,12 @@
 
 use std::time::Duration;
 
-use bitrix24_emulator::{BUILTIN_CLIENT_ID, Config, Emulator, Notification};
+use bitrix24_emulator::{BUILTIN_CLIENT_ID, Config, Emulator};
 use md5::{Digest, Md5};
 use serde_json::{Value, json};
 
-const SECRET: &str = "s3cr3t";
-const TOKEN: &str = "tok-user-1";
+mod common;
+use common::*;
 
 fn config() -> Config {
     Config::default()
@@ -23,77 +23,12 @@ fn config() -> Config {
 }
 
 async fn start() -> Emulator {
-    Emulator::start(config()).await.expect("emulator starts")
-}
-
-fn client() -> reqwest::Client {
-    reqwest::Client::new()
-}
-
-async fn decode(resp: reqwest::Response) -> (u16, Value) {
-    let status = resp.status().as_u16();
-    let text = resp.text().await.expect("body");
-    let body = serde_json::from_str(&text).unwrap_or_else(|e| panic!("not JSON ({e}): {text}"));
-    (status, body)
-}
-
-/// POST a JSON body to a full URL.
-async fn post_json(url: &str, body: Value) -> (u16, Value) {
-    decode(
-        client()
-            .post(url)
-            .json(&body)
-            .send()
-            .await
-            .expect("request"),
-    )
-    .await
-}
-
-/// POST a raw body with a content type.
-async fn post_raw(url: &str, content_type: &str, body: impl Into<String>) -> (u16, Value) {
-    let resp = client()
-        .post(url)
-        .header("content-type", content_type)
-        .body(body.into())
-        .send()
-        .await
-        .expect("request");
-    decode(resp).await
-}
-
-async fn get(url: &str) -> (u16, Value) {
-    decode(client().get(url).send().await.expect("request")).await
-}
-
-/// Call a method through user 1's webhook.
-async fn hook(emu: &Emulator, method: &str, body: Value) -> (u16, Value) {
-    post_json(&format!("{}{method}", emu.webhook_url(1, SECRET)), body).await
-}
-
-/// Call a method as the OAuth app with `token` in the JSON body, as OPI does.
-async fn oauth(emu: &Emulator, token: &str, method: &str, mut body: Value) -> (u16, Value) {
-    body["auth"] = json!(token);
-    post_json(&format!("{}/rest/{method}", emu.url()), body).await
-}
-
-fn assert_error(got: &(u16, Value), status: u16, code: &str, description: &str) {
-    assert_eq!(got.0, status, "status of {}", got.1);
-    assert_eq!(
-        got.1,
-        json!({"error": code, "error_description": description})
-    );
+    start_with(config()).await
 }
 
 fn tag_prefix(client_id: &str) -> String {
     let hex = format!("{:x}", Md5::digest(client_id.as_bytes()));
     format!("MP|{}|", &hex[..5])
-}
-
-fn only(emu: &Emulator) -> Notification {
-    let all = emu.notifications();
-    assert_eq!(all.len(), 1, "expected one notification, got {all:?}");
-    all.into_iter().next().unwrap_or_else(|| unreachable!())
 }
 
 // --- im.notify.*add: validation order -----------------------------------------------------------
@@ -282,7 +217,7 @@ async fn im_notify_type_must_be_exactly_system() {
 #[tokio::test]
 async fn oauth_system_notification_gets_app_name_prefix() {
     let emu = start().await;
-    let (status, _) = oauth(
+    let (status, _) = oauth_as(
         &emu,
         TOKEN,
         "im.notify.system.add",
@@ -293,7 +228,7 @@ async fn oauth_system_notification_gets_app_name_prefix() {
     let n = only(&emu);
     assert_eq!(n.message, "Emulator App#BR#hi\nthere");
     // Personal notifications from an app carry no prefix.
-    oauth(
+    oauth_as(
         &emu,
         TOKEN,
         "im.notify.personal.add",
@@ -320,7 +255,7 @@ async fn tag_is_ignored_for_webhook_callers() {
 #[tokio::test]
 async fn tag_is_stored_with_client_hash_for_oauth_callers() {
     let emu = start().await;
-    oauth(
+    oauth_as(
         &emu,
         TOKEN,
         "im.notify.personal.add",
@@ -336,14 +271,14 @@ async fn tag_is_stored_with_client_hash_for_oauth_callers() {
 #[tokio::test]
 async fn falsy_tag_is_ignored() {
     let emu = start().await;
-    oauth(
+    oauth_as(
         &emu,
         TOKEN,
         "im.notify.personal.add",
         json!({"USER_ID": 2, "MESSAGE": "a", "TAG": "0"}),
     )
     .await;
-    oauth(
+    oauth_as(
         &emu,
         TOKEN,
         "im.notify.personal.add",
@@ -358,7 +293,7 @@ async fn falsy_tag_is_ignored() {
 #[tokio::test]
 async fn same_tag_replaces_for_oauth_callers() {
     let emu = start().await;
-    let (_, first) = oauth(
+    let (_, first) = oauth_as(
         &emu,
         TOKEN,
         "im.notify.personal.add",
@@ -366,14 +301,14 @@ async fn same_tag_replaces_for_oauth_callers() {
     )
     .await;
     // Another recipient with the same tag is a different notification chat: kept.
-    oauth(
+    oauth_as(
         &emu,
         TOKEN,
         "im.notify.personal.add",
         json!({"USER_ID": 3, "MESSAGE": "other", "TAG": "T"}),
     )
     .await;
-    let (_, second) = oauth(
+    let (_, second) = oauth_as(
         &emu,
         TOKEN,
         "im.notify.personal.add",
@@ -750,7 +685,7 @@ async fn invalid_credentials() {
 #[tokio::test]
 async fn expired_token() {
     let emu = start().await;
-    let got = oauth(
+    let got = oauth_as(
         &emu,
         "tok-expired",
         "im.notify.personal.add",
@@ -770,7 +705,7 @@ async fn token_ttl_zero_expires_at_once() {
     let emu = Emulator::start(Config::default().access_token(1, "t").token_ttl(0))
         .await
         .unwrap();
-    let got = oauth(
+    let got = oauth_as(
         &emu,
         "t",
         "im.notify.personal.add",
@@ -788,7 +723,7 @@ async fn token_ttl_zero_expires_at_once() {
 #[tokio::test]
 async fn invalid_token() {
     let emu = start().await;
-    let got = oauth(
+    let got = oauth_as(
         &emu,
         "nope",
         "im.notify.personal.add",
@@ -894,35 +829,35 @@ async fn delete_by_id_only_own() {
 #[tokio::test]
 async fn delete_by_tag_is_portal_wide_for_the_app() {
     let emu = start().await;
-    oauth(
+    oauth_as(
         &emu,
         TOKEN,
         "im.notify.personal.add",
         json!({"USER_ID": 2, "MESSAGE": "a", "TAG": "T"}),
     )
     .await;
-    oauth(
+    oauth_as(
         &emu,
         TOKEN,
         "im.notify.personal.add",
         json!({"USER_ID": 3, "MESSAGE": "b", "TAG": "T"}),
     )
     .await;
-    oauth(
+    oauth_as(
         &emu,
         TOKEN,
         "im.notify.personal.add",
         json!({"USER_ID": 3, "MESSAGE": "c", "SUB_TAG": "S"}),
     )
     .await;
-    let (_, body) = oauth(&emu, "tok-user-2", "im.notify.delete", json!({"TAG": "T"})).await;
+    let (_, body) = oauth_as(&emu, "tok-user-2", "im.notify.delete", json!({"TAG": "T"})).await;
     assert_eq!(body["result"], json!(true));
     assert_eq!(emu.notifications().len(), 1);
-    let (_, body) = oauth(&emu, TOKEN, "im.notify.delete", json!({"SUB_TAG": "S"})).await;
+    let (_, body) = oauth_as(&emu, TOKEN, "im.notify.delete", json!({"SUB_TAG": "S"})).await;
     assert_eq!(body["result"], json!(true));
     assert!(emu.notifications().is_empty());
     // Nothing matching is still true.
-    let (_, body) = oauth(&emu, TOKEN, "im.notify.delete", json!({"TAG": "none"})).await;
+    let (_, body) = oauth_as(&emu, TOKEN, "im.notify.delete", json!({"TAG": "none"})).await;
     assert_eq!(body["result"], json!(true));
 }
 
@@ -937,7 +872,7 @@ async fn delete_by_tag_from_webhook_needs_client_id() {
         "Access denied! Client ID not specified",
     );
     // With CLIENT_ID the key is md5("custom" + id), which never matches an app's tag.
-    oauth(
+    oauth_as(
         &emu,
         TOKEN,
         "im.notify.personal.add",
@@ -961,7 +896,7 @@ async fn delete_by_tag_from_webhook_needs_client_id() {
 #[tokio::test]
 async fn control_plane_lists_and_resets() {
     let emu = start().await;
-    oauth(
+    oauth_as(
         &emu,
         TOKEN,
         "im.notify.personal.add",
@@ -971,12 +906,7 @@ async fn control_plane_lists_and_resets() {
     let (status, list) = get(&format!("{}/_emulator/notifications", emu.url())).await;
     assert_eq!(status, 200);
     let first = &list[0];
-    let keys: Vec<&str> = first
-        .as_object()
-        .unwrap()
-        .keys()
-        .map(String::as_str)
-        .collect();
+    let keys = object_keys(first);
     assert_eq!(
         keys,
         [
@@ -1011,33 +941,12 @@ async fn control_plane_lists_and_resets() {
     assert_eq!(list, json!([]));
 }
 
-struct TempFile(std::path::PathBuf);
-
-impl TempFile {
-    fn new(name: &str) -> TempFile {
-        let nanos = std::time::SystemTime::now()
-            .duration_since(std::time::UNIX_EPOCH)
-            .unwrap()
-            .as_nanos();
-        TempFile(std::env::temp_dir().join(format!(
-            "b24-emulator-{name}-{}-{nanos}.sqlite",
-            std::process::id()
-        )))
-    }
-}
-
-impl Drop for TempFile {
-    fn drop(&mut self) {
-        let _ = std::fs::remove_file(&self.0);
-    }
-}
-
 #[tokio::test]
 async fn sqlite_state_survives_restart() {
     let file = TempFile::new("persist");
     let emu = Emulator::start(config().data(&file.0)).await.unwrap();
     let attach = json!([{"MESSAGE": "kept"}]);
-    oauth(
+    oauth_as(
         &emu,
         TOKEN,
         "im.notify.personal.add",
@@ -1066,7 +975,7 @@ async fn sqlite_state_survives_restart() {
     let emu = Emulator::start(config().data(&file.0)).await.unwrap();
     assert_eq!(emu.notifications(), before);
     // Same-TAG replace still sees the stored tag after the restart.
-    oauth(
+    oauth_as(
         &emu,
         TOKEN,
         "im.notify.personal.add",
@@ -1108,20 +1017,11 @@ async fn dropping_the_emulator_stops_the_server() {
 // --- the binary --------------------------------------------------------------------------------------------
 
 mod binary {
-    use std::io::{BufRead, BufReader};
     use std::process::{Command, Stdio};
 
     use serde_json::json;
 
-    /// Kills the child even when an assertion fails.
-    struct Child(std::process::Child);
-
-    impl Drop for Child {
-        fn drop(&mut self) {
-            let _ = self.0.kill();
-            let _ = self.0.wait();
-        }
-    }
+    use super::common::Child;
 
     #[tokio::test]
     async fn binary_prints_listening_line_and_serves() {
@@ -1141,20 +1041,8 @@ mod binary {
                 .spawn()
                 .expect("spawn b24-emulator"),
         );
-        let stdout = child.0.stdout.take().expect("stdout");
         let stderr = child.0.stderr.take().expect("stderr");
-        let line = tokio::task::spawn_blocking(move || {
-            let mut line = String::new();
-            BufReader::new(stdout).read_line(&mut line).map(|_| line)
-        })
-        .await
-        .unwrap()
-        .unwrap();
-        let url = line
-            .trim_end()
-            .strip_prefix("listening on ")
-            .unwrap_or_else(|| panic!("first line: {line:?}"))
-            .to_owned();
+        let url = child.listening_url().await;
         assert!(url.starts_with("http://127.0.0.1:"), "{url}");
 
         let (status, body) = super::post_json(

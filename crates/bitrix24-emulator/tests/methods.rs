@@ -11,8 +11,8 @@ use bitrix24_emulator::{
 };
 use serde_json::{Value, json};
 
-const SECRET: &str = "s3cr3t";
-const TOKEN: &str = "tok-user-1";
+mod common;
+use common::*;
 
 /// Paging tests send well over a burst; the rate limit has tests of its own.
 fn config() -> Config {
@@ -26,64 +26,7 @@ fn config() -> Config {
 }
 
 async fn start() -> Emulator {
-    Emulator::start(config()).await.expect("emulator starts")
-}
-
-fn client() -> reqwest::Client {
-    reqwest::Client::new()
-}
-
-async fn decode(resp: reqwest::Response) -> (u16, Value) {
-    let status = resp.status().as_u16();
-    let text = resp.text().await.expect("body");
-    let body = serde_json::from_str(&text).unwrap_or_else(|e| panic!("not JSON ({e}): {text}"));
-    (status, body)
-}
-
-async fn post_json(url: &str, body: Value) -> (u16, Value) {
-    decode(
-        client()
-            .post(url)
-            .json(&body)
-            .send()
-            .await
-            .expect("request"),
-    )
-    .await
-}
-
-async fn post_form(url: &str, body: &str) -> (u16, Value) {
-    let resp = client()
-        .post(url)
-        .header("content-type", "application/x-www-form-urlencoded")
-        .body(body.to_owned())
-        .send()
-        .await
-        .expect("request");
-    decode(resp).await
-}
-
-/// Call a method through user 1's webhook.
-async fn hook(emu: &Emulator, method: &str, body: Value) -> (u16, Value) {
-    post_json(&format!("{}{method}", emu.webhook_url(1, SECRET)), body).await
-}
-
-/// Call a method through user 2's webhook.
-async fn hook2(emu: &Emulator, method: &str, body: Value) -> (u16, Value) {
-    post_json(&format!("{}{method}", emu.webhook_url(2, "other")), body).await
-}
-
-async fn oauth(emu: &Emulator, method: &str, mut body: Value) -> (u16, Value) {
-    body["auth"] = json!(TOKEN);
-    post_json(&format!("{}/rest/{method}", emu.url()), body).await
-}
-
-fn assert_error(got: &(u16, Value), status: u16, code: &str, description: &str) {
-    assert_eq!(got.0, status, "status of {}", got.1);
-    assert_eq!(
-        got.1,
-        json!({"error": code, "error_description": description})
-    );
+    start_with(config()).await
 }
 
 /// Send `message` to `to` from user 2 (so user 2 is the author); returns the id.
@@ -573,12 +516,7 @@ async fn get_result_has_the_documented_shape() {
     let (status, body) = hook(&emu, "im.notify.get", json!({})).await;
     assert_eq!(status, 200);
     let result = &body["result"];
-    let keys: Vec<&str> = result
-        .as_object()
-        .unwrap()
-        .keys()
-        .map(String::as_str)
-        .collect();
+    let keys = object_keys(result);
     assert_eq!(
         keys,
         [
@@ -1000,12 +938,7 @@ async fn user_get_pages_by_50_with_next_and_total() {
     assert_eq!(first["result"].as_array().unwrap().len(), 50);
     assert_eq!(first["next"], json!(50));
     assert_eq!(first["total"], json!(120));
-    let keys: Vec<&str> = first
-        .as_object()
-        .unwrap()
-        .keys()
-        .map(String::as_str)
-        .collect();
+    let keys = object_keys(&first);
     assert_eq!(keys, ["result", "next", "total", "time"]);
     let (_, last) = hook(&emu, "user.get", json!({"start": 100})).await;
     assert_eq!(last["result"].as_array().unwrap().len(), 20);
@@ -1030,12 +963,7 @@ async fn server_time_is_php_date_c() {
 async fn profile_is_the_basic_view_of_the_caller() {
     let emu = start().await;
     let (_, admin) = hook(&emu, "profile", json!({})).await;
-    let keys: Vec<&str> = admin["result"]
-        .as_object()
-        .unwrap()
-        .keys()
-        .map(String::as_str)
-        .collect();
+    let keys = object_keys(&admin["result"]);
     assert_eq!(
         keys,
         [
@@ -1173,30 +1101,9 @@ async fn seeding_rejects_bad_notifications_with_400() {
     assert_eq!(list[1]["type"], json!("USER"));
 }
 
-struct TempFile(std::path::PathBuf);
-
-impl TempFile {
-    fn new(name: &str) -> TempFile {
-        let nanos = std::time::SystemTime::now()
-            .duration_since(std::time::UNIX_EPOCH)
-            .unwrap()
-            .as_nanos();
-        TempFile(std::env::temp_dir().join(format!(
-            "b24-emulator-methods-{name}-{}-{nanos}.sqlite",
-            std::process::id()
-        )))
-    }
-}
-
-impl Drop for TempFile {
-    fn drop(&mut self) {
-        let _ = std::fs::remove_file(&self.0);
-    }
-}
-
 #[tokio::test]
 async fn read_state_and_buttons_survive_a_restart() {
-    let file = TempFile::new("read");
+    let file = TempFile::new("methods-read");
     let emu = Emulator::start(config().data(&file.0)).await.unwrap();
     let a = notify(&emu, 1, "a").await;
     let b = notify(&emu, 1, "b").await;
@@ -1236,7 +1143,7 @@ async fn read_state_and_buttons_survive_a_restart() {
 
 #[tokio::test]
 async fn data_files_from_before_buttons_still_open() {
-    let file = TempFile::new("old");
+    let file = TempFile::new("methods-old");
     {
         // The schema of the first release, without the buttons column.
         let db = rusqlite::Connection::open(&file.0).unwrap();
@@ -1264,19 +1171,11 @@ async fn data_files_from_before_buttons_still_open() {
 // --- the binary's switches -------------------------------------------------------------------
 
 mod binary {
-    use std::io::{BufRead, BufReader};
     use std::process::{Command, Stdio};
 
     use serde_json::json;
 
-    struct Child(std::process::Child);
-
-    impl Drop for Child {
-        fn drop(&mut self) {
-            let _ = self.0.kill();
-            let _ = self.0.wait();
-        }
-    }
+    use super::common::Child;
 
     #[tokio::test]
     async fn switch_flags_select_docs_behaviour() {
@@ -1295,19 +1194,7 @@ mod binary {
                 .spawn()
                 .expect("spawn b24-emulator"),
         );
-        let stdout = child.0.stdout.take().expect("stdout");
-        let line = tokio::task::spawn_blocking(move || {
-            let mut line = String::new();
-            BufReader::new(stdout).read_line(&mut line).map(|_| line)
-        })
-        .await
-        .unwrap()
-        .unwrap();
-        let url = line
-            .trim_end()
-            .strip_prefix("listening on ")
-            .unwrap()
-            .to_owned();
+        let url = child.listening_url().await;
         let (status, _) = super::post_json(&format!("{url}/rest/1/nope/profile"), json!({})).await;
         assert_eq!(status, 403);
         let (_, body) = super::post_json(

@@ -7,6 +7,9 @@
 use bitrix24_emulator::{BUILTIN_CLIENT_ID, BUILTIN_CLIENT_SECRET, Config, Emulator};
 use serde_json::{Value, json};
 
+mod common;
+use common::*;
+
 const APP: &str = "app.second";
 const APP_SECRET: &str = "second-secret";
 
@@ -15,31 +18,12 @@ fn config() -> Config {
 }
 
 async fn start() -> Emulator {
-    Emulator::start(config()).await.expect("emulator starts")
-}
-
-fn client() -> reqwest::Client {
-    reqwest::Client::new()
-}
-
-async fn decode(resp: reqwest::Response) -> (u16, Value) {
-    let status = resp.status().as_u16();
-    let text = resp.text().await.expect("body");
-    let body = serde_json::from_str(&text).unwrap_or_else(|e| panic!("not JSON ({e}): {text}"));
-    (status, body)
+    start_with(config()).await
 }
 
 /// `POST /_emulator/oauth/issue`; asserts success.
 async fn issue(emu: &Emulator, body: Value) -> Value {
-    let (status, body) = decode(
-        client()
-            .post(format!("{}/_emulator/oauth/issue", emu.url()))
-            .json(&body)
-            .send()
-            .await
-            .expect("request"),
-    )
-    .await;
+    let (status, body) = post_json(&format!("{}/_emulator/oauth/issue", emu.url()), body).await;
     assert_eq!(status, 200, "{body}");
     body
 }
@@ -58,14 +42,7 @@ async fn refresh(emu: &Emulator, client_id: &str, secret: &str, token: &str) -> 
         .append_pair("client_secret", secret)
         .append_pair("refresh_token", token)
         .finish();
-    decode(
-        client()
-            .get(format!("{}/oauth/token/?{query}", emu.url()))
-            .send()
-            .await
-            .expect("request"),
-    )
-    .await
+    get(&format!("{}/oauth/token/?{query}", emu.url())).await
 }
 
 async fn refresh_builtin(emu: &Emulator, token: &str) -> (u16, Value) {
@@ -78,27 +55,13 @@ async fn notify(emu: &Emulator, token: &str, method: &str, extra: Value) -> (u16
     if let (Some(b), Some(e)) = (body.as_object_mut(), extra.as_object()) {
         b.extend(e.clone());
     }
-    decode(
-        client()
-            .post(format!("{}/rest/{method}", emu.url()))
-            .json(&body)
-            .send()
-            .await
-            .expect("request"),
-    )
-    .await
+    post_json(&format!("{}/rest/{method}", emu.url()), body).await
 }
 
 async fn counters(emu: &Emulator) -> Value {
-    decode(
-        client()
-            .get(format!("{}/_emulator/oauth/refreshes", emu.url()))
-            .send()
-            .await
-            .expect("request"),
-    )
-    .await
-    .1
+    get(&format!("{}/_emulator/oauth/refreshes", emu.url()))
+        .await
+        .1
 }
 
 fn assert_oauth_error(got: &(u16, Value), status: u16, code: &str) {
@@ -128,12 +91,7 @@ async fn oauth_issue_expire_refresh_and_call_again() {
 
     let (status, fresh) = refresh_builtin(&emu, &s(&first["refresh_token"])).await;
     assert_eq!(status, 200, "{fresh}");
-    let keys: Vec<&str> = fresh
-        .as_object()
-        .unwrap()
-        .keys()
-        .map(String::as_str)
-        .collect();
+    let keys = object_keys(&fresh);
     assert_eq!(
         keys,
         [

@@ -10,46 +10,19 @@ use std::time::{Duration, Instant};
 use bitrix24_emulator::{Config, Emulator, Plan};
 use serde_json::{Value, json};
 
-const SECRET: &str = "s3cr3t";
-const TOKEN: &str = "tok-user-1";
+mod common;
+// Every request here uses a fresh client that keeps no idle connection, so no pooled
+// connection survives a reset into the next request.
+use common::{
+    get_unpooled as get, post_unpooled as post, start_with as start, try_post_unpooled as try_post,
+    unpooled_client as client, *,
+};
 
 fn base() -> Config {
     Config::default()
         .webhook(1, SECRET)
         .webhook(2, "other")
         .access_token(1, TOKEN)
-}
-
-async fn start(config: Config) -> Emulator {
-    Emulator::start(config).await.expect("emulator starts")
-}
-
-/// A fresh client per call: no pooled connection survives a reset into the next request.
-fn client() -> reqwest::Client {
-    reqwest::Client::builder()
-        .pool_max_idle_per_host(0)
-        .build()
-        .expect("client")
-}
-
-async fn decode(resp: reqwest::Response) -> (u16, Value) {
-    let status = resp.status().as_u16();
-    let text = resp.text().await.expect("body");
-    let body = serde_json::from_str(&text).unwrap_or_else(|e| panic!("not JSON ({e}): {text}"));
-    (status, body)
-}
-
-async fn try_post(url: &str, body: Value) -> Result<(u16, Value), reqwest::Error> {
-    let resp = client().post(url).json(&body).send().await?;
-    Ok(decode(resp).await)
-}
-
-async fn post(url: &str, body: Value) -> (u16, Value) {
-    try_post(url, body).await.expect("request")
-}
-
-async fn get(url: &str) -> (u16, Value) {
-    decode(client().get(url).send().await.expect("request")).await
 }
 
 fn notify_body(message: &str) -> Value {
@@ -71,24 +44,6 @@ async fn try_notify(emu: &Emulator, message: &str) -> Result<(u16, Value), reqwe
         notify_body(message),
     )
     .await
-}
-
-async fn set_faults(emu: &Emulator, rules: Value) -> (u16, Value) {
-    post(&format!("{}/_emulator/faults", emu.url()), rules).await
-}
-
-async fn requests(emu: &Emulator) -> Vec<Value> {
-    let (status, body) = get(&format!("{}/_emulator/requests", emu.url())).await;
-    assert_eq!(status, 200);
-    body.as_array().cloned().expect("array")
-}
-
-fn assert_error(got: &(u16, Value), status: u16, code: &str, description: &str) {
-    assert_eq!(got.0, status, "status of {}", got.1);
-    assert_eq!(
-        got.1,
-        json!({"error": code, "error_description": description})
-    );
 }
 
 fn assert_query_limit(got: &(u16, Value)) {

@@ -8,6 +8,9 @@ use bitrix24::{
 use bitrix24_emulator::{Config, Emulator, Plan};
 use serde_json::{Value, json};
 
+mod common;
+use common::*;
+
 const SECRET: &str = "batch-secret";
 const TOKEN: &str = "batch-token";
 
@@ -38,20 +41,8 @@ fn oauth(emu: &Emulator) -> Client {
         .unwrap()
 }
 
-fn add(user: u64, text: &str) -> Request {
-    Request::new("im.notify.personal.add")
-        .param("USER_ID", user.to_string())
-        .param("MESSAGE", text)
-}
-
 async fn request_count(emu: &Emulator) -> usize {
-    let log: Vec<Value> = reqwest::get(format!("{}/_emulator/requests", emu.url()))
-        .await
-        .unwrap()
-        .json()
-        .await
-        .unwrap();
-    log.len()
+    request_log(emu).await.len()
 }
 
 fn id_of(result: Option<&CommandResult>) -> u64 {

@@ -4,23 +4,17 @@
 use std::collections::{HashMap, HashSet};
 use std::sync::Arc;
 use std::sync::atomic::{AtomicU64, Ordering};
-use std::time::Duration;
 
-use bitrix24::{BulkItem, Client, ErrorCode, ItemOutcome, Pacer, Request, RetryPolicy};
+use bitrix24::{BulkItem, Client, ErrorCode, ItemOutcome, Request};
 use bitrix24_emulator::{Billing, Config, Emulator, Plan};
 use futures_util::StreamExt;
-use serde_json::{Value, json};
+use serde_json::json;
+
+mod common;
+use common::*;
 
 const SECRET: &str = "bulk-secret";
 const TOKEN: &str = "bulk-token";
-
-fn fast_retries() -> RetryPolicy {
-    RetryPolicy {
-        base_delay: Duration::from_millis(5),
-        max_delay: Duration::from_millis(50),
-        ..RetryPolicy::default()
-    }
-}
 
 async fn emulator(config: Config) -> Emulator {
     Emulator::start(
@@ -35,37 +29,11 @@ async fn emulator(config: Config) -> Emulator {
 }
 
 fn webhook(emu: &Emulator) -> Client {
-    Client::builder(emu.webhook_url(1, SECRET))
-        .retry(fast_retries())
-        .pacer(Pacer::Off)
-        .build()
-        .unwrap()
+    fast_webhook(emu, SECRET)
 }
 
 fn oauth(emu: &Emulator) -> Client {
-    Client::builder(emu.url())
-        .token(TOKEN)
-        .retry(fast_retries())
-        .pacer(Pacer::Off)
-        .build()
-        .unwrap()
-}
-
-fn add(user: u64, text: &str) -> Request {
-    Request::new("im.notify.personal.add")
-        .param("USER_ID", user.to_string())
-        .param("MESSAGE", text)
-}
-
-async fn faults(emu: &Emulator, rules: Value) {
-    let status = reqwest::Client::new()
-        .post(format!("{}/_emulator/faults", emu.url()))
-        .json(&rules)
-        .send()
-        .await
-        .unwrap()
-        .status();
-    assert!(status.is_success(), "fault rules refused: {status}");
+    fast_oauth(emu, TOKEN)
 }
 
 /// Runs a bulk send and returns each row's outcome, checking that no row comes twice.
@@ -202,12 +170,7 @@ async fn faults_lose_nothing_duplicate_nothing_and_tagged_rows_are_delivered() {
     // such fault (two 500s, two reset_after, one reset_before).
     let unknown = unknown_stored + unknown_lost;
     assert!((1..=5 * 25).contains(&unknown), "{unknown} unknown");
-    let remaining: Vec<Value> = reqwest::get(format!("{}/_emulator/faults", emu.url()))
-        .await
-        .unwrap()
-        .json()
-        .await
-        .unwrap();
+    let remaining = remaining_faults(&emu).await;
     assert!(remaining.is_empty(), "every fault fired: {remaining:?}");
 }
 
@@ -242,12 +205,7 @@ async fn commands_blocked_for_operating_time_are_sent_again_then_failed() {
     assert_eq!((delivered, blocked), (1, 7), "{outcomes:?}");
     assert_eq!(emu.notifications().len(), delivered);
     // The blocked rows were offered again, up to the policy's attempts: more batches than one.
-    let log: Vec<Value> = reqwest::get(format!("{}/_emulator/requests", emu.url()))
-        .await
-        .unwrap()
-        .json()
-        .await
-        .unwrap();
+    let log = request_log(&emu).await;
     assert_eq!(log.len() as u32, fast_retries().max_attempts, "{log:?}");
 }
 
@@ -330,11 +288,6 @@ async fn over_a_webhook_a_tag_does_not_make_a_doubtful_batch_safe_to_resend() {
         .collect();
     assert_eq!(unknown, (1..=50).collect::<Vec<_>>(), "the first batch");
     assert_eq!(emu.notifications().len(), 70);
-    let log: Vec<Value> = reqwest::get(format!("{}/_emulator/requests", emu.url()))
-        .await
-        .unwrap()
-        .json()
-        .await
-        .unwrap();
+    let log = request_log(&emu).await;
     assert_eq!(log.len(), 3, "one attempt per batch");
 }

@@ -9,7 +9,10 @@ use std::time::Duration;
 use bitrix24::{Client, Error, OAuthConfig, Pacer, RetryPolicy};
 use bitrix24_emulator::{BUILTIN_CLIENT_ID, BUILTIN_CLIENT_SECRET, Config, Emulator, Plan};
 use futures_util::StreamExt;
-use serde_json::{Value, json};
+use serde_json::json;
+
+mod common;
+use common::*;
 
 const N: usize = 500;
 
@@ -24,16 +27,7 @@ async fn five_hundred_notifications_through_faults_are_all_accounted_for() {
     let emu = Emulator::start(Config::default().plan(Plan::Unlimited))
         .await
         .unwrap();
-    let http = reqwest::Client::new();
-    let issued: Value = http
-        .post(format!("{}/_emulator/oauth/issue", emu.url()))
-        .json(&json!({"user_id": 1}))
-        .send()
-        .await
-        .unwrap()
-        .json()
-        .await
-        .unwrap();
+    let issued = issue_tokens(&emu, &json!({"user_id": 1})).await;
     let (access, refresh) = (
         issued["access_token"].as_str().unwrap(),
         issued["refresh_token"].as_str().unwrap(),
@@ -50,14 +44,7 @@ async fn five_hundred_notifications_through_faults_are_all_accounted_for() {
         {"method": m, "kind": "reset_after", "after": 300, "count": 25},
         {"method": m, "kind": "status", "status": 502, "error": "BAD_GATEWAY", "after": 400, "count": 10}
     ]);
-    let status = http
-        .post(format!("{}/_emulator/faults", emu.url()))
-        .json(&rules)
-        .send()
-        .await
-        .unwrap()
-        .status();
-    assert!(status.is_success());
+    faults(&emu, rules).await;
 
     let oauth = OAuthConfig::new(BUILTIN_CLIENT_ID, BUILTIN_CLIENT_SECRET)
         .token_url(format!("{}/oauth/token/", emu.url()))
@@ -142,14 +129,7 @@ async fn five_hundred_notifications_through_faults_are_all_accounted_for() {
         unknown > 0,
         "untagged rows hit by 5xx or dropped answers are reported"
     );
-    let refreshes: Value = http
-        .get(format!("{}/_emulator/oauth/refreshes", emu.url()))
-        .send()
-        .await
-        .unwrap()
-        .json()
-        .await
-        .unwrap();
+    let refreshes = refresh_counters(&emu).await;
     assert_eq!(refreshes["succeeded"], 1);
     assert_eq!(refreshes["failed"], 0);
     eprintln!("500 rows: {delivered} delivered once, {unknown} reported as outcome unknown");

@@ -7,16 +7,11 @@ use bitrix24::{Client, Error, Pacer, RateLimit, RetryPolicy};
 use bitrix24_emulator::{Config, Emulator, Plan};
 use serde_json::{Value, json};
 
+mod common;
+use common::*;
+
 const SECRET: &str = "rel-secret";
 const TOKEN: &str = "rel-token";
-
-fn fast_retries() -> RetryPolicy {
-    RetryPolicy {
-        base_delay: Duration::from_millis(5),
-        max_delay: Duration::from_millis(50),
-        ..RetryPolicy::default()
-    }
-}
 
 async fn emulator(config: Config) -> Emulator {
     Emulator::start(config.webhook(1, SECRET).access_token(1, TOKEN))
@@ -25,42 +20,18 @@ async fn emulator(config: Config) -> Emulator {
 }
 
 fn webhook(emu: &Emulator) -> Client {
-    Client::builder(emu.webhook_url(1, SECRET))
-        .retry(fast_retries())
-        .pacer(Pacer::Off)
-        .build()
-        .unwrap()
+    fast_webhook(emu, SECRET)
 }
 
 fn oauth(emu: &Emulator) -> Client {
-    Client::builder(emu.url())
-        .token(TOKEN)
-        .retry(fast_retries())
-        .pacer(Pacer::Off)
-        .build()
-        .unwrap()
-}
-
-async fn faults(emu: &Emulator, rules: Value) {
-    let status = reqwest::Client::new()
-        .post(format!("{}/_emulator/faults", emu.url()))
-        .json(&rules)
-        .send()
-        .await
-        .unwrap()
-        .status();
-    assert!(status.is_success(), "fault rules refused: {status}");
+    fast_oauth(emu, TOKEN)
 }
 
 /// `(method, status, error)` of every REST call the emulator received.
 async fn requests(emu: &Emulator) -> Vec<(String, u64, Option<String>)> {
-    let log: Vec<Value> = reqwest::get(format!("{}/_emulator/requests", emu.url()))
+    request_log(emu)
         .await
-        .unwrap()
-        .json()
-        .await
-        .unwrap();
-    log.iter()
+        .iter()
         .map(|e| {
             (
                 e["method"].as_str().unwrap_or_default().to_string(),
