@@ -100,12 +100,7 @@ async fn jsonl_all_delivered_with_a_report() {
     ids_sorted.sort_unstable();
     stored_ids.sort_unstable();
     assert_eq!(ids_sorted, stored_ids);
-    let batches = reqwest::get(format!("{}/_emulator/requests", emu.url()))
-        .await
-        .unwrap()
-        .json::<Vec<Value>>()
-        .await
-        .unwrap();
+    let batches = requests(&emu).await;
     assert_eq!(batches.len(), 3, "120 rows in 3 batch calls");
 }
 
@@ -221,12 +216,7 @@ async fn faults_during_a_run_are_accounted_for() {
         {"method": "batch", "kind": "status", "status": 500, "error": "INTERNAL_SERVER_ERROR", "after": 3, "count": 1},
         {"method": "batch", "kind": "reset_after", "after": 5, "count": 1}
     ]);
-    reqwest::Client::new()
-        .post(format!("{}/_emulator/faults", emu.url()))
-        .json(&rules)
-        .send()
-        .await
-        .unwrap();
+    set_faults(&emu, rules).await;
     let dir = tempfile::tempdir().unwrap();
     let input = write(
         dir.path(),
@@ -378,12 +368,7 @@ async fn refused_credentials_exit_4_and_a_corrected_run_sends_every_row() {
     .await;
     assert_eq!(o.status.code(), Some(4), "{}", stderr(&o));
     assert!(emu.notifications().is_empty());
-    let calls = reqwest::get(format!("{}/_emulator/requests", emu.url()))
-        .await
-        .unwrap()
-        .json::<Vec<Value>>()
-        .await
-        .unwrap();
+    let calls = requests(&emu).await;
     assert!(
         calls.len() <= 4,
         "it stops after the first refusal (4 in flight at most): {}",

@@ -3,16 +3,7 @@
 mod common;
 
 use common::*;
-use serde_json::{Value, json};
-
-async fn requests(emu: &bitrix24_emulator::Emulator) -> Vec<Value> {
-    reqwest::get(format!("{}/_emulator/requests", emu.url()))
-        .await
-        .unwrap()
-        .json()
-        .await
-        .unwrap()
-}
+use serde_json::json;
 
 #[tokio::test(flavor = "multi_thread")]
 async fn four_processes_with_the_portals_plan_never_trip_it() {
@@ -59,12 +50,7 @@ async fn four_processes_with_the_portals_plan_never_trip_it() {
 async fn debug_shows_each_attempt_its_wait_and_why() {
     let emu = emulator().await;
     let rules = json!([{"method": "*", "kind": "status", "status": 503, "error": "QUERY_LIMIT_EXCEEDED", "count": 1}]);
-    reqwest::Client::new()
-        .post(format!("{}/_emulator/faults", emu.url()))
-        .json(&rules)
-        .send()
-        .await
-        .unwrap();
+    set_faults(&emu, rules).await;
     let url = emu.webhook_url(1, SECRET);
     let o = oint(
         &[
@@ -92,12 +78,7 @@ async fn debug_shows_each_attempt_its_wait_and_why() {
 async fn an_unknown_outcome_exits_5_and_says_what_to_do() {
     let emu = emulator().await;
     let rules = json!([{"method": "im.notify.personal.add", "kind": "reset_after"}]);
-    reqwest::Client::new()
-        .post(format!("{}/_emulator/faults", emu.url()))
-        .json(&rules)
-        .send()
-        .await
-        .unwrap();
+    set_faults(&emu, rules).await;
     let url = emu.webhook_url(1, SECRET);
     let o = oint(
         &[
@@ -120,12 +101,7 @@ async fn an_unknown_outcome_exits_5_and_says_what_to_do() {
     );
     // The OPI command reports it the same way.
     let rules = json!([{"method": "im.notify.personal.add", "kind": "reset_after"}]);
-    reqwest::Client::new()
-        .post(format!("{}/_emulator/faults", emu.url()))
-        .json(&rules)
-        .send()
-        .await
-        .unwrap();
+    set_faults(&emu, rules).await;
     let o = oint(
         &[
             "bitrix24",
