@@ -10,7 +10,8 @@
 //!   connection and drops it, so the client sees the socket close with no HTTP response bytes.
 //! - **TLS handshakes off the accept loop.** With TLS, a background task accepts TCP
 //!   connections and runs each handshake in its own task (with a timeout); finished streams
-//!   are handed to axum through a channel, so a slow or stuck client cannot hold up others.
+//!   are handed to the serving loop through a channel, so a slow or stuck client cannot hold
+//!   up others.
 //!
 //! The client's address (for the per-IP rate limit) travels in [`Conn`] too.
 //!

@@ -591,7 +591,10 @@ async fn data_path_that_is_not_a_regular_file_is_refused_and_nothing_is_chmodded
     let data = dir.path().join("data.sqlite");
     std::os::unix::fs::symlink(&victim, side(&data, "-wal")).unwrap();
     let err = Emulator::start(config().data(&data)).await.unwrap_err();
-    assert!(err.to_string().contains("-wal is not a regular file"), "{err}");
+    assert!(
+        err.to_string().contains("-wal is not a regular file"),
+        "{err}"
+    );
     assert_eq!(mode(&victim), 0o644);
 }
 
