@@ -24,6 +24,12 @@ pub enum Error {
     /// The SQLite data file could not be opened, read or written.
     #[error("data file error: {0}")]
     Sqlite(#[from] rusqlite::Error),
+    /// Another emulator is using the same `--data` file.
+    #[error(
+        "data file {} is in use by another emulator; stop it or use another --data file",
+        path.display()
+    )]
+    DataInUse { path: std::path::PathBuf },
     /// A configuration value is unusable.
     #[error("invalid configuration: {0}")]
     Config(String),

@@ -8,7 +8,7 @@
 //! request log, in the order [`crate::pipeline`] describes.
 
 use axum::Router;
-use axum::body::{Body, to_bytes};
+use axum::body::Body;
 use axum::extract::{ConnectInfo, Request, State};
 use axum::http::{HeaderMap, HeaderValue, Method, StatusCode, header};
 use axum::middleware::{self, Next};
@@ -28,8 +28,10 @@ use crate::requests::{AuthKind, Entry, NO_ANSWER};
 use crate::serve::Conn;
 use crate::timing::Timing;
 
-/// Largest request body read; PHP's `post_max_size` plays this role on a portal.
-const MAX_BODY_BYTES: usize = 32 * 1024 * 1024;
+/// At most this long (and never longer than the body timeout) an over-long body is read and
+/// thrown away after the limit, so the client can finish sending and read the answer
+/// (nginx's `lingering_time`).
+const LINGER: std::time::Duration = std::time::Duration::from_secs(30);
 
 pub fn router(state: AppState) -> Router {
     Router::new()
@@ -113,6 +115,7 @@ enum Outcome {
 }
 
 async fn rest(State(state): State<AppState>, req: Request) -> Response {
+    let mut close_on_answer = false;
     let timing = Timing::start();
     let at = operating::unix_now();
     let conn = req
@@ -139,18 +142,46 @@ async fn rest(State(state): State<AppState>, req: Request) -> Response {
     };
     let (parts, body) = req.into_parts();
 
-    let mut params = parts.uri.query().map(php::parse_str).unwrap_or_default();
+    let limits = state.store.input_limits;
+    let mut params = parts
+        .uri
+        .query()
+        .map(|q| php::parse_str_limited(q, &limits))
+        .unwrap_or_default();
     if parts.method == Method::POST {
-        let bytes = match to_bytes(body, MAX_BODY_BYTES).await {
-            Ok(bytes) => bytes,
-            Err(_) => {
-                entry.status = StatusCode::PAYLOAD_TOO_LARGE.as_u16();
+        let declared = parts
+            .headers
+            .get(header::CONTENT_LENGTH)
+            .and_then(|v| v.to_str().ok())
+            .and_then(|v| v.trim().parse::<u64>().ok());
+        let read = read_body(
+            body,
+            declared,
+            limits.post_max_size,
+            state.pipeline.body_timeout,
+        )
+        .await;
+        let bytes = match read {
+            BodyRead::Complete(bytes) => bytes,
+            BodyRead::TooLarge { drained } => {
+                // The rest of the body may still be coming: answer, then close.
+                close_on_answer = !drained;
+                // PHP: "POST Content-Length of N bytes exceeds the limit of M bytes"; the
+                // script runs without the body's parameters.
+                tracing::warn!(
+                    "POST Content-Length exceeds the limit of {} bytes (post_max_size)",
+                    limits.post_max_size
+                );
+                Vec::new()
+            }
+            BodyRead::Stalled(status) => {
+                entry.status = status.as_u16();
                 state.pipeline.log.push(entry);
-                return (StatusCode::PAYLOAD_TOO_LARGE, "Request body too large").into_response();
+                return close_after(status.into_response());
             }
         };
         // `array_replace`: body values win over the query at the top level.
-        params.extend(parse_body(&parts.headers, &bytes));
+        params.extend(parse_body_limited(&parts.headers, &bytes, &limits));
     }
     let credentials = match &route {
         Ok(route) => take_credentials(route, &mut params, &parts.headers),
@@ -215,6 +246,76 @@ async fn rest(State(state): State<AppState>, req: Request) -> Response {
         }
     };
     state.pipeline.log.push(entry);
+    if close_on_answer {
+        close_after(response)
+    } else {
+        response
+    }
+}
+
+/// What reading a request body gave.
+enum BodyRead {
+    Complete(Vec<u8>),
+    /// Over `post_max_size`; `drained` when the rest was read and thrown away to its end.
+    TooLarge {
+        drained: bool,
+    },
+    /// The client stopped sending (408) or the body broke off (400).
+    Stalled(StatusCode),
+}
+
+/// Read a body of at most `limit` bytes, waiting at most `timeout` for each piece (nginx's
+/// `client_body_timeout`). Past the limit nothing more is kept: the rest is drained for a
+/// bounded time, so memory never exceeds the limit and an endless body cannot hold a task.
+async fn read_body(
+    body: Body,
+    declared: Option<u64>,
+    limit: usize,
+    timeout: std::time::Duration,
+) -> BodyRead {
+    use futures_util::StreamExt as _;
+    let mut stream = body.into_data_stream();
+    let mut kept: Vec<u8> = Vec::new();
+    let linger = |now: tokio::time::Instant| now + timeout.min(LINGER);
+    let mut linger_until = declared
+        .is_some_and(|n| n > limit as u64)
+        .then(|| linger(tokio::time::Instant::now()));
+    loop {
+        let wait = match linger_until {
+            Some(until) => until.min(tokio::time::Instant::now() + timeout),
+            None => tokio::time::Instant::now() + timeout,
+        };
+        let next = match tokio::time::timeout_at(wait, stream.next()).await {
+            Ok(next) => next,
+            Err(_) if linger_until.is_some() => return BodyRead::TooLarge { drained: false },
+            Err(_) => return BodyRead::Stalled(StatusCode::REQUEST_TIMEOUT),
+        };
+        match next {
+            None if linger_until.is_some() => return BodyRead::TooLarge { drained: true },
+            None => return BodyRead::Complete(kept),
+            Some(Err(_)) if linger_until.is_some() => {
+                return BodyRead::TooLarge { drained: false };
+            }
+            Some(Err(_)) => return BodyRead::Stalled(StatusCode::BAD_REQUEST),
+            Some(Ok(chunk)) => {
+                if linger_until.is_none() {
+                    if kept.len() + chunk.len() > limit {
+                        kept = Vec::new();
+                        linger_until = Some(linger(tokio::time::Instant::now()));
+                    } else {
+                        kept.extend_from_slice(&chunk);
+                    }
+                }
+            }
+        }
+    }
+}
+
+/// Mark an answer as the connection's last.
+fn close_after(mut response: Response) -> Response {
+    response
+        .headers_mut()
+        .insert(header::CONNECTION, HeaderValue::from_static("close"));
     response
 }
 
@@ -316,62 +417,23 @@ async fn execute(
 }
 
 /// JSON for `application/json` (invalid or non-object JSON is no parameters), `parse_str` for
-/// anything else, as `CRestUtil::getRequestData` does.
+/// anything else, as `CRestUtil::getRequestData` does; PHP's default limits.
+#[cfg(test)]
 fn parse_body(headers: &HeaderMap, body: &[u8]) -> Map<String, Value> {
-    if body.is_empty() {
-        return Map::new();
-    }
+    parse_body_limited(headers, body, &php::InputLimits::default())
+}
+
+/// [`crate::decode::request_body`] with the request's `Content-Type`.
+fn parse_body_limited(
+    headers: &HeaderMap,
+    body: &[u8],
+    limits: &php::InputLimits,
+) -> Map<String, Value> {
     let content_type = headers
         .get(header::CONTENT_TYPE)
         .and_then(|v| v.to_str().ok())
         .unwrap_or("");
-    let mime = content_type
-        .split(';')
-        .next()
-        .unwrap_or("")
-        .trim()
-        .to_ascii_lowercase();
-    if mime == "application/json" {
-        match serde_json::from_slice::<Value>(body) {
-            Ok(Value::Object(map)) => map,
-            _ => Map::new(),
-        }
-    } else if mime == "multipart/form-data" {
-        php::register_pairs(multipart_fields(content_type, body))
-    } else {
-        php::parse_str(&String::from_utf8_lossy(body))
-    }
-}
-
-/// The text fields of a `multipart/form-data` body, as PHP puts them in `$_POST`, parsed with
-/// multer. File parts (with a `filename`, even an empty one) go to `$_FILES` on a portal, so
-/// they are not parameters. A malformed body keeps the fields before the damage.
-fn multipart_fields(content_type: &str, body: &[u8]) -> Vec<(String, String)> {
-    let Ok(boundary) = multer::parse_boundary(content_type) else {
-        return Vec::new();
-    };
-    let chunk = body.to_vec();
-    let stream =
-        futures_util::stream::once(async move { Ok::<_, std::convert::Infallible>(chunk) });
-    let mut multipart = multer::Multipart::new(stream, boundary);
-    let collect = async move {
-        let mut fields = Vec::new();
-        while let Ok(Some(field)) = multipart.next_field().await {
-            if field.file_name().is_some() {
-                continue;
-            }
-            let Some(name) = field.name().map(str::to_owned) else {
-                continue;
-            };
-            match field.bytes().await {
-                Ok(value) => fields.push((name, String::from_utf8_lossy(&value).into_owned())),
-                Err(_) => break,
-            }
-        }
-        fields
-    };
-    // The whole body is already in memory, so the parser never has to wait.
-    futures_util::FutureExt::now_or_never(collect).unwrap_or_default()
+    crate::decode::request_body(content_type, body, limits)
 }
 
 /// Pull the credentials out and drop the auth parameters so methods never see them.

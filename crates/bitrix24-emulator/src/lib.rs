@@ -15,12 +15,15 @@ use std::fmt;
 use std::net::SocketAddr;
 use std::path::PathBuf;
 use std::sync::Arc;
+use std::time::Duration;
 
 use tokio::sync::oneshot;
 use tokio::task::JoinHandle;
 
 mod attach;
 mod auth;
+mod datafile;
+pub mod decode;
 mod error;
 mod faults;
 mod handlers;
@@ -78,7 +81,16 @@ pub struct Config {
     operating_billing: Billing,
     processing_ms: u64,
     tls: Option<PathBuf>,
+    input_limits: decode::InputLimits,
+    idle_timeout: Duration,
+    body_timeout: Duration,
 }
+
+/// nginx's `keepalive_timeout` default: how long a connection may sit without a complete
+/// request head (idle between requests, silent, or sending headers slowly).
+pub const DEFAULT_IDLE_TIMEOUT: Duration = Duration::from_secs(75);
+/// nginx's `client_body_timeout` default: the longest pause between two pieces of a body.
+pub const DEFAULT_BODY_TIMEOUT: Duration = Duration::from_secs(60);
 
 #[derive(Clone)]
 struct TokenSpec {
@@ -107,6 +119,9 @@ impl Default for Config {
             operating_billing: Billing::Batch,
             processing_ms: 0,
             tls: None,
+            input_limits: decode::InputLimits::default(),
+            idle_timeout: DEFAULT_IDLE_TIMEOUT,
+            body_timeout: DEFAULT_BODY_TIMEOUT,
         }
     }
 }
@@ -230,6 +245,42 @@ impl Config {
         self.tls = Some(dir.into());
         self
     }
+
+    /// PHP's `max_input_vars` (default 1000): variables kept per query string, body or
+    /// `parse_str` call; later ones are dropped, as PHP drops them.
+    pub fn max_input_vars(mut self, n: usize) -> Self {
+        self.input_limits.max_input_vars = n;
+        self
+    }
+
+    /// PHP's `max_input_nesting_level` (default 64): a name with more bracket levels removes
+    /// its whole top-level variable, as PHP does.
+    pub fn max_input_nesting_level(mut self, n: usize) -> Self {
+        self.input_limits.max_input_nesting_level = n;
+        self
+    }
+
+    /// PHP's `post_max_size` in bytes (default 8 MiB): a larger body is read and thrown away,
+    /// and the call runs without its parameters, as PHP does.
+    pub fn post_max_size(mut self, bytes: usize) -> Self {
+        self.input_limits.post_max_size = bytes;
+        self
+    }
+
+    /// How long a connection may go without a complete request head: from its opening, or
+    /// from the end of the previous answer (default 75 s, nginx's `keepalive_timeout`). Idle
+    /// keep-alive connections, silent ones and ones sending headers slowly are closed then.
+    pub fn idle_timeout(mut self, timeout: Duration) -> Self {
+        self.idle_timeout = timeout;
+        self
+    }
+
+    /// The longest pause between two pieces of a request body (default 60 s, nginx's
+    /// `client_body_timeout`); then the answer is 408 and the connection is closed.
+    pub fn body_timeout(mut self, timeout: Duration) -> Self {
+        self.body_timeout = timeout;
+        self
+    }
 }
 
 impl fmt::Debug for Config {
@@ -273,6 +324,9 @@ impl fmt::Debug for Config {
             .field("operating_billing", &self.operating_billing)
             .field("processing_ms", &self.processing_ms)
             .field("tls", &self.tls)
+            .field("input_limits", &self.input_limits)
+            .field("idle_timeout", &self.idle_timeout)
+            .field("body_timeout", &self.body_timeout)
             .finish()
     }
 }
@@ -363,6 +417,7 @@ impl AppState {
         };
         let mut store = Store::open(seed, config.data.as_deref())?;
         store.switches = config.switches;
+        store.input_limits = config.input_limits;
         let oauth = oauth::OAuthServer::open(
             &oauth_apps,
             config.token_ttl,
@@ -389,6 +444,14 @@ fn pipeline_of(config: &Config) -> Result<pipeline::Pipeline, Error> {
     if let Some(why) = policy.as_ref().and_then(limits::RatePolicy::invalid) {
         return Err(Error::Config(why));
     }
+    for (name, d) in [
+        ("idle timeout", config.idle_timeout),
+        ("body timeout", config.body_timeout),
+    ] {
+        if d.is_zero() {
+            return Err(Error::Config(format!("{name} must be positive")));
+        }
+    }
     let budget = config.operating_budget;
     if !(budget.is_finite() && budget >= 0.0) {
         return Err(Error::Config(format!(
@@ -404,6 +467,7 @@ fn pipeline_of(config: &Config) -> Result<pipeline::Pipeline, Error> {
         faults: faults::Faults::default(),
         log: requests::RequestLog::default(),
         processing: std::time::Duration::from_millis(config.processing_ms),
+        body_timeout: config.body_timeout,
     })
 }
 
@@ -436,6 +500,7 @@ impl Emulator {
     /// Start on `addr` (port 0 picks a free port).
     pub async fn bind(config: Config, addr: SocketAddr) -> Result<Emulator, Error> {
         let tls_dir = config.tls.clone();
+        let idle_timeout = config.idle_timeout;
         let state = AppState::new(config)?;
         let listener = tokio::net::TcpListener::bind(addr)
             .await
@@ -451,18 +516,11 @@ impl Emulator {
             None => (serve::EmuListener::plain(listener)?, None),
         };
         let (tx, rx) = oneshot::channel::<()>();
-        let router = app(state.clone()).into_make_service_with_connect_info::<serve::Conn>();
-        let task = tokio::spawn(async move {
-            let served = axum::serve(listener, router)
-                .with_graceful_shutdown(async move {
-                    // A dropped sender also means "stop".
-                    let _ = rx.await;
-                })
-                .await;
-            if let Err(e) = served {
-                tracing::error!(error = %e, "server stopped with an error");
-            }
-        });
+        let router = app(state.clone());
+        let task = tokio::spawn(serve::run(listener, router, idle_timeout, async move {
+            // A dropped sender also means "stop".
+            let _ = rx.await;
+        }));
         Ok(Emulator {
             addr,
             state,

@@ -108,6 +108,71 @@ struct Cli {
     /// created). Trust it with REQUESTS_CA_BUNDLE=DIR/ca.pem or NODE_EXTRA_CA_CERTS=DIR/ca.pem.
     #[arg(long, value_name = "DIR")]
     tls: Option<PathBuf>,
+
+    /// PHP's max_input_vars: variables kept per query string, body or parse_str() call (batch
+    /// commands); later ones are dropped, as PHP drops them.
+    #[arg(long = "max-input-vars", value_name = "N", default_value_t = 1000)]
+    max_input_vars: usize,
+
+    /// PHP's max_input_nesting_level: a parameter name with more bracket levels (a[b][c] has
+    /// 2) removes its whole top-level variable, as PHP does.
+    #[arg(
+        long = "max-input-nesting-level",
+        value_name = "N",
+        default_value_t = 64
+    )]
+    max_input_nesting_level: usize,
+
+    /// PHP's post_max_size, in bytes or with a K, M or G suffix as in php.ini: a larger body
+    /// is read and thrown away, and the call runs without its parameters.
+    #[arg(long = "post-max-size", value_name = "SIZE", default_value = "8M")]
+    post_max_size: String,
+
+    /// Close a connection that has not sent a complete request head this many seconds after
+    /// it opened or after the previous answer (idle keep-alive, silent or slow clients).
+    /// Default: nginx's keepalive_timeout.
+    #[arg(long = "idle-timeout", value_name = "SECONDS", default_value_t = 75.0)]
+    idle_timeout: f64,
+
+    /// Longest pause between two pieces of a request body; then 408 and the connection is
+    /// closed. Default: nginx's client_body_timeout.
+    #[arg(long = "body-timeout", value_name = "SECONDS", default_value_t = 60.0)]
+    body_timeout: f64,
+}
+
+/// Seconds for a timeout flag: positive, at most a day. The error names the flag.
+fn timeout_secs(flag: &str, secs: f64) -> Result<std::time::Duration, String> {
+    if secs.is_finite()
+        && secs > 0.0
+        && secs <= 86_400.0
+        && let Ok(d) = std::time::Duration::try_from_secs_f64(secs)
+    {
+        return Ok(d);
+    }
+    Err(format!(
+        "error: invalid value for '--{flag}': expected a number of seconds greater than 0 and at most 86400"
+    ))
+}
+
+/// `8M`-style sizes as php.ini writes them (K, M, G are powers of 1024).
+fn php_size(raw: &str) -> Result<usize, String> {
+    let bad = || {
+        "error: invalid value for '--post-max-size': expected bytes, optionally with a K, M or G suffix (e.g. 8M)".to_owned()
+    };
+    let raw = raw.trim();
+    let (digits, unit) = match raw.char_indices().last() {
+        Some((i, c)) if c.is_ascii_alphabetic() => (&raw[..i], c.to_ascii_uppercase()),
+        _ => (raw, 'B'),
+    };
+    let shift = match unit {
+        'B' => 0,
+        'K' => 10,
+        'M' => 20,
+        'G' => 30,
+        _ => return Err(bad()),
+    };
+    let n: usize = digits.parse().map_err(|_| bad())?;
+    n.checked_mul(1usize << shift).ok_or_else(bad)
 }
 
 #[derive(Debug, Clone, Copy, ValueEnum)]
@@ -221,6 +286,12 @@ fn config(cli: &Cli) -> Result<Config, String> {
     if let Some(dir) = &cli.tls {
         config = config.tls(dir);
     }
+    config = config
+        .max_input_vars(cli.max_input_vars)
+        .max_input_nesting_level(cli.max_input_nesting_level)
+        .post_max_size(php_size(&cli.post_max_size)?)
+        .idle_timeout(timeout_secs("idle-timeout", cli.idle_timeout)?)
+        .body_timeout(timeout_secs("body-timeout", cli.body_timeout)?);
     Ok(config)
 }
 

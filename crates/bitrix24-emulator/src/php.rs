@@ -206,8 +206,49 @@ pub fn rawurldecode(s: &str) -> String {
 // parse_str
 // ---------------------------------------------------------------------------------------------
 
-/// PHP limits nesting (`max_input_nesting_level`); deeper variables are dropped.
-const MAX_NESTING: usize = 64;
+/// PHP's input limits from `php.ini`, which the portal applies to the query string, to form
+/// and multipart bodies and to every `parse_str()` call (batch commands included).
+///
+/// The defaults are PHP's: `max_input_vars = 1000`, `max_input_nesting_level = 64`,
+/// `post_max_size = 8M`. The reference says nothing about the portal's own values.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct InputLimits {
+    /// Variables kept per source (query string, body, one `parse_str` call); the rest are
+    /// dropped with PHP's warning "Input variables exceeded N".
+    pub max_input_vars: usize,
+    /// Bracket levels a name may have (`a[b][c]` has 2); a deeper name removes its whole
+    /// top-level variable, as `php_register_variable_ex` does.
+    pub max_input_nesting_level: usize,
+    /// Largest body PHP reads, in bytes; a larger one is ignored as a whole (no parameters).
+    pub post_max_size: usize,
+}
+
+/// PHP's `max_input_vars` default.
+pub const MAX_INPUT_VARS: usize = 1000;
+/// PHP's `max_input_nesting_level` default.
+pub const MAX_INPUT_NESTING_LEVEL: usize = 64;
+/// PHP's `post_max_size` default, `8M`.
+pub const POST_MAX_SIZE: usize = 8 * 1024 * 1024;
+/// PHP's `max_file_uploads` default: with it, `max_multipart_body_parts` (default -1) is
+/// `max_input_vars + max_file_uploads`, after which PHP stops reading a multipart body.
+pub const MAX_FILE_UPLOADS: usize = 20;
+
+impl Default for InputLimits {
+    fn default() -> Self {
+        InputLimits {
+            max_input_vars: MAX_INPUT_VARS,
+            max_input_nesting_level: MAX_INPUT_NESTING_LEVEL,
+            post_max_size: POST_MAX_SIZE,
+        }
+    }
+}
+
+fn warn_vars_exceeded(limits: &InputLimits) {
+    tracing::warn!(
+        "Input variables exceeded {}. To increase the limit change max_input_vars in php.ini.",
+        limits.max_input_vars
+    );
+}
 
 #[derive(Debug, Clone, PartialEq, Eq, Hash)]
 enum Key {
@@ -283,6 +324,16 @@ impl PhpArray {
         &mut self.entries[idx].1
     }
 
+    /// `zend_symtable_str_del`. Rare (only over-nested names), so shifting is fine.
+    fn remove(&mut self, key: &Key) {
+        if let Some(idx) = self.index.remove(key) {
+            self.entries.remove(idx);
+            for (i, (k, _)) in self.entries.iter().enumerate().skip(idx) {
+                self.index.insert(k.clone(), i);
+            }
+        }
+    }
+
     fn push(&mut self, node: Node) -> &mut Node {
         let key = Key::Int(self.next_index);
         self.set(key, node)
@@ -345,25 +396,75 @@ impl Node {
     }
 }
 
-/// PHP `parse_str`: `&`-separated pairs, URL-decoded, with bracket syntax for nesting.
+/// PHP `parse_str`: `&`-separated pairs, URL-decoded, with bracket syntax for nesting, under
+/// PHP's default [`InputLimits`].
 pub fn parse_str(input: &str) -> Map<String, Value> {
-    register_pairs(
-        form_urlencoded::parse(input.as_bytes()).map(|(k, v)| (k.into_owned(), v.into_owned())),
-    )
+    parse_str_limited(input, &InputLimits::default())
+}
+
+/// `parse_str` (and the query string, `php_default_treat_data`): empty pieces are skipped, every
+/// other piece is counted before it is registered, so the first `max_input_vars` are kept.
+/// Stops reading at the limit, so the work is linear in what is kept.
+pub fn parse_str_limited(input: &str, limits: &InputLimits) -> Map<String, Value> {
+    let mut root = PhpArray::default();
+    let mut count = 0usize;
+    for piece in input.split('&').filter(|p| !p.is_empty()) {
+        count += 1;
+        if count > limits.max_input_vars {
+            warn_vars_exceeded(limits);
+            break;
+        }
+        for (k, v) in form_urlencoded::parse(piece.as_bytes()) {
+            register_variable(&mut root, &k, v.into_owned(), limits);
+        }
+    }
+    root.into_map()
+}
+
+/// An `application/x-www-form-urlencoded` body as PHP fills `$_POST` (`add_post_vars`): every
+/// piece counts, empty ones too, and the count is checked after the piece is registered, so
+/// PHP keeps `max_input_vars + 1` variables (its own off-by-one, kept for fidelity).
+pub fn parse_post_limited(body: &str, limits: &InputLimits) -> Map<String, Value> {
+    let mut root = PhpArray::default();
+    let mut pieces = body.split('&').peekable();
+    let mut count = 0usize;
+    while let Some(piece) = pieces.next() {
+        // `add_post_var` stops when the pointer reaches the end: a trailing '&' adds nothing.
+        if piece.is_empty() && pieces.peek().is_none() {
+            break;
+        }
+        for (k, v) in form_urlencoded::parse(piece.as_bytes()) {
+            register_variable(&mut root, &k, v.into_owned(), limits);
+        }
+        count += 1;
+        if count > limits.max_input_vars {
+            warn_vars_exceeded(limits);
+            break;
+        }
+    }
+    root.into_map()
 }
 
 /// Build parameters from already-decoded name/value pairs (multipart fields), with the same
-/// bracket rules as `parse_str`.
-pub fn register_pairs(pairs: impl IntoIterator<Item = (String, String)>) -> Map<String, Value> {
+/// bracket rules as `parse_str`. As `rfc1867.c` does, the first `max_input_vars` fields are
+/// registered and the rest dropped; the iterator is not read past the limit.
+pub fn register_pairs_limited(
+    pairs: impl IntoIterator<Item = (String, String)>,
+    limits: &InputLimits,
+) -> Map<String, Value> {
     let mut root = PhpArray::default();
-    for (name, value) in pairs {
-        register_variable(&mut root, &name, value);
+    for (count, (name, value)) in pairs.into_iter().enumerate() {
+        if count >= limits.max_input_vars {
+            warn_vars_exceeded(limits);
+            break;
+        }
+        register_variable(&mut root, &name, value, limits);
     }
     root.into_map()
 }
 
 /// `php_register_variable_ex` from PHP's `main/php_variables.c`.
-fn register_variable(root: &mut PhpArray, name: &str, value: String) {
+fn register_variable(root: &mut PhpArray, name: &str, value: String, limits: &InputLimits) {
     let name = name.trim_start_matches(' ');
     let chars: Vec<char> = name.chars().collect();
 
@@ -390,6 +491,16 @@ fn register_variable(root: &mut PhpArray, name: &str, value: String) {
     if has_bracket {
         // `pos` is at a '['.
         loop {
+            // Checked before each bracket, as PHP does: one level too many removes the whole
+            // top-level variable, earlier values under it included.
+            if indexes.len() >= limits.max_input_nesting_level {
+                root.remove(&Key::from_str(&base));
+                tracing::warn!(
+                    "Input variable nesting level exceeded {}. To increase the limit change max_input_nesting_level in php.ini.",
+                    limits.max_input_nesting_level
+                );
+                return;
+            }
             let start = pos + 1;
             let mut probe = start;
             if probe < chars.len() && chars[probe] == ' ' {
@@ -431,10 +542,6 @@ fn register_variable(root: &mut PhpArray, name: &str, value: String) {
             }
         }
     }
-    if indexes.len() >= MAX_NESTING {
-        return;
-    }
-
     let mut target = root;
     let mut key = Some(Key::from_str(&base));
     for index in indexes {
@@ -604,9 +711,149 @@ mod tests {
     fn parse_str_is_linear_on_large_lists() {
         let input = "a[]=1&".repeat(200_000) + "b[x]=1&".repeat(100_000).as_str();
         let started = std::time::Instant::now();
-        let parsed = parse_str(&input);
+        // With PHP's limit only 1000 would be kept; lift it to see the parser's own cost.
+        let unlimited = InputLimits {
+            max_input_vars: usize::MAX,
+            ..InputLimits::default()
+        };
+        let parsed = parse_str_limited(&input, &unlimited);
         assert_eq!(parsed["a"].as_array().map(Vec::len), Some(200_000));
         assert!(started.elapsed() < std::time::Duration::from_secs(10));
+    }
+
+    /// `n` top-level variables `v1=1&v2=1…`, optionally with empty pieces between them.
+    fn vars(n: usize, sep: &str) -> String {
+        (1..=n)
+            .map(|i| format!("v{i}=1"))
+            .collect::<Vec<_>>()
+            .join(sep)
+    }
+
+    fn nested(levels: usize) -> String {
+        format!("A{}=1", "[a]".repeat(levels))
+    }
+
+    #[test]
+    fn max_input_vars_boundary() {
+        let php = InputLimits::default();
+        // (input, kept by parse_str / query string, kept in $_POST)
+        let cases: &[(String, usize, usize)] = &[
+            (vars(999, "&"), 999, 999),
+            (vars(1000, "&"), 1000, 1000),
+            (vars(1001, "&"), 1000, 1001),
+            (vars(1002, "&"), 1000, 1001),
+            (vars(5000, "&"), 1000, 1001),
+            // parse_str skips empty pieces; $_POST counts them.
+            (vars(1000, "&&"), 1000, 501),
+            (format!("&{}&", vars(1000, "&")), 1000, 1000),
+        ];
+        for (input, by_parse_str, by_post) in cases {
+            let got = parse_str_limited(input, &php);
+            assert_eq!(
+                got.len(),
+                *by_parse_str,
+                "parse_str of {} bytes",
+                input.len()
+            );
+            assert!(got.contains_key("v1"));
+            assert!(!got.contains_key("v1001"), "v1001 is over the limit");
+            let post = parse_post_limited(input, &php);
+            assert_eq!(post.len(), *by_post, "$_POST of {} bytes", input.len());
+        }
+        // The kept ones are the first ones, and the default entry point uses PHP's limit.
+        let got = parse_str(&vars(1001, "&"));
+        assert!(got.contains_key("v1000") && !got.contains_key("v1001"));
+        // Multipart fields: the first max_input_vars.
+        let pairs = (1..=1001).map(|i| (format!("v{i}"), "1".to_owned()));
+        let got = register_pairs_limited(pairs, &php);
+        assert_eq!(got.len(), 1000);
+        assert!(got.contains_key("v1000") && !got.contains_key("v1001"));
+        // Nested names count once each, like flat ones.
+        let got = parse_str(&"a[]=1&".repeat(1001));
+        assert_eq!(got["a"].as_array().map(Vec::len), Some(1000));
+        // A smaller configured limit.
+        let two = InputLimits {
+            max_input_vars: 2,
+            ..php
+        };
+        assert_eq!(
+            Value::Object(parse_str_limited("a=1&b=2&c=3", &two)),
+            json!({"a": "1", "b": "2"})
+        );
+    }
+
+    #[test]
+    fn max_input_nesting_level_boundary() {
+        let php = InputLimits::default();
+        let depth = |v: &Value| {
+            let mut d = 0;
+            let mut v = v;
+            while let Some(next) = v.get("a") {
+                d += 1;
+                v = next;
+            }
+            (d, v.clone())
+        };
+        for levels in [1, 63, 64] {
+            let got = parse_str_limited(&nested(levels), &php);
+            assert_eq!(
+                depth(&got["A"]),
+                (levels, json!("1")),
+                "{levels} levels kept"
+            );
+        }
+        for levels in [65, 66, 1000] {
+            assert!(
+                parse_str_limited(&nested(levels), &php).is_empty(),
+                "{levels} levels dropped"
+            );
+        }
+        // Too deep removes the whole top-level variable, earlier values included; later ones
+        // build it again; other variables stay.
+        let input = format!("A[x]=1&B=2&{}&C=3", nested(65));
+        assert_eq!(
+            Value::Object(parse_str(&input)),
+            json!({"B": "2", "C": "3"})
+        );
+        let input = format!("{}&A[y]=2", nested(65));
+        assert_eq!(Value::Object(parse_str(&input)), json!({"A": {"y": "2"}}));
+        // `[]` levels count as levels; an unclosed bracket past the limit still counts.
+        assert!(parse_str(&format!("L{}=1", "[]".repeat(65))).is_empty());
+        assert_eq!(parse_str(&format!("L{}=1", "[]".repeat(64))).len(), 1);
+        assert!(parse_str(&format!("{}[y=1", &nested(64)[..nested(64).len() - 2])).is_empty());
+        // $_POST and multipart apply the same nesting rule.
+        assert!(parse_post_limited(&nested(65), &php).is_empty());
+        assert_eq!(parse_post_limited(&nested(64), &php).len(), 1);
+        let one = InputLimits {
+            max_input_nesting_level: 1,
+            ..php
+        };
+        assert_eq!(
+            Value::Object(parse_str_limited("a[b]=1&c[d][e]=2", &one)),
+            json!({"a": {"b": "1"}})
+        );
+    }
+
+    #[test]
+    fn hostile_form_is_bounded() {
+        // 160,000 names 60 levels deep (about 30 MB): only the first 1000 are built.
+        let name = format!("{}=1", "[a]".repeat(60));
+        let mut body = String::with_capacity(160_000 * (name.len() + 8));
+        for i in 1..=160_000 {
+            if i > 1 {
+                body.push('&');
+            }
+            body.push_str(&format!("A{i}"));
+            body.push_str(&name);
+        }
+        assert!(body.len() > 29_000_000);
+        let got = parse_str(&body);
+        assert_eq!(got.len(), 1000);
+        assert!(got.contains_key("A1000") && !got.contains_key("A1001"));
+        assert_eq!(
+            parse_post_limited(&body, &InputLimits::default()).len(),
+            1001
+        );
     }
 
     #[test]

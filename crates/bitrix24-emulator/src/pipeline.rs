@@ -34,6 +34,8 @@ pub struct Pipeline {
     pub log: RequestLog,
     /// Simulated server time per call.
     pub processing: Duration,
+    /// Longest wait for the next piece of a request body.
+    pub body_timeout: Duration,
 }
 
 impl Pipeline {

@@ -10,9 +10,16 @@
 //!   connection and drops it, so the client sees the socket close with no HTTP response bytes.
 //! - **TLS handshakes off the accept loop.** With TLS, a background task accepts TCP
 //!   connections and runs each handshake in its own task (with a timeout); finished streams
-//!   are handed to axum through a channel, so a slow or stuck client cannot hold up others.
+//!   are handed to the serving loop through a channel, so a slow or stuck client cannot hold
+//!   up others.
 //!
 //! The client's address (for the per-IP rate limit) travels in [`Conn`] too.
+//!
+//! Connections are served by hyper directly (not `axum::serve`) so that hyper's header-read
+//! timer runs: it starts when a connection opens and again after each answer, and closes a
+//! connection that has not sent a complete request head by then. That one timer bounds idle
+//! keep-alive connections, connections that never send, and slowloris clients; a request
+//! being read or answered is never cut by it. Bodies have their own timeout in the handler.
 
 use std::io;
 use std::net::SocketAddr;
@@ -22,8 +29,11 @@ use std::sync::atomic::{AtomicBool, Ordering};
 use std::task::{Context, Poll};
 use std::time::Duration;
 
-use axum::extract::connect_info::Connected;
-use axum::serve::{IncomingStream, Listener};
+use axum::Router;
+use axum::body::Body;
+use axum::extract::ConnectInfo;
+use hyper::body::Incoming;
+use hyper_util::rt::{TokioIo, TokioTimer};
 use tokio::io::{AsyncRead, AsyncWrite, ReadBuf};
 use tokio::net::{TcpListener, TcpStream};
 use tokio::sync::mpsc;
@@ -45,15 +55,6 @@ impl Conn {
     /// Close the connection without writing anything more (in particular, no response).
     pub fn reset(&self) {
         self.killed.store(true, Ordering::SeqCst);
-    }
-}
-
-impl Connected<IncomingStream<'_, EmuListener>> for Conn {
-    fn connect_info(stream: IncomingStream<'_, EmuListener>) -> Self {
-        Conn {
-            peer: *stream.remote_addr(),
-            killed: stream.io().killed.clone(),
-        }
     }
 }
 
@@ -169,7 +170,6 @@ impl AsyncWrite for Io {
 
 /// Connections from a bound socket, plain or through TLS.
 pub struct EmuListener {
-    local: SocketAddr,
     source: Source,
 }
 
@@ -183,18 +183,15 @@ impl EmuListener {
     /// Serve plain HTTP on `listener`.
     pub fn plain(listener: TcpListener) -> io::Result<Self> {
         Ok(EmuListener {
-            local: listener.local_addr()?,
             source: Source::Plain(listener),
         })
     }
 
     /// Serve HTTPS on `listener`; handshakes run in their own tasks.
     pub fn tls(listener: TcpListener, config: Arc<rustls::ServerConfig>) -> io::Result<Self> {
-        let local = listener.local_addr()?;
         let (tx, rx) = mpsc::channel(64);
         tokio::spawn(accept_tls(listener, TlsAcceptor::from(config), tx));
         Ok(EmuListener {
-            local,
             source: Source::Tls(rx),
         })
     }
@@ -246,10 +243,7 @@ async fn accept_error(e: io::Error) {
     tokio::time::sleep(Duration::from_secs(1)).await;
 }
 
-impl Listener for EmuListener {
-    type Io = Io;
-    type Addr = SocketAddr;
-
+impl EmuListener {
     async fn accept(&mut self) -> (Io, SocketAddr) {
         match &mut self.source {
             Source::Plain(listener) => loop {
@@ -268,8 +262,66 @@ impl Listener for EmuListener {
             },
         }
     }
+}
 
-    fn local_addr(&self) -> io::Result<SocketAddr> {
-        Ok(self.local)
+/// Serve `router` on `listener` until `shutdown` resolves, then finish open connections
+/// gracefully (idle ones close at once) and return when all are done.
+pub async fn run(
+    mut listener: EmuListener,
+    router: Router,
+    idle_timeout: Duration,
+    shutdown: impl std::future::Future<Output = ()>,
+) {
+    let (stop_tx, stop_rx) = tokio::sync::watch::channel(false);
+    let mut connections = tokio::task::JoinSet::new();
+    let mut shutdown = std::pin::pin!(shutdown);
+    loop {
+        tokio::select! {
+            () = &mut shutdown => break,
+            (io, peer) = listener.accept() => {
+                let conn = Conn { peer, killed: io.killed.clone() };
+                let router = router.clone();
+                let stop = stop_rx.clone();
+                connections.spawn(serve_connection(io, conn, router, idle_timeout, stop));
+            }
+            Some(_) = connections.join_next(), if !connections.is_empty() => {}
+        }
+    }
+    drop(listener);
+    let _ = stop_tx.send(true);
+    while connections.join_next().await.is_some() {}
+}
+
+async fn serve_connection(
+    io: Io,
+    conn: Conn,
+    router: Router,
+    idle_timeout: Duration,
+    mut stop: tokio::sync::watch::Receiver<bool>,
+) {
+    let peer = conn.peer;
+    let service = hyper::service::service_fn(move |req: hyper::Request<Incoming>| {
+        let mut req = req.map(Body::new);
+        req.extensions_mut().insert(ConnectInfo(conn.clone()));
+        let mut router = router.clone();
+        // Router is always ready; its error type is Infallible.
+        tower_service::Service::call(&mut router, req)
+    });
+    let mut builder = hyper::server::conn::http1::Builder::new();
+    builder
+        .timer(TokioTimer::new())
+        .header_read_timeout(idle_timeout)
+        .keep_alive(true);
+    let connection = builder.serve_connection(TokioIo::new(io), service);
+    let mut connection = std::pin::pin!(connection);
+    let done = tokio::select! {
+        done = connection.as_mut() => done,
+        _ = async { stop.wait_for(|stop| *stop).await.map(|_| ()) } => {
+            connection.as_mut().graceful_shutdown();
+            connection.as_mut().await
+        }
+    };
+    if let Err(e) = done {
+        tracing::debug!(%peer, error = %e, "connection ended");
     }
 }

@@ -63,6 +63,10 @@ pub struct Store {
     inner: Mutex<Inner>,
     /// Choices between documented and observed behaviour.
     pub switches: crate::switches::Switches,
+    /// PHP's `max_input_vars` and friends, for every `parse_str` (batch commands too).
+    pub input_limits: crate::php::InputLimits,
+    /// Held for as long as the data file is in use; after `inner`, so it is released last.
+    _data_lock: Option<crate::datafile::DataLock>,
 }
 
 struct Inner {
@@ -127,7 +131,9 @@ impl Store {
             next_id: 1,
             db: None,
         };
+        let mut data_lock = None;
         if let Some(path) = data {
+            data_lock = Some(crate::datafile::prepare(path)?);
             let db = Connection::open(path)?;
             // Two processes on one file (an emulator and a sandboxed CLI) wait instead of failing.
             db.busy_timeout(std::time::Duration::from_secs(5))?;
@@ -139,6 +145,8 @@ impl Store {
         Ok(Store {
             inner: Mutex::new(inner),
             switches: crate::switches::Switches::default(),
+            input_limits: crate::php::InputLimits::default(),
+            _data_lock: data_lock,
         })
     }
 

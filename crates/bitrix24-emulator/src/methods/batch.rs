@@ -144,7 +144,7 @@ fn run_command(call: &Call<'_>, command: &Value, sections: &Sections) -> Result<
     if path == "download" || path == "upload" || method == METHOD {
         return Err(method_not_allowed());
     }
-    let mut params = parse_batch_query(query, sections);
+    let mut params = parse_batch_query_limited(query, sections, &call.store.input_limits);
     for key in AUTH_KEYS {
         params.remove(key);
     }
@@ -209,13 +209,33 @@ fn upper_case_keys(params: Map<String, Value>) -> Map<String, Value> {
 // ParseBatchQuery
 // ---------------------------------------------------------------------------------------------
 
-/// `CRestUtil::ParseBatchQuery`: `parse_str`, then references substituted in keys and values.
+/// A command string as the batch reads it, before any command has run: the method as written
+/// and its parameters (references resolve against empty results).
+pub fn parse_command(command: &str, limits: &php::InputLimits) -> (String, Map<String, Value>) {
+    let (path, query) = parse_url(command);
+    (
+        path.to_owned(),
+        parse_batch_query_limited(query, &Sections::default(), limits),
+    )
+}
+
+/// `CRestUtil::ParseBatchQuery` under PHP's default input limits.
+#[cfg(test)]
 fn parse_batch_query(query: &str, sections: &Sections) -> Map<String, Value> {
+    parse_batch_query_limited(query, sections, &php::InputLimits::default())
+}
+
+/// `CRestUtil::ParseBatchQuery`: `parse_str`, then references substituted in keys and values.
+fn parse_batch_query_limited(
+    query: &str,
+    sections: &Sections,
+    limits: &php::InputLimits,
+) -> Map<String, Value> {
     // `if ($query)`: "" and "0" give no parameters.
     if query.is_empty() || query == "0" {
         return Map::new();
     }
-    substitute_map(php::parse_str(query), sections)
+    substitute_map(php::parse_str_limited(query, limits), sections)
 }
 
 fn substitute_map(map: Map<String, Value>, sections: &Sections) -> Map<String, Value> {
