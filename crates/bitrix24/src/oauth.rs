@@ -736,7 +736,12 @@ impl OAuth {
             .and_then(|saved| saved);
         // Even when the store failed: this process keeps using the pair, and the hook may
         // keep it somewhere else.
-        self.state().tokens = Some(tokens.clone());
+        {
+            let mut state = self.state();
+            state.tokens = Some(tokens.clone());
+            // The store now holds a spent pair; reading it again would only lose this one.
+            state.loaded = true;
+        }
         if let Some(hook) = &self.on_renewed {
             hook(&tokens);
         }

@@ -927,3 +927,76 @@ async fn method_names_that_could_leave_rest_are_refused_before_sending() {
         .await
         .unwrap();
 }
+
+/// A store whose disk is full: loads fine, never saves.
+struct FullDisk(FileTokenStore);
+
+impl TokenStore for FullDisk {
+    fn load(&self) -> std::io::Result<Option<Tokens>> {
+        self.0.load()
+    }
+    fn save(&self, _: &Tokens) -> std::io::Result<()> {
+        Err(std::io::Error::other("No space left on device"))
+    }
+    fn lock(&self) -> std::io::Result<bitrix24::StoreLock> {
+        self.0.lock()
+    }
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn a_pair_the_store_cannot_save_still_reaches_the_hook_and_this_process() {
+    let emu = start(Config::default()).await;
+    let (access, refresh) = issue(&emu, 0).await;
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("tokens.json");
+    write_private(
+        &path,
+        &format!(r#"{{"access_token": "{access}", "refresh_token": "{refresh}", "expires": 1}}"#),
+    );
+    let hooked = Arc::new(std::sync::Mutex::new(None::<Tokens>));
+    let slot = hooked.clone();
+    let c = oauth_client(
+        &emu,
+        app(&format!("{}/oauth/token/", emu.url()))
+            .store(FullDisk(FileTokenStore::new(&path)))
+            .on_renewed(move |t| *slot.lock().unwrap() = Some(t.clone())),
+    );
+    let err = guarded(c.call("user.current", json!({})))
+        .await
+        .unwrap_err();
+    assert!(
+        err.to_string().contains("refreshed but could not be saved"),
+        "{err}"
+    );
+    let hooked = hooked
+        .lock()
+        .unwrap()
+        .clone()
+        .expect("the hook has the pair");
+    assert_ne!(hooked.refresh_token().expose_secret(), refresh);
+    // This process goes on with the new access token: no second refresh, no invalid_grant.
+    guarded(c.call("user.current", json!({})))
+        .await
+        .expect("the new pair is kept in memory");
+    assert_eq!(refreshes(&emu).await, (1, 0));
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn without_a_store_the_hook_gets_every_new_pair() {
+    let emu = start(Config::default()).await;
+    let (access, refresh) = issue(&emu, 0).await;
+    let calls = Arc::new(AtomicUsize::new(0));
+    let seen = calls.clone();
+    let c = oauth_client(
+        &emu,
+        app(&format!("{}/oauth/token/", emu.url()))
+            .access_token(&access, None)
+            .refresh_token(&refresh)
+            .on_renewed(move |_| {
+                seen.fetch_add(1, Ordering::SeqCst);
+            }),
+    );
+    guarded(c.call("user.current", json!({}))).await.unwrap();
+    assert_eq!(calls.load(Ordering::SeqCst), 1);
+    assert_eq!(refreshes(&emu).await, (1, 0));
+}
