@@ -227,8 +227,13 @@ where
                         Settled::Done(..) => 0,
                     });
                     let attempt = attempts.max().unwrap_or(0);
-                    let not_before = Instant::now()
-                        + self.client.retry_policy().backoff(attempt, fastrand::f64());
+                    let now = Instant::now();
+                    let backoff = self.client.retry_policy().backoff(attempt, fastrand::f64());
+                    // A huge max_delay must not overflow the clock: a year is "not soon".
+                    let not_before = now
+                        .checked_add(backoff)
+                        .or_else(|| now.checked_add(Duration::from_secs(365 * 86_400)))
+                        .unwrap_or(now);
                     for s in settled {
                         match s {
                             Settled::Done(row, outcome) => self.ready.push_back((row, outcome)),

@@ -22,6 +22,9 @@ use crate::retry::{self, Decision, Outcome, RetryPolicy, Safety};
 pub const DEFAULT_CONNECT_TIMEOUT: Duration = Duration::from_secs(10);
 /// Default time allowed for a whole call. The cloud portal stops a request after 60 s.
 pub const DEFAULT_TIMEOUT: Duration = Duration::from_secs(65);
+/// The largest answer read from the portal. A page of 50 notifications is well under 1 MiB;
+/// past this the body is abandoned (the connection dropped) and the call fails.
+pub const MAX_ANSWER_BYTES: usize = 64 << 20;
 
 /// One REST call: a method name and its parameters.
 #[derive(Debug, Clone, PartialEq)]
@@ -309,6 +312,7 @@ impl Client {
     /// goes out once; failures are retried as [`retry::decide`] says. A write that may have
     /// run but cannot safely be sent again ends in [`Error::OutcomeUnknown`].
     pub async fn execute(&self, request: &Request) -> Result<Answer<Value>, Error> {
+        check_method(&request.method)?;
         let inner = &*self.inner;
         let policy = &inner.retry;
         let safety = safety_of(request, inner.portal.is_oauth());
@@ -463,8 +467,21 @@ impl Client {
             .get(reqwest::header::LOCATION)
             .and_then(|l| l.to_str().ok())
             .map(redact);
-        let text = response.text().await.map_err(transport)?;
-        let text = redact(&text);
+        let Some(bytes) = read_capped(response, MAX_ANSWER_BYTES)
+            .await
+            .map_err(transport)?
+        else {
+            // A 2xx status: the call may have run (a write then ends as outcome unknown).
+            return Err(Error::Decode {
+                status,
+                reason: format!(
+                    "an answer larger than {} MiB; stopped reading",
+                    MAX_ANSWER_BYTES >> 20
+                ),
+                body: String::new(),
+            });
+        };
+        let text = redact(&String::from_utf8_lossy(&bytes));
         tracing::debug!(target: "bitrix24", method = %request.method, status, body = %text, "received answer");
 
         if (300..400).contains(&status) {
@@ -671,6 +688,64 @@ fn php_truthy_string(v: &Value) -> bool {
 
 fn truthy(s: &str) -> bool {
     !(s.is_empty() || s == "0")
+}
+
+/// Checks a method name before it becomes part of a URL: ASCII letters, digits, `_` and
+/// dot-separated non-empty segments (`im.notify.personal.add`, `batch`, `user.current`),
+/// not starting with `_`. Anything else (`/`, `..`, `?`, `%`, spaces) could leave `/rest/`
+/// and carry the webhook secret or the token to another path of the portal's host; the portal
+/// has no method by such a name anyway.
+pub fn check_method(method: &str) -> Result<(), Error> {
+    let invalid = |why: &str| {
+        Error::invalid(
+            "method",
+            format!(
+                "{why}; a method name is dot-separated letters, digits and _, e.g. im.notify.personal.add"
+            ),
+        )
+    };
+    if method.is_empty() {
+        return Err(invalid("is empty"));
+    }
+    if method.len() > 200 {
+        return Err(invalid("is longer than 200 characters"));
+    }
+    if let Some(c) = method
+        .chars()
+        .find(|c| !(c.is_ascii_alphanumeric() || *c == '.' || *c == '_'))
+    {
+        return Err(invalid(&if c.is_ascii_graphic() {
+            format!("contains {c:?}")
+        } else {
+            "contains a space, control or non-ASCII character".to_string()
+        }));
+    }
+    if method.starts_with('_') || method.starts_with('.') {
+        return Err(invalid("starts with _ or ."));
+    }
+    if method.split('.').any(str::is_empty) {
+        return Err(invalid("has an empty segment (.. or a trailing .)"));
+    }
+    Ok(())
+}
+
+/// Reads a body of at most `cap` bytes as it streams in; `None` when it is longer, in which
+/// case reading stops there and dropping the response closes the connection.
+pub(crate) async fn read_capped(
+    mut response: reqwest::Response,
+    cap: usize,
+) -> Result<Option<Vec<u8>>, reqwest::Error> {
+    if response.content_length().is_some_and(|n| n > cap as u64) {
+        return Ok(None);
+    }
+    let mut body = Vec::new();
+    while let Some(chunk) = response.chunk().await? {
+        if body.len() + chunk.len() > cap {
+            return Ok(None);
+        }
+        body.extend_from_slice(&chunk);
+    }
+    Ok(Some(body))
 }
 
 /// A reqwest error with its causes, e.g. "error sending request: tcp connect error: Connection refused".

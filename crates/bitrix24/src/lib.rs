@@ -43,7 +43,8 @@ pub use attach::{
 pub use batch::{Batch, BatchAnswer, CommandResult, MAX_BATCH, result_ref};
 pub use bulk::{Bulk, BulkItem, ItemOutcome};
 pub use client::{
-    Client, ClientBuilder, DEFAULT_CONNECT_TIMEOUT, DEFAULT_TIMEOUT, Preview, Request, safety_of,
+    Client, ClientBuilder, DEFAULT_CONNECT_TIMEOUT, DEFAULT_TIMEOUT, MAX_ANSWER_BYTES, Preview,
+    Request, check_method, safety_of,
 };
 pub use error::{ApiError, Error, ErrorCode};
 pub use limits::{Gcra, OperatingBudget, OperatingPause, Pacer, RateLimit};
@@ -53,8 +54,8 @@ pub use notify::{
     NotifyHandler, Reply, SchemaEvent, SchemaModule, SearchNotifications, SearchPage,
 };
 pub use oauth::{
-    DEFAULT_REFRESH_MARGIN, DEFAULT_TOKEN_URL, FileTokenStore, OAuthConfig, RenewedHook, StoreLock,
-    TokenStore, Tokens,
+    DEFAULT_REFRESH_MARGIN, DEFAULT_TOKEN_URL, FileTokenStore, MAX_TOKEN_LIFETIME, OAuthConfig,
+    RenewedHook, StoreLock, TokenStore, Tokens,
 };
 pub use portal::{HttpPolicy, MASK, Portal};
 pub use retry::{Decision, Outcome, RetryPolicy, Safety, decide};

@@ -13,6 +13,12 @@
 //!   processes never spend the same refresh token: the second one finds the first's tokens.
 //! - **Persisted atomically.** [`FileTokenStore`] writes a temporary file in the same directory,
 //!   fsyncs it and renames it over the old one, mode 0600; readers never see half a file.
+//!   It is never read or written through a symlink (`O_NOFOLLOW`, and the rename replaces a
+//!   link rather than following it), is refused when group or others may read or write it, or
+//!   when it is not a regular file, and is read up to 1 MiB.
+//! - **Saved first.** A refresh spends the old refresh token, so the new pair goes to the
+//!   store and the `on_renewed` hook before anything else can fail. Expiry times are clamped
+//!   to [`MAX_TOKEN_LIFETIME`] ahead, whatever the server or the store claims.
 //! - **Bounded.** A request refreshes at most once ahead of expiry and once on `expired_token`,
 //!   then resends once. A refused refresh is an [`Error::Api`] with the OAuth server's code
 //!   (`invalid_grant`, `invalid_client`), which [`Error::needs_reauthorization`] recognises.
@@ -31,7 +37,7 @@ use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 use secrecy::{ExposeSecret, SecretString};
 use serde_json::{Value, json};
 
-use crate::client::error_chain;
+use crate::client::{error_chain, read_capped};
 use crate::error::{ApiError, Error, ErrorCode};
 use crate::portal::{HttpPolicy, MASK};
 
@@ -40,6 +46,18 @@ pub const DEFAULT_TOKEN_URL: &str = "https://oauth.bitrix.info/oauth/token/";
 
 /// Refresh when the access token has less than this left.
 pub const DEFAULT_REFRESH_MARGIN: Duration = Duration::from_secs(60);
+
+/// The longest an access token is believed to live, whatever the OAuth server or the token
+/// store says. Bitrix24's live 3600 s; a claim beyond a day is a broken or hostile answer.
+/// Believing less than claimed only brings a refresh forward; believing more could not be
+/// represented (`SystemTime` overflows) and would keep a dead token for ever.
+pub const MAX_TOKEN_LIFETIME: Duration = Duration::from_secs(86_400);
+
+/// A token store is a few hundred bytes; anything past this is not one, and reading stops.
+const MAX_STORE_BYTES: u64 = 1 << 20;
+
+/// An OAuth server's answer is under a kilobyte; reading stops past this.
+const MAX_OAUTH_ANSWER_BYTES: usize = 64 << 10;
 
 /// An access token, the refresh token that renews it, and when the access token expires.
 #[derive(Clone)]
@@ -85,10 +103,13 @@ impl Tokens {
 
     /// True when the access token is missing or has less than `margin` left.
     fn expires_within(&self, margin: Duration) -> bool {
+        // A margin too large to add to the clock means "always refresh".
         !self.has_access()
-            || self
-                .expires_at
-                .is_some_and(|at| at <= SystemTime::now() + margin)
+            || self.expires_at.is_some_and(|at| {
+                SystemTime::now()
+                    .checked_add(margin)
+                    .is_none_or(|limit| at <= limit)
+            })
     }
 
     /// Good to use instead of refreshing: present, not expiring, and not the one the portal
@@ -166,9 +187,11 @@ pub struct FileTokenStore {
 struct StoredTokens {
     access_token: String,
     refresh_token: String,
-    /// Unix time the access token expires.
+    /// Unix time the access token expires. Read as any JSON value, so that a damaged or
+    /// hand-edited time (negative, fractional, a string, 1e300) costs only the expiry (the
+    /// portal's `expired_token` then drives the refresh), never the refresh token.
     #[serde(default, skip_serializing_if = "Option::is_none")]
-    expires: Option<u64>,
+    expires: Option<Value>,
 }
 
 impl FileTokenStore {
@@ -207,10 +230,8 @@ impl FileTokenStore {
 
 impl TokenStore for FileTokenStore {
     fn load(&self) -> io::Result<Option<Tokens>> {
-        let text = match std::fs::read_to_string(&self.path) {
-            Ok(text) => text,
-            Err(e) if e.kind() == io::ErrorKind::NotFound => return Ok(None),
-            Err(e) => return Err(e),
+        let Some(text) = read_store(&self.path)? else {
+            return Ok(None);
         };
         // The parser's message could quote the file; say only where it broke.
         let stored: StoredTokens = serde_json::from_str(&text).map_err(|e| {
@@ -223,10 +244,11 @@ impl TokenStore for FileTokenStore {
                 ),
             )
         })?;
+        let expires_at = stored.expires.as_ref().and_then(seconds).map(at_unix);
         Ok(Some(Tokens::new(
             stored.access_token,
             stored.refresh_token,
-            stored.expires.map(|s| UNIX_EPOCH + Duration::from_secs(s)),
+            expires_at,
         )))
     }
 
@@ -235,7 +257,7 @@ impl TokenStore for FileTokenStore {
         let stored = StoredTokens {
             access_token: tokens.access_token.expose_secret().to_string(),
             refresh_token: tokens.refresh_token.expose_secret().to_string(),
-            expires: tokens.expires_at.map(unix),
+            expires: tokens.expires_at.map(|t| Value::from(unix(t))),
         };
         let json = serde_json::to_vec_pretty(&stored).map_err(io::Error::other)?;
         // tempfile creates the file 0600 with a random name in the same directory, so the
@@ -263,7 +285,19 @@ impl TokenStore for FileTokenStore {
         options.create(true).truncate(false).write(true);
         #[cfg(unix)]
         std::os::unix::fs::OpenOptionsExt::mode(&mut options, 0o600);
-        let file = options.open(self.lock_path())?;
+        // Never through a symlink, and never blocking on a FIFO planted in its place.
+        #[cfg(unix)]
+        std::os::unix::fs::OpenOptionsExt::custom_flags(
+            &mut options,
+            (rustix::fs::OFlags::NOFOLLOW | rustix::fs::OFlags::NONBLOCK).bits() as i32,
+        );
+        let lock_path = self.lock_path();
+        let file = options
+            .open(&lock_path)
+            .map_err(|e| not_followed(&lock_path, e))?;
+        if !file.metadata()?.is_file() {
+            return Err(not_regular(&lock_path));
+        }
         #[cfg(unix)]
         rustix::fs::flock(&file, rustix::fs::FlockOperation::LockExclusive)?;
         // Released when the file is closed, i.e. when the StoreLock is dropped.
@@ -630,7 +664,12 @@ impl OAuth {
             let refresh = current
                 .map(|t| t.refresh_token)
                 .or_else(|| self.seed_refresh.clone());
-            return self.refresh_with(http, refresh, why).await;
+            let tokens = self.refresh_with(http, refresh, why).await?;
+            // Without a store the hook is the only place the new pair is kept.
+            if let Some(hook) = &self.on_renewed {
+                hook(&tokens);
+            }
+            return Ok(tokens);
         };
 
         // Cheap path first: another process may have refreshed already.
@@ -688,23 +727,33 @@ impl OAuth {
             },
             other => other?,
         };
+        // The old refresh token is spent now: keep the new pair before anything else can fail.
         let save_store = store.clone();
         let to_save = tokens.clone();
-        tokio::task::spawn_blocking(move || save_store.save(&to_save))
+        let saved = tokio::task::spawn_blocking(move || save_store.save(&to_save))
             .await
-            .map_err(|e| store_error(&*store, io::Error::other(e)))?
-            .map_err(|e| {
-                store_error(
-                    &*store,
-                    io::Error::new(
-                        e.kind(),
-                        format!("the tokens were refreshed but could not be saved ({e}), so the stored refresh token is now spent; authorize the application again"),
-                    ),
-                )
-            })?;
+            .map_err(io::Error::other)
+            .and_then(|saved| saved);
+        // Even when the store failed: this process keeps using the pair, and the hook may
+        // keep it somewhere else.
+        {
+            let mut state = self.state();
+            state.tokens = Some(tokens.clone());
+            // The store now holds a spent pair; reading it again would only lose this one.
+            state.loaded = true;
+        }
         if let Some(hook) = &self.on_renewed {
             hook(&tokens);
         }
+        saved.map_err(|e| {
+            store_error(
+                &*store,
+                io::Error::new(
+                    e.kind(),
+                    format!("the tokens were refreshed but could not be saved ({e}), so the stored refresh token is now spent; authorize the application again"),
+                ),
+            )
+        })?;
         Ok(tokens)
     }
 
@@ -802,8 +851,21 @@ impl OAuth {
             .await
             .map_err(transport)?;
         let status = response.status().as_u16();
-        let text = response.text().await.map_err(transport)?;
-        let json: Value = serde_json::from_str(&text).map_err(|_| Error::Decode {
+        let Some(body) = read_capped(response, MAX_OAUTH_ANSWER_BYTES)
+            .await
+            .map_err(transport)?
+        else {
+            return Err(Error::Decode {
+                status,
+                reason: format!(
+                    "an answer from the OAuth server {} larger than {} KiB; stopped reading",
+                    self.token_url,
+                    MAX_OAUTH_ANSWER_BYTES >> 10
+                ),
+                body: String::new(),
+            });
+        };
+        let json: Value = serde_json::from_slice(&body).map_err(|_| Error::Decode {
             status,
             reason: format!(
                 "an answer from the OAuth server {} that is not JSON",
@@ -854,21 +916,18 @@ impl OAuth {
                 body: String::new(),
             });
         };
-        let number = |key: &str| match json.get(key) {
-            Some(Value::Number(n)) => n.as_u64(),
-            Some(Value::String(s)) => s.parse().ok(),
-            _ => None,
-        };
-        // Our own clock plus the lifetime, so a skewed clock cannot make the token look fresh.
-        let expires_at = match (number("expires_in"), number("expires")) {
-            (Some(secs), _) => Some(SystemTime::now() + Duration::from_secs(secs)),
-            (None, Some(at)) => Some(UNIX_EPOCH + Duration::from_secs(at)),
+        // Our own clock plus the lifetime, so a skewed clock cannot make the token look fresh;
+        // both clamped to MAX_TOKEN_LIFETIME, and unreadable values mean "unknown".
+        let lifetime = json.get("expires_in").and_then(seconds);
+        let expires_at = match (lifetime, json.get("expires").and_then(seconds)) {
+            (Some(life), _) => SystemTime::now().checked_add(life.min(MAX_TOKEN_LIFETIME)),
+            (None, Some(at)) => Some(at_unix(at)),
             (None, None) => None,
         };
         tracing::info!(
             target: "bitrix24::oauth",
             pid = std::process::id(),
-            expires_in = number("expires_in"),
+            expires_in = lifetime.map(|d| d.as_secs()),
             "refreshed the OAuth access token"
         );
         Ok(Tokens::new(access, next, expires_at))
@@ -915,6 +974,109 @@ fn check_token_url(url: &str, policy: HttpPolicy) -> Result<String, Error> {
         return Err(invalid("must not carry a user name or password".into()));
     }
     Ok(parsed.to_string())
+}
+
+/// Seconds as an OAuth server or a token store may write them: an integer, a float or a
+/// numeric string. Negative, non-finite or unreadable values are `None`: unknown.
+fn seconds(value: &Value) -> Option<Duration> {
+    let secs = match value {
+        Value::Number(n) => n.as_f64()?,
+        Value::String(s) => s.trim().parse::<f64>().ok()?,
+        _ => return None,
+    };
+    if !secs.is_finite() || secs < 0.0 {
+        return None;
+    }
+    Some(Duration::try_from_secs_f64(secs).unwrap_or(Duration::MAX))
+}
+
+/// The instant `since_epoch` after the Unix epoch, at most [`MAX_TOKEN_LIFETIME`] from now.
+fn at_unix(since_epoch: Duration) -> SystemTime {
+    let now = SystemTime::now();
+    let latest = now.checked_add(MAX_TOKEN_LIFETIME).unwrap_or(now);
+    UNIX_EPOCH
+        .checked_add(since_epoch)
+        .map_or(latest, |at| at.min(latest))
+}
+
+/// Reads the token store: never through a symlink, never blocking on a FIFO or device (they
+/// are refused before any read), at most [`MAX_STORE_BYTES`], and only when neither group nor
+/// others can read or write it. `None` when there is no file yet.
+fn read_store(path: &Path) -> io::Result<Option<String>> {
+    use std::io::Read;
+    let mut options = std::fs::OpenOptions::new();
+    options.read(true);
+    #[cfg(unix)]
+    std::os::unix::fs::OpenOptionsExt::custom_flags(
+        &mut options,
+        (rustix::fs::OFlags::NOFOLLOW | rustix::fs::OFlags::NONBLOCK).bits() as i32,
+    );
+    let file = match options.open(path) {
+        Ok(file) => file,
+        Err(e) if e.kind() == io::ErrorKind::NotFound => return Ok(None),
+        Err(e) => return Err(not_followed(path, e)),
+    };
+    let meta = file.metadata()?;
+    if !meta.is_file() {
+        return Err(not_regular(path));
+    }
+    #[cfg(unix)]
+    {
+        use std::os::unix::fs::PermissionsExt;
+        let mode = meta.permissions().mode() & 0o777;
+        if mode & 0o077 != 0 {
+            return Err(io::Error::new(
+                io::ErrorKind::PermissionDenied,
+                format!(
+                    "holds live tokens but group or others may read or write it (mode {mode:03o}); run chmod 600 {}",
+                    path.display()
+                ),
+            ));
+        }
+    }
+    let mut bytes = Vec::new();
+    (&file).take(MAX_STORE_BYTES + 1).read_to_end(&mut bytes)?;
+    if bytes.len() as u64 > MAX_STORE_BYTES {
+        return Err(io::Error::new(
+            io::ErrorKind::InvalidData,
+            format!(
+                "is larger than {} MiB, so it is not a token file; delete it to start again from the configured refresh token",
+                MAX_STORE_BYTES >> 20
+            ),
+        ));
+    }
+    String::from_utf8(bytes).map(Some).map_err(|_| {
+        io::Error::new(
+            io::ErrorKind::InvalidData,
+            "not a token file (not UTF-8); delete it to start again from the configured refresh token",
+        )
+    })
+}
+
+/// An `open` error, saying so when the path is a symlink (`O_NOFOLLOW` answers `ELOOP`).
+fn not_followed(path: &Path, error: io::Error) -> io::Error {
+    #[cfg(unix)]
+    if error.raw_os_error() == Some(rustix::io::Errno::LOOP.raw_os_error()) {
+        return io::Error::new(
+            io::ErrorKind::InvalidInput,
+            format!(
+                "{} is a symbolic link; token files are never read or written through one: point the setting at the file itself",
+                path.display()
+            ),
+        );
+    }
+    let _ = path;
+    error
+}
+
+fn not_regular(path: &Path) -> io::Error {
+    io::Error::new(
+        io::ErrorKind::InvalidInput,
+        format!(
+            "{} is not a regular file (a directory, FIFO or device); point the token store at a file",
+            path.display()
+        ),
+    )
 }
 
 fn unix(t: SystemTime) -> u64 {

@@ -72,6 +72,13 @@ impl Portal {
                 "is empty; give a webhook URL (https://PORTAL/rest/USER_ID/SECRET/) or a portal domain with a token".into(),
             ));
         }
+        // A URL never holds these, and the url crate would silently drop tabs and newlines
+        // inside a host. Not echoed: the text may hold the secret.
+        if rest.chars().any(|c| c.is_whitespace() || c.is_control()) {
+            return Err(invalid(
+                "is not valid: it contains a space or control character; give the webhook URL as Bitrix24 shows it (https://PORTAL/rest/USER_ID/SECRET/)".into(),
+            ));
+        }
         let mut scheme = "https";
         for (prefix, s) in [("https://", "https"), ("http://", "http")] {
             // `get` rather than slicing: the input may have multi-byte characters anywhere.
@@ -95,6 +102,7 @@ impl Portal {
             None => (rest, "/"),
         };
         let authority = authority.to_ascii_lowercase();
+        check_scheme_and_userinfo(&authority).map_err(invalid)?;
         let host = validate_authority(&authority).map_err(invalid)?;
 
         if scheme == "http" && policy == HttpPolicy::LoopbackOnly && !is_loopback(&host) {
@@ -269,12 +277,67 @@ impl fmt::Debug for Portal {
     }
 }
 
+/// What is left before the first `/` once `https://` or `http://` is stripped must be
+/// `host[:port]`. Refuses a mistyped or foreign scheme (`htp://`, `http:/`, `ftp://`, `file:`,
+/// `javascript:`), which would otherwise become a host named after it that receives the
+/// secret, and userinfo (`user:pass@`). Messages never quote more than a scheme's name.
+fn check_scheme_and_userinfo(authority: &str) -> Result<(), String> {
+    const FORM: &str = "https://PORTAL/rest/USER_ID/SECRET/, or the portal's domain with a token";
+    if authority.contains('@') {
+        return Err(format!(
+            "must not carry a user name or password (USER:PASSWORD@ before the host); a webhook's secret goes in its path: {FORM}"
+        ));
+    }
+    // After an IPv6 literal's `]`, or from the first `:` of anything else.
+    let port = match authority.strip_prefix('[') {
+        Some(v6) => v6.split_once(']').map(|(_, after)| after),
+        None => authority.find(':').map(|i| &authority[i..]),
+    };
+    let Some(port) = port.filter(|p| !p.is_empty()) else {
+        return Ok(());
+    };
+    if let Some(digits) = port.strip_prefix(':')
+        && !digits.is_empty()
+        && digits.bytes().all(|b| b.is_ascii_digit())
+    {
+        return Ok(());
+    }
+    let word = &authority[..authority.len() - port.len()];
+    let scheme_like = word.starts_with(|c: char| c.is_ascii_alphabetic())
+        && word
+            .bytes()
+            .all(|b| b.is_ascii_alphanumeric() || b == b'+' || b == b'-');
+    if !scheme_like || !port.starts_with(':') {
+        return Err(format!(
+            "has a host with a port that is not a number; expected {FORM}"
+        ));
+    }
+    if word == "http" || word == "https" {
+        return Err(format!(
+            "starts with {word}:/ (one slash); write {word}:// as in {FORM}"
+        ));
+    }
+    Err(format!(
+        "has the scheme {word}:, but only https:// (or http:// for a loopback test portal) is accepted; expected {FORM}"
+    ))
+}
+
 /// Checks `host[:port]` and returns the host part.
 fn validate_authority(authority: &str) -> Result<String, String> {
     if authority.is_empty() {
         return Err("has no host; expected e.g. https://portal.bitrix24.com/rest/1/SECRET/".into());
     }
     // Let the url crate judge hosts and ports: it knows IDNs, IPv6 brackets and port ranges.
+    // Only host characters: `\`, `?`, `#` or `%` would let the url crate read a different
+    // host, path or query than the one used to build requests.
+    if authority
+        .chars()
+        .any(|c| c.is_ascii() && !(c.is_ascii_alphanumeric() || "-._:[]".contains(c)))
+    {
+        return Err(
+            "is not valid: its host has a character that cannot be in a host name; expected e.g. https://portal.bitrix24.com/rest/1/SECRET/".into(),
+        );
+    }
     let parsed = url::Url::parse(&format!("https://{authority}/"))
         .map_err(|e| format!("host {authority:?} is not valid ({e})"))?;
     let host = parsed.host_str().unwrap_or_default();

@@ -48,6 +48,10 @@ pub fn call(args: CallArgs, transport: &Transport) -> Exit {
     let request = params
         .into_iter()
         .fold(Request::new(args.method.trim()), |r, (k, v)| r.param(k, v));
+    // Before anything connects, --dry-run included: a bad name could leave /rest/.
+    if let Err(e) = bitrix24::check_method(request.method()) {
+        return output::report(Err(library_failure(e)), None);
+    }
     let outcome = prepare(&args.connection, transport).and_then(|(target, transport)| {
         let rt = app::runtime()?;
         rt.block_on(async {

@@ -18,6 +18,8 @@ pub async fn run(job: Job, transport: &Transport) -> Result<Success, Failure> {
             expect,
             common,
         } => {
+            // Before anything connects: a bad name could leave /rest/ with the credentials.
+            bitrix24::check_method(request.method()).map_err(library_failure)?;
             // Keep the sandbox alive until the call is done.
             let (client, _sandbox) = connect(target, transport).await?;
             if common.debug {
@@ -173,6 +175,7 @@ pub fn library_failure(error: Error) -> Failure {
 fn flag_of(field: &str) -> &str {
     match field {
         "url" => "--url",
+        "method" => "METHOD",
         "USER_ID" => "--user",
         "MESSAGE" => "--text",
         "refresh_token" => "BITRIX24_REFRESH_TOKEN",
