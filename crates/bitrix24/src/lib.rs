@@ -46,7 +46,10 @@ pub use client::{
     Client, ClientBuilder, DEFAULT_CONNECT_TIMEOUT, DEFAULT_TIMEOUT, Preview, Request, safety_of,
 };
 pub use error::{ApiError, Error, ErrorCode};
-pub use limits::{Gcra, OperatingBudget, OperatingPause, Pacer, RateLimit};
+pub use limits::{
+    Gcra, NOTICE_THRESHOLD, Notice, OperatingBudget, OperatingPause, Pacer, RateLimit, Reservation,
+    STATE_LOCK_TIMEOUT, StateReset, WaitNotice, WaitReason,
+};
 pub use notify::{
     AddNotification, DeleteByTag, DeleteNotification, GetNotifications, GetSchema, MAX_PAGE,
     MarkAllRead, MarkRead, MarkReadList, Notification, NotificationKind, NotificationPage,
@@ -57,4 +60,4 @@ pub use oauth::{
     TokenStore, Tokens,
 };
 pub use portal::{HttpPolicy, MASK, Portal};
-pub use retry::{Decision, Outcome, RetryPolicy, Safety, decide};
+pub use retry::{Decision, MAX_WAIT, Outcome, RetryPolicy, Safety, decide};
