@@ -54,7 +54,10 @@ impl RateLimit {
         burst: 250.0,
     };
 
-    /// A custom limit. `rate` must be above 0 and `burst` at least 1.
+    /// A custom limit. `rate` must be above 0 and `burst` at least 1, both finite. Any such
+    /// value is safe, however extreme: arithmetic saturates, and a request whose wait would
+    /// pass its deadline (or [`MAX_WAIT`](crate::MAX_WAIT)) ends in
+    /// [`Error::Limited`] without being sent.
     pub fn new(rate: f64, burst: f64) -> Result<RateLimit, Error> {
         if !(rate.is_finite() && rate > 0.0) {
             return Err(Error::invalid(
@@ -855,6 +858,46 @@ mod tests {
                 (judge_state(&text, limit, now).unwrap() - level).abs() < 0.01,
                 "{text}"
             );
+        }
+    }
+
+    #[test]
+    fn notices_read_as_one_line_each() {
+        let wait = |reason| {
+            Notice::Wait(WaitNotice {
+                reason,
+                wait: Duration::from_millis(12_400),
+                method: "im.notify.personal.add".into(),
+                attempt: 3,
+            })
+            .to_string()
+        };
+        let table = [
+            (
+                wait(WaitReason::RateLimit { shared: true }),
+                "waiting 12.4 s for the portal's rate limit (shared with other processes for this portal)",
+            ),
+            (
+                wait(WaitReason::RateLimit { shared: false }),
+                "waiting 12.4 s for the portal's rate limit",
+            ),
+            (
+                wait(WaitReason::OperatingTime { used: 476.0 }),
+                "waiting 12.4 s: the portal pauses im.notify.personal.add until its operating-time budget resets (476 s of server time used in 10 minutes)",
+            ),
+            (
+                wait(WaitReason::QueryLimit),
+                "waiting 12.4 s before attempt 3 of im.notify.personal.add: the portal refused the last one for the request rate (QUERY_LIMIT_EXCEEDED)",
+            ),
+            (
+                wait(WaitReason::Retry {
+                    after: crate::retry::Outcome::ServerError,
+                }),
+                "waiting 12.4 s before attempt 3 of im.notify.personal.add: the last attempt got a server error",
+            ),
+        ];
+        for (got, want) in table {
+            assert_eq!(got, want);
         }
     }
 
