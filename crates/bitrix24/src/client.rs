@@ -13,10 +13,13 @@ use serde_json::{Map, Value};
 
 use crate::answer::Answer;
 use crate::error::{ApiError, Error, ErrorCode};
-use crate::limits::{OperatingBudget, Pacer, RateLimit, unix_now};
+use crate::limits::{
+    NOTICE_THRESHOLD, Notice, OperatingBudget, Pacer, RateLimit, Reservation, WaitNotice,
+    WaitReason, unix_now,
+};
 use crate::notify::NotifyHandler;
 use crate::portal::{HttpPolicy, MASK, Portal};
-use crate::retry::{self, Decision, Outcome, RetryPolicy, Safety};
+use crate::retry::{self, Decision, MAX_WAIT, Outcome, RetryPolicy, Safety};
 
 /// Default time allowed to open a connection.
 pub const DEFAULT_CONNECT_TIMEOUT: Duration = Duration::from_secs(10);
@@ -82,6 +85,17 @@ pub struct ClientBuilder {
     retry: RetryPolicy,
     operating_budget: f64,
     oauth: Option<crate::oauth::OAuthConfig>,
+    notice: Option<NoticeHook>,
+}
+
+/// The caller's [`ClientBuilder::on_notice`] function.
+#[derive(Clone)]
+struct NoticeHook(Arc<dyn Fn(&Notice) + Send + Sync>);
+
+impl std::fmt::Debug for NoticeHook {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str("NoticeHook")
+    }
 }
 
 impl ClientBuilder {
@@ -97,6 +111,7 @@ impl ClientBuilder {
             retry: RetryPolicy::default(),
             operating_budget: 480.0,
             oauth: None,
+            notice: None,
         }
     }
 
@@ -151,6 +166,23 @@ impl ClientBuilder {
         self
     }
 
+    /// Calls `hook` when a wait longer than [`NOTICE_THRESHOLD`] starts (for the rate limit, an
+    /// operating-time pause, a backoff before a retry: once per wait, with its reason and
+    /// length) and when a damaged shared rate-limit state is reset. Without a hook, notices go
+    /// to `tracing` at `info` level. A notice's `Display` is one line with no secret in it.
+    ///
+    /// ```no_run
+    /// # fn run() -> Result<(), bitrix24::Error> {
+    /// let client = bitrix24::Client::builder("https://portal.bitrix24.com/rest/1/SECRET/")
+    ///     .on_notice(|notice| eprintln!("{notice}"))
+    ///     .build()?;
+    /// # Ok(()) }
+    /// ```
+    pub fn on_notice(mut self, hook: impl Fn(&Notice) + Send + Sync + 'static) -> ClientBuilder {
+        self.notice = Some(NoticeHook(Arc::new(hook)));
+        self
+    }
+
     /// Seconds of server time each method may use per 10 minutes (default 480, the cloud's).
     pub fn operating_budget(mut self, seconds: f64) -> ClientBuilder {
         self.operating_budget = seconds;
@@ -195,6 +227,8 @@ impl ClientBuilder {
                 retry: self.retry,
                 operating: OperatingBudget::new(self.operating_budget),
                 oauth,
+                notice: self.notice,
+                pace_turn: tokio::sync::Mutex::new(()),
             }),
         })
     }
@@ -222,6 +256,10 @@ struct Inner {
     operating: OperatingBudget,
     /// Refreshing OAuth tokens, when built with [`ClientBuilder::oauth`].
     oauth: Option<crate::oauth::OAuth>,
+    notice: Option<NoticeHook>,
+    /// One task of this process at a time asks a shared bucket for a slot that is not free
+    /// yet, in turn; the others queue here instead of polling the file together.
+    pace_turn: tokio::sync::Mutex<()>,
 }
 
 impl std::fmt::Debug for Client {
@@ -318,14 +356,24 @@ impl Client {
         let safety = safety_of(request, inner.portal.is_oauth());
         let billed_to = OperatingBudget::key(&request.method);
         let started = std::time::Instant::now();
+        // What any one wait may take: the rest of the deadline, and never more than MAX_WAIT.
+        let left = || {
+            policy
+                .deadline
+                .saturating_sub(started.elapsed())
+                .min(MAX_WAIT)
+        };
         let mut backoff = Duration::ZERO;
         let mut why = "first attempt";
         let mut refreshed = false;
-        for attempt in 1u32.. {
+        let mut attempt = 0u32;
+        loop {
+            attempt = attempt.saturating_add(1);
             let mut operating_wait = Duration::ZERO;
             if let Some(pause) = inner.operating.pause(&billed_to, unix_now()) {
-                operating_wait = Duration::try_from_secs_f64(pause.wait).unwrap_or(Duration::MAX);
-                if started.elapsed() + operating_wait > policy.deadline {
+                operating_wait =
+                    Duration::try_from_secs_f64(pause.wait.max(0.0)).unwrap_or(Duration::MAX);
+                if operating_wait > left() {
                     return Err(Error::Limited {
                         method: request.method.clone(),
                         wait: operating_wait,
@@ -335,10 +383,17 @@ impl Client {
                         ),
                     });
                 }
+                self.wait_notice(
+                    request,
+                    attempt,
+                    WaitReason::OperatingTime {
+                        used: pause.operating,
+                    },
+                    operating_wait,
+                );
                 tokio::time::sleep(operating_wait).await;
             }
-            let rate_wait = inner.pacer.reserve()?;
-            tokio::time::sleep(rate_wait).await;
+            let rate_wait = self.wait_for_rate(request, attempt, &left).await?;
             tracing::debug!(
                 target: "bitrix24",
                 method = %request.method,
@@ -378,7 +433,7 @@ impl Client {
             }
             let outcome = outcome_of(&error);
             match outcome {
-                Outcome::QueryLimit => inner.pacer.saturate()?,
+                Outcome::QueryLimit => inner.pacer.saturate_noting(&|n| self.notice(n))?,
                 Outcome::OperationTimeLimit => inner.operating.blocked(&billed_to, unix_now()),
                 _ => {}
             }
@@ -392,17 +447,92 @@ impl Client {
                     });
                 }
                 Decision::Retry => {
-                    backoff = policy.backoff(attempt, fastrand::f64());
-                    if started.elapsed() + backoff > policy.deadline {
+                    backoff = policy.backoff(attempt, fastrand::f64()).min(MAX_WAIT);
+                    if backoff > left() {
                         return Err(error);
                     }
-                    why = reason(outcome);
+                    why = retry::describe(outcome);
                     tracing::debug!(target: "bitrix24", method = %request.method, attempt, error = %error, why, "will retry");
+                    let reason = match outcome {
+                        Outcome::QueryLimit => WaitReason::QueryLimit,
+                        after => WaitReason::Retry { after },
+                    };
+                    self.wait_notice(request, attempt.saturating_add(1), reason, backoff);
                     tokio::time::sleep(backoff).await;
                 }
             }
         }
-        unreachable!("the attempt loop only ends by returning")
+    }
+
+    /// Waits for a slot in the rate limit's bucket; returns how long that took. A wait that
+    /// would end after `left()` ends the request instead, and gives the slot back.
+    async fn wait_for_rate(
+        &self,
+        request: &Request,
+        attempt: u32,
+        left: &(dyn Fn() -> Duration + Sync),
+    ) -> Result<Duration, Error> {
+        let inner = &*self.inner;
+        let shared = inner.pacer.is_shared();
+        let mut turn = if shared {
+            Some(inner.pace_turn.lock().await)
+        } else {
+            None
+        };
+        let mut waited = Duration::ZERO;
+        let mut told = false;
+        loop {
+            let (wait, booked) = match inner.pacer.reserve_noting(&|n| self.notice(n))? {
+                Reservation::Go(wait) => (wait, true),
+                Reservation::Later(wait) => (wait, false),
+            };
+            if wait > left() {
+                if booked {
+                    // Not sent, so not counted; a failure here only leaves the bucket fuller.
+                    let _ = inner.pacer.release();
+                }
+                let limit = inner.pacer.limit().unwrap_or(RateLimit::STANDARD);
+                return Err(Error::Limited {
+                    method: request.method.clone(),
+                    wait: waited.saturating_add(wait),
+                    reason: format!(
+                        "the rate limit ({} requests per second, burst {}) would hold it past its deadline",
+                        limit.rate, limit.burst
+                    ),
+                });
+            }
+            if !told && (wait > NOTICE_THRESHOLD) {
+                told = true;
+                self.wait_notice(request, attempt, WaitReason::RateLimit { shared }, wait);
+            }
+            if booked {
+                // The slot is ours: the next task may ask while this one sleeps.
+                turn.take();
+            }
+            tokio::time::sleep(wait).await;
+            waited = waited.saturating_add(wait);
+            if booked {
+                return Ok(waited);
+            }
+        }
+    }
+
+    fn wait_notice(&self, request: &Request, attempt: u32, reason: WaitReason, wait: Duration) {
+        if wait > NOTICE_THRESHOLD {
+            self.notice(&Notice::Wait(WaitNotice {
+                reason,
+                wait,
+                method: request.method.clone(),
+                attempt,
+            }));
+        }
+    }
+
+    fn notice(&self, notice: &Notice) {
+        match &self.inner.notice {
+            Some(hook) => (hook.0)(notice),
+            None => tracing::info!(target: "bitrix24", "{notice}"),
+        }
     }
 
     /// The token to send as `auth`: the OAuth client's current one, a fixed one, or none for
@@ -556,21 +686,6 @@ fn outcome_of(error: &Error) -> Outcome {
         // A garbled 2xx or a proxy's 5xx page: the call may have run.
         Error::Decode { status, .. } if *status >= 500 || *status < 300 => Outcome::ServerError,
         _ => Outcome::Refused,
-    }
-}
-
-fn reason(outcome: Outcome) -> &'static str {
-    match outcome {
-        Outcome::QueryLimit => {
-            "the portal refused the last attempt for the request rate (QUERY_LIMIT_EXCEEDED)"
-        }
-        Outcome::OperationTimeLimit => {
-            "the method's operating-time budget was spent (OPERATION_TIME_LIMIT)"
-        }
-        Outcome::NotConnected => "the last attempt could not connect",
-        Outcome::ServerError => "the last attempt got a server error",
-        Outcome::NoAnswer => "the last attempt got no answer",
-        Outcome::Refused => "the last attempt was refused",
     }
 }
 

@@ -47,7 +47,10 @@ pub use client::{
     Request, check_method, safety_of,
 };
 pub use error::{ApiError, Error, ErrorCode};
-pub use limits::{Gcra, OperatingBudget, OperatingPause, Pacer, RateLimit};
+pub use limits::{
+    Gcra, NOTICE_THRESHOLD, Notice, OperatingBudget, OperatingPause, Pacer, RateLimit, Reservation,
+    STATE_LOCK_TIMEOUT, StateReset, WaitNotice, WaitReason,
+};
 pub use notify::{
     AddNotification, DeleteByTag, DeleteNotification, GetNotifications, GetSchema, MAX_PAGE,
     MarkAllRead, MarkRead, MarkReadList, Notification, NotificationKind, NotificationPage,
@@ -58,4 +61,4 @@ pub use oauth::{
     RenewedHook, StoreLock, TokenStore, Tokens,
 };
 pub use portal::{HttpPolicy, MASK, Portal};
-pub use retry::{Decision, Outcome, RetryPolicy, Safety, decide};
+pub use retry::{Decision, MAX_WAIT, Outcome, RetryPolicy, Safety, decide};

@@ -54,7 +54,10 @@ impl RateLimit {
         burst: 250.0,
     };
 
-    /// A custom limit. `rate` must be above 0 and `burst` at least 1.
+    /// A custom limit. `rate` must be above 0 and `burst` at least 1, both finite. Any such
+    /// value is safe, however extreme: arithmetic saturates, and a request whose wait would
+    /// pass its deadline (or [`MAX_WAIT`](crate::MAX_WAIT)) ends in
+    /// [`Error::Limited`] without being sent.
     pub fn new(rate: f64, burst: f64) -> Result<RateLimit, Error> {
         if !(rate.is_finite() && rate > 0.0) {
             return Err(Error::invalid(
@@ -138,8 +141,43 @@ pub enum Pacer {
         state: Mutex<Gcra>,
     },
     /// In a file, shared by every process on the machine that uses it.
+    ///
+    /// The file holds the bucket's level in requests and when it was measured, not a time of
+    /// the next slot: processes that disagree about the rate (one run with a very low `rate`,
+    /// another with the plan's) then share one count of requests, each draining it at the rate
+    /// it believes in, and no booking can make the others wait longer than their own bucket
+    /// takes to drain. A booking ahead of time reaches at most the bucket's `burst`; a request
+    /// beyond that waits unbooked and asks again ([`Reservation::Later`]).
+    ///
+    /// The file is opened without following a symbolic link (`O_NOFOLLOW` on unix) and without
+    /// blocking; a path that is a symbolic link, directory, FIFO or device is an error, never
+    /// written to. A state that cannot be right (unparsable, not a number, measured in the
+    /// future, a level beyond any bucket) is reset to an empty bucket, with a
+    /// [`Notice::StateReset`].
     Shared { limit: RateLimit, path: PathBuf },
 }
+
+/// What a reservation gave.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Reservation {
+    /// A slot is taken: send after this wait.
+    Go(Duration),
+    /// The bucket is fuller than may be booked ahead; nothing was taken. Ask again after this
+    /// wait.
+    Later(Duration),
+}
+
+/// Longest time spent waiting for the lock of a shared state file: the lock is held only to
+/// read and write a few bytes, so a longer hold is a stopped or stuck process.
+pub const STATE_LOCK_TIMEOUT: Duration = Duration::from_secs(10);
+
+/// A level no bucket reaches: beyond it a shared state is damaged, not just another
+/// process's larger burst.
+const MAX_LEVEL: f64 = 1e6;
+/// How far ahead of this machine's clock a state may have been written (clock adjustments).
+const CLOCK_SLACK: f64 = 60.0;
+/// No state was written before this (2001-09-09): an earlier time is damage, not age.
+const EARLIEST_STATE: f64 = 1e9;
 
 impl Pacer {
     /// A bucket in this process.
@@ -166,41 +204,154 @@ impl Pacer {
         }
     }
 
-    /// Reserves a slot now; returns the wait before sending.
-    pub fn reserve(&self) -> Result<Duration, Error> {
-        self.update(|gcra, limit, now| gcra.reserve(limit, now))
-            .map(secs)
+    /// Reserves a slot now, if one may be booked. A damaged shared state is reset and reported
+    /// through `tracing`; a client reports it through its notice hook instead.
+    pub fn reserve(&self) -> Result<Reservation, Error> {
+        self.reserve_noting(&|notice| tracing::warn!(target: "bitrix24", "{notice}"))
+    }
+
+    pub(crate) fn reserve_noting(&self, notice: &dyn Fn(&Notice)) -> Result<Reservation, Error> {
+        let now = unix_now();
+        match self {
+            Pacer::Off => Ok(Reservation::Go(Duration::ZERO)),
+            Pacer::Local { limit, state } => {
+                let mut gcra = state.lock().unwrap_or_else(|e| e.into_inner());
+                Ok(Reservation::Go(secs(
+                    gcra.reserve(limit.with_headroom(), now),
+                )))
+            }
+            Pacer::Shared { limit, path } => {
+                with_locked_state(path, *limit, now, notice, |level| level.reserve(*limit))
+            }
+        }
+    }
+
+    /// Gives back a slot taken by [`Pacer::reserve`] for a request that will not be sent.
+    pub fn release(&self) -> Result<(), Error> {
+        let now = unix_now();
+        match self {
+            Pacer::Off => Ok(()),
+            Pacer::Local { limit, state } => {
+                let mut gcra = state.lock().unwrap_or_else(|e| e.into_inner());
+                gcra.tat -= limit.interval();
+                Ok(())
+            }
+            Pacer::Shared { limit, path } => {
+                with_locked_state(path, *limit, now, &|_| {}, |level| {
+                    level.requests = (level.requests - 1.0).max(0.0);
+                })
+            }
+        }
     }
 
     /// Records a `QUERY_LIMIT_EXCEEDED` from the portal.
     pub fn saturate(&self) -> Result<(), Error> {
-        self.update(|gcra, limit, now| {
-            gcra.saturate(limit, now);
-            0.0
-        })
-        .map(|_| ())
+        self.saturate_noting(&|notice| tracing::warn!(target: "bitrix24", "{notice}"))
     }
 
-    fn update(&self, f: impl FnOnce(&mut Gcra, RateLimit, f64) -> f64) -> Result<f64, Error> {
+    pub(crate) fn saturate_noting(&self, notice: &dyn Fn(&Notice)) -> Result<(), Error> {
         let now = unix_now();
         match self {
-            Pacer::Off => Ok(0.0),
+            Pacer::Off => Ok(()),
             Pacer::Local { limit, state } => {
                 let mut gcra = state.lock().unwrap_or_else(|e| e.into_inner());
-                Ok(f(&mut gcra, limit.with_headroom(), now))
+                gcra.saturate(limit.with_headroom(), now);
+                Ok(())
             }
-            Pacer::Shared { limit, path } => with_locked_state(path, |gcra| {
-                // Reservations queue up ahead of now, but not by an hour: that is a damaged file
-                // or a clock that jumped back, and would make every caller wait for ever.
-                gcra.tat = gcra.tat.min(now + 3600.0);
-                f(gcra, limit.with_headroom(), now)
-            }),
+            Pacer::Shared { limit, path } => {
+                with_locked_state(path, *limit, now, notice, |level| {
+                    // The portal's bucket is full: ours is too, from now.
+                    level.requests = level.requests.max(limit.burst);
+                })
+            }
+        }
+    }
+
+    pub(crate) fn is_shared(&self) -> bool {
+        matches!(self, Pacer::Shared { .. })
+    }
+}
+
+/// A shared bucket's level as one process sees it: requests in it at the time of reading.
+#[derive(Debug, Clone, Copy, PartialEq)]
+struct Level {
+    requests: f64,
+}
+
+impl Level {
+    /// Takes a slot if the level allows one now or within the bucket; else says when to ask
+    /// again. One request of headroom is kept below `limit.burst` (see the module docs).
+    fn reserve(&mut self, limit: RateLimit) -> Reservation {
+        const EPSILON: f64 = 1e-9;
+        let paced = limit.with_headroom();
+        let after = self.requests + 1.0;
+        if after <= limit.burst + EPSILON {
+            self.requests = after;
+            Reservation::Go(secs((after - paced.burst) / limit.rate))
+        } else {
+            Reservation::Later(secs((after - limit.burst) / limit.rate))
         }
     }
 }
 
+/// Why a shared state was not believed.
+fn judge_state(text: &str, limit: RateLimit, now: f64) -> Result<f64, String> {
+    let fields: Vec<&str> = text.split_whitespace().collect();
+    let number = |s: &str| s.parse::<f64>().ok().filter(|x| x.is_finite());
+    let clock_ok = now >= EARLIEST_STATE;
+    match fields.as_slice() {
+        [] => Ok(0.0),
+        [requests, at] => {
+            let (Some(requests), Some(at)) = (number(requests), number(at)) else {
+                return Err("not two numbers".into());
+            };
+            if !(0.0..=MAX_LEVEL.max(limit.burst)).contains(&requests) {
+                return Err(format!("a level of {requests} requests"));
+            }
+            if at > now + CLOCK_SLACK {
+                return Err(format!(
+                    "written {:.0} s ahead of this machine's clock",
+                    at - now
+                ));
+            }
+            if clock_ok && at < EARLIEST_STATE {
+                return Err(format!(
+                    "written at unix time {at:.0}, before any oint existed"
+                ));
+            }
+            // Drained since it was written, at the rate this process believes in; never more
+            // than this process's bucket holds (a larger burst elsewhere is not ours to wait for).
+            let drained = requests - (now - at).max(0.0) * limit.rate;
+            Ok(drained.clamp(0.0, limit.burst))
+        }
+        // The earlier format: the time of the next slot, in seconds.
+        [tat] => {
+            let Some(tat) = number(tat) else {
+                return Err("not a number".into());
+            };
+            if clock_ok && tat < EARLIEST_STATE {
+                return Err(format!("a time of {tat}, before any oint existed"));
+            }
+            let backlog = tat - now;
+            if backlog > limit.burst / limit.rate + CLOCK_SLACK {
+                return Err(format!(
+                    "a slot {backlog:.0} s ahead, more than the bucket holds"
+                ));
+            }
+            Ok((backlog * limit.rate).clamp(0.0, limit.burst))
+        }
+        _ => Err("not a bucket state".into()),
+    }
+}
+
 /// Reads, changes and writes the bucket in `path` under an exclusive lock.
-fn with_locked_state(path: &Path, f: impl FnOnce(&mut Gcra) -> f64) -> Result<f64, Error> {
+fn with_locked_state<T>(
+    path: &Path,
+    limit: RateLimit,
+    now: f64,
+    notice: &dyn Fn(&Notice),
+    f: impl FnOnce(&mut Level) -> T,
+) -> Result<T, Error> {
     let io = |what: &str, e: std::io::Error| {
         Error::invalid(
             "rate limit state",
@@ -210,32 +361,210 @@ fn with_locked_state(path: &Path, f: impl FnOnce(&mut Gcra) -> f64) -> Result<f6
     if let Some(dir) = path.parent().filter(|d| !d.as_os_str().is_empty()) {
         std::fs::create_dir_all(dir).map_err(|e| io("create the directory of", e))?;
     }
-    let mut file = File::options()
-        .read(true)
-        .write(true)
-        .create(true)
-        .truncate(false)
-        .open(path)
-        .map_err(|e| io("open", e))?;
-    file.lock().map_err(|e| io("lock", e))?;
-    let mut text = String::new();
-    file.read_to_string(&mut text).map_err(|e| io("read", e))?;
-    // A missing or damaged state is an empty bucket; the portal corrects us if it was not.
-    let tat: f64 = text.trim().parse().unwrap_or(0.0);
-    let mut gcra = Gcra {
-        tat: if tat.is_finite() && tat >= 0.0 {
-            tat
-        } else {
+    let mut file = open_state(path)?;
+    lock_state(&file, path)?;
+    // A state is a line of two numbers; a file of more than this is not one.
+    let mut bytes = Vec::new();
+    (&mut file)
+        .take(256)
+        .read_to_end(&mut bytes)
+        .map_err(|e| io("read", e))?;
+    let text = String::from_utf8_lossy(&bytes);
+    let requests = match judge_state(&text, limit, now) {
+        Ok(requests) => requests,
+        Err(problem) => {
+            notice(&Notice::StateReset(StateReset {
+                path: path.to_path_buf(),
+                problem,
+            }));
             0.0
-        },
+        }
     };
-    let result = f(&mut gcra);
+    let mut level = Level { requests };
+    let result = f(&mut level);
     file.seek(SeekFrom::Start(0)).map_err(|e| io("rewind", e))?;
     file.set_len(0).map_err(|e| io("truncate", e))?;
-    file.write_all(format!("{:.6}\n", gcra.tat).as_bytes())
+    file.write_all(format!("{:.6} {:.6}\n", level.requests, now).as_bytes())
         .map_err(|e| io("write", e))?;
     // Dropping the file releases the lock.
     Ok(result)
+}
+
+/// Opens a state file for reading and writing, never through a symbolic link and never
+/// blocking (a FIFO would block a plain open), and only if it is a regular file.
+fn open_state(path: &Path) -> Result<File, Error> {
+    let refuse = |what: &str| {
+        Error::invalid(
+            "rate limit state",
+            format!(
+                "{} is {what}, not a regular file; rate-limit state is never written through it: remove it, or use another state directory",
+                path.display()
+            ),
+        )
+    };
+    let kind = || match std::fs::symlink_metadata(path) {
+        Ok(m) if m.file_type().is_symlink() => Some("a symbolic link"),
+        Ok(m) if m.is_dir() => Some("a directory"),
+        Ok(m) if !m.is_file() => Some("a FIFO, socket or device"),
+        _ => None,
+    };
+    let mut options = File::options();
+    options.read(true).write(true).create(true).truncate(false);
+    #[cfg(unix)]
+    {
+        use std::os::unix::fs::OpenOptionsExt;
+        let flags = rustix::fs::OFlags::NOFOLLOW | rustix::fs::OFlags::NONBLOCK;
+        options.custom_flags(flags.bits() as i32).mode(0o600);
+    }
+    #[cfg(not(unix))]
+    if let Some(what) = kind() {
+        return Err(refuse(what));
+    }
+    let file = options.open(path).map_err(|e| match kind() {
+        Some(what) => refuse(what),
+        None => Error::invalid(
+            "rate limit state",
+            format!("cannot open {}: {e}", path.display()),
+        ),
+    })?;
+    let meta = file.metadata().map_err(|e| {
+        Error::invalid(
+            "rate limit state",
+            format!("cannot inspect {}: {e}", path.display()),
+        )
+    })?;
+    if !meta.is_file() {
+        return Err(refuse(if meta.is_dir() {
+            "a directory"
+        } else {
+            "a FIFO, socket or device"
+        }));
+    }
+    Ok(file)
+}
+
+/// Takes the file's exclusive lock, giving up after [`STATE_LOCK_TIMEOUT`].
+fn lock_state(file: &File, path: &Path) -> Result<(), Error> {
+    let started = std::time::Instant::now();
+    loop {
+        match file.try_lock() {
+            Ok(()) => return Ok(()),
+            Err(std::fs::TryLockError::WouldBlock) if started.elapsed() < STATE_LOCK_TIMEOUT => {
+                std::thread::sleep(Duration::from_millis(2));
+            }
+            Err(std::fs::TryLockError::WouldBlock) => {
+                return Err(Error::invalid(
+                    "rate limit state",
+                    format!(
+                        "{} stayed locked by another process for {} s; is one stopped?",
+                        path.display(),
+                        STATE_LOCK_TIMEOUT.as_secs()
+                    ),
+                ));
+            }
+            Err(std::fs::TryLockError::Error(e)) => {
+                return Err(Error::invalid(
+                    "rate limit state",
+                    format!("cannot lock {}: {e}", path.display()),
+                ));
+            }
+        }
+    }
+}
+
+/// Waits longer than this are announced through the client's notice hook.
+pub const NOTICE_THRESHOLD: Duration = Duration::from_secs(2);
+
+/// Something a client tells its user about while it works: a long wait, or a state it reset.
+/// See [`ClientBuilder::on_notice`](crate::ClientBuilder::on_notice). Its `Display` is one
+/// line for people, with no secret in it.
+#[derive(Debug, Clone, PartialEq)]
+#[non_exhaustive]
+pub enum Notice {
+    /// A wait longer than [`NOTICE_THRESHOLD`] starts.
+    Wait(WaitNotice),
+    /// A shared rate-limit state could not be right and was reset to an empty bucket.
+    StateReset(StateReset),
+}
+
+/// A wait that starts, and why.
+#[derive(Debug, Clone, PartialEq)]
+#[non_exhaustive]
+pub struct WaitNotice {
+    /// Why.
+    pub reason: WaitReason,
+    /// How long.
+    pub wait: Duration,
+    /// The method that waits.
+    pub method: String,
+    /// The attempt that comes after the wait (1 for the first).
+    pub attempt: u32,
+}
+
+/// Why a request waits.
+#[derive(Debug, Clone, Copy, PartialEq)]
+#[non_exhaustive]
+pub enum WaitReason {
+    /// The portal's rate limit; `shared` when the bucket is shared with other processes.
+    RateLimit { shared: bool },
+    /// The method's operating-time budget is (nearly) spent until the portal resets it.
+    OperatingTime { used: f64 },
+    /// Backoff after the portal refused the last attempt with `QUERY_LIMIT_EXCEEDED`.
+    QueryLimit,
+    /// Backoff after a failed attempt that may be retried.
+    Retry { after: crate::retry::Outcome },
+}
+
+/// A shared state that was reset.
+#[derive(Debug, Clone, PartialEq)]
+#[non_exhaustive]
+pub struct StateReset {
+    /// The state file.
+    pub path: PathBuf,
+    /// What was wrong with it.
+    pub problem: String,
+}
+
+impl std::fmt::Display for Notice {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self {
+            Notice::Wait(w) => {
+                let s = w.wait.as_secs_f64();
+                match w.reason {
+                    WaitReason::RateLimit { shared: true } => write!(
+                        f,
+                        "waiting {s:.1} s for the portal's rate limit (shared with other processes for this portal)"
+                    ),
+                    WaitReason::RateLimit { shared: false } => {
+                        write!(f, "waiting {s:.1} s for the portal's rate limit")
+                    }
+                    WaitReason::OperatingTime { used } => write!(
+                        f,
+                        "waiting {s:.1} s: the portal pauses {} until its operating-time budget resets ({used:.0} s of server time used in 10 minutes)",
+                        w.method
+                    ),
+                    WaitReason::QueryLimit => write!(
+                        f,
+                        "waiting {s:.1} s before attempt {} of {}: the portal refused the last one for the request rate (QUERY_LIMIT_EXCEEDED)",
+                        w.attempt, w.method
+                    ),
+                    WaitReason::Retry { after } => write!(
+                        f,
+                        "waiting {s:.1} s before attempt {} of {}: {}",
+                        w.attempt,
+                        w.method,
+                        crate::retry::describe(after)
+                    ),
+                }
+            }
+            Notice::StateReset(r) => write!(
+                f,
+                "the rate-limit state {} could not be right ({}); reset it to an empty bucket",
+                r.path.display(),
+                r.problem
+            ),
+        }
+    }
 }
 
 /// The latest operating-time figures per method.
@@ -416,39 +745,231 @@ mod tests {
         assert!(RateLimit::new(1.0, 0.5).is_err());
     }
 
-    #[test]
-    fn shared_state_is_one_bucket_for_every_user_of_the_file() {
-        let dir = std::env::temp_dir().join(format!("bitrix24-pacer-{}", std::process::id()));
-        let path = dir.join("bucket");
-        let limit = RateLimit::new(0.001, 3.0).unwrap();
-        let a = Pacer::shared(limit, &path);
-        let b = Pacer::shared(limit, &path);
-        // Burst 3 with one of headroom: two go at once, the third waits, whoever sends it.
-        assert_eq!(a.reserve().unwrap(), Duration::ZERO);
-        assert_eq!(b.reserve().unwrap(), Duration::ZERO);
-        assert!(
-            a.reserve().unwrap() > Duration::from_secs(100),
-            "the third waits, whoever sends it"
-        );
-        std::fs::remove_dir_all(dir).unwrap();
+    fn go(r: Reservation) -> Duration {
+        match r {
+            Reservation::Go(w) => w,
+            Reservation::Later(w) => panic!("not booked; later {w:?}"),
+        }
+    }
+
+    fn state_dir(name: &str) -> tempfile::TempDir {
+        tempfile::Builder::new().prefix(name).tempdir().unwrap()
     }
 
     #[test]
-    fn a_damaged_state_file_is_an_empty_bucket() {
-        let dir = std::env::temp_dir().join(format!("bitrix24-damaged-{}", std::process::id()));
-        let path = dir.join("bucket");
-        std::fs::create_dir_all(&dir).unwrap();
-        let limit = RateLimit::new(2.0, 3.0).unwrap();
-        for text in ["inf", "NaN", "-5", "garbage"] {
-            std::fs::write(&path, text).unwrap();
-            let wait = Pacer::shared(limit, &path).reserve().unwrap();
-            assert!(wait < Duration::from_secs(2), "{text}: waited {wait:?}");
+    fn shared_state_is_one_bucket_for_every_user_of_the_file() {
+        let dir = state_dir("bitrix24-pacer");
+        let path = dir.path().join("sub").join("bucket");
+        let limit = RateLimit::new(0.001, 3.0).unwrap();
+        let a = Pacer::shared(limit, &path);
+        let b = Pacer::shared(limit, &path);
+        // Burst 3 with one of headroom: two go at once, the third is booked a slot ahead,
+        // whoever sends it, and a fourth may not book beyond the bucket.
+        assert_eq!(go(a.reserve().unwrap()), Duration::ZERO);
+        assert_eq!(go(b.reserve().unwrap()), Duration::ZERO);
+        assert!(
+            go(a.reserve().unwrap()) > Duration::from_secs(100),
+            "the third waits, whoever sends it"
+        );
+        assert!(
+            matches!(b.reserve().unwrap(), Reservation::Later(w) if w > Duration::from_secs(100))
+        );
+        // A slot given back is free again.
+        b.release().unwrap();
+        assert!(matches!(a.reserve().unwrap(), Reservation::Go(_)));
+    }
+
+    #[test]
+    fn a_slow_process_books_one_request_not_its_whole_interval() {
+        let dir = state_dir("bitrix24-slow");
+        let path = dir.path().join("bucket");
+        let slow = Pacer::shared(RateLimit::new(0.0001, 50.0).unwrap(), &path);
+        let standard = Pacer::shared(RateLimit::STANDARD, &path);
+        assert_eq!(go(slow.reserve().unwrap()), Duration::ZERO);
+        // The slow process's own view: it counts one request, drained at 0.0001/s.
+        for _ in 0..48 {
+            assert_eq!(go(standard.reserve().unwrap()), Duration::ZERO);
         }
-        // A time far in the future (a clock that jumped back) waits an hour at most.
-        std::fs::write(&path, "1e300").unwrap();
-        let wait = Pacer::shared(limit, &path).reserve().unwrap();
-        assert!(wait <= Duration::from_secs(3601), "waited {wait:?}");
-        std::fs::remove_dir_all(dir).unwrap();
+        // The bucket as the standard plan sees it is now at its headroom: half a second.
+        assert!(go(standard.reserve().unwrap()) <= Duration::from_millis(500));
+        // A process that believes in a tiny rate waits by its own view only.
+        let (Reservation::Go(w) | Reservation::Later(w)) = slow.reserve().unwrap();
+        assert!(w > Duration::from_secs(3600), "{w:?}");
+        // And whatever it does, the standard process never waits more than two slots.
+        slow.saturate().unwrap();
+        let w = match standard.reserve().unwrap() {
+            Reservation::Go(w) | Reservation::Later(w) => w,
+        };
+        assert!(w <= Duration::from_secs(1), "waited {w:?}");
+    }
+
+    #[test]
+    fn a_damaged_state_file_is_reset_with_a_notice() {
+        let dir = state_dir("bitrix24-damaged");
+        let path = dir.path().join("bucket");
+        let limit = RateLimit::new(2.0, 3.0).unwrap();
+        let now = unix_now();
+        let future = format!("0 {}", now + 7200.0);
+        let old_future = format!("{}", now + 3600.0);
+        let cases = [
+            "inf",
+            "NaN",
+            "-5",
+            "garbage",
+            "1e300",
+            "0",
+            "1 2 3",
+            "NaN 5",
+            "5e9 1764628397",
+            "-1 1764628397",
+            "3 0",
+            future.as_str(),
+            old_future.as_str(),
+        ];
+        for text in cases {
+            std::fs::write(&path, text).unwrap();
+            let notices = Mutex::new(Vec::new());
+            let got = Pacer::shared(limit, &path)
+                .reserve_noting(&|n| notices.lock().unwrap().push(n.to_string()))
+                .unwrap();
+            assert_eq!(got, Reservation::Go(Duration::ZERO), "{text}");
+            let notices = notices.into_inner().unwrap();
+            assert_eq!(notices.len(), 1, "{text}: {notices:?}");
+            assert!(
+                notices[0].contains("reset it to an empty bucket"),
+                "{notices:?}"
+            );
+            // Rewritten as a sane state: the next reader has nothing to report.
+            let again = Mutex::new(0);
+            Pacer::shared(limit, &path)
+                .reserve_noting(&|_| *again.lock().unwrap() += 1)
+                .unwrap();
+            assert_eq!(again.into_inner().unwrap(), 0, "{text}");
+        }
+        // Plausible states are believed, silently: the earlier format and an old time.
+        for (text, level) in [
+            (format!("{}", now + 1.0), 2.0),
+            (format!("{}", now - 100.0), 0.0),
+            (format!("1.5 {now}"), 1.5),
+            (format!("300 {now}"), 3.0),
+            (format!("40 {}", now - 86400.0), 0.0),
+        ] {
+            assert!(
+                (judge_state(&text, limit, now).unwrap() - level).abs() < 0.01,
+                "{text}"
+            );
+        }
+    }
+
+    #[test]
+    fn notices_read_as_one_line_each() {
+        let wait = |reason| {
+            Notice::Wait(WaitNotice {
+                reason,
+                wait: Duration::from_millis(12_400),
+                method: "im.notify.personal.add".into(),
+                attempt: 3,
+            })
+            .to_string()
+        };
+        let table = [
+            (
+                wait(WaitReason::RateLimit { shared: true }),
+                "waiting 12.4 s for the portal's rate limit (shared with other processes for this portal)",
+            ),
+            (
+                wait(WaitReason::RateLimit { shared: false }),
+                "waiting 12.4 s for the portal's rate limit",
+            ),
+            (
+                wait(WaitReason::OperatingTime { used: 476.0 }),
+                "waiting 12.4 s: the portal pauses im.notify.personal.add until its operating-time budget resets (476 s of server time used in 10 minutes)",
+            ),
+            (
+                wait(WaitReason::QueryLimit),
+                "waiting 12.4 s before attempt 3 of im.notify.personal.add: the portal refused the last one for the request rate (QUERY_LIMIT_EXCEEDED)",
+            ),
+            (
+                wait(WaitReason::Retry {
+                    after: crate::retry::Outcome::ServerError,
+                }),
+                "waiting 12.4 s before attempt 3 of im.notify.personal.add: the last attempt got a server error",
+            ),
+        ];
+        for (got, want) in table {
+            assert_eq!(got, want);
+        }
+    }
+
+    #[test]
+    fn huge_limits_never_panic() {
+        let dir = state_dir("bitrix24-huge");
+        let path = dir.path().join("bucket");
+        for (rate, burst) in [
+            (1e300, 1e300),
+            (1e-300, 1.0),
+            (f64::MAX, 1.0),
+            (1e-300, 1e300),
+        ] {
+            let limit = RateLimit::new(rate, burst).unwrap();
+            for pacer in [Pacer::local(limit), Pacer::shared(limit, &path)] {
+                for _ in 0..3 {
+                    pacer.reserve().unwrap();
+                }
+                pacer.saturate().unwrap();
+                pacer.reserve().unwrap();
+                pacer.release().unwrap();
+            }
+        }
+        let b = OperatingBudget::new(f64::NAN);
+        b.observe("m", Some(f64::INFINITY), Some(f64::MAX));
+        b.blocked("m", f64::MAX);
+        let _ = b.pause("m", unix_now());
+    }
+
+    #[cfg(unix)]
+    #[test]
+    fn a_state_path_that_is_no_regular_file_is_refused_never_followed() {
+        let dir = state_dir("bitrix24-links");
+        let limit = RateLimit::STANDARD;
+        let target = dir.path().join("target");
+        std::fs::write(&target, "keep").unwrap();
+        let link = dir.path().join("link");
+        std::os::unix::fs::symlink(&target, &link).unwrap();
+        let dangling = dir.path().join("dangling");
+        std::os::unix::fs::symlink(dir.path().join("nothing"), &dangling).unwrap();
+        let fifo = dir.path().join("fifo");
+        rustix::fs::mkfifoat(
+            rustix::fs::CWD,
+            &fifo,
+            rustix::fs::Mode::from_raw_mode(0o600),
+        )
+        .unwrap();
+        let sub = dir.path().join("dir");
+        std::fs::create_dir(&sub).unwrap();
+        for (path, want) in [
+            (&link, "is a symbolic link"),
+            (&dangling, "is a symbolic link"),
+            (&fifo, "is a FIFO, socket or device"),
+            (&sub, "is a directory"),
+        ] {
+            let err = Pacer::shared(limit, path)
+                .reserve()
+                .unwrap_err()
+                .to_string();
+            assert!(err.contains(want), "{err}");
+            assert_eq!(err.lines().count(), 1);
+        }
+        assert_eq!(std::fs::read_to_string(&target).unwrap(), "keep");
+        assert!(
+            !dir.path().join("nothing").exists(),
+            "no file made through the link"
+        );
+        let err = Pacer::shared(limit, "/dev/null")
+            .reserve()
+            .unwrap_err()
+            .to_string();
+        assert!(err.contains("a FIFO, socket or device"), "{err}");
     }
 
     #[test]

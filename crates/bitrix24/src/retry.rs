@@ -49,12 +49,25 @@ pub enum Decision {
     OutcomeUnknown,
 }
 
-/// Attempts and backoff. `QUERY_LIMIT_EXCEEDED` is retried until the deadline, beyond
-/// `max_attempts`: the portal did not run the call and will once its bucket drains.
+/// Longest single wait (rate limit, operating-time pause, backoff) when the deadline is longer
+/// or [`Duration::MAX`] ("no deadline"): a request that would wait longer ends in
+/// [`Error::Limited`](crate::Error::Limited) instead, and a backoff is shortened to it.
+pub const MAX_WAIT: Duration = Duration::from_secs(3600);
+
+/// Attempts, backoff and deadline.
+///
+/// `QUERY_LIMIT_EXCEEDED` is retried until the deadline, beyond `max_attempts`, unless
+/// `query_limit_attempts` bounds it: the portal did not run the call and will once its bucket
+/// drains. Every wait (for the rate limit, an operating-time pause, a backoff) ends before the
+/// deadline, or the request ends without it; no wait is longer than [`MAX_WAIT`]. Any value is
+/// safe: huge durations saturate, they never overflow.
 #[derive(Debug, Clone, PartialEq)]
 pub struct RetryPolicy {
     /// Attempts in all, the first included.
     pub max_attempts: u32,
+    /// Attempts in all for a request the portal refuses with `QUERY_LIMIT_EXCEEDED`; `None`
+    /// (the default): until the deadline.
+    pub query_limit_attempts: Option<u32>,
     /// Backoff before the second attempt; doubles each time (before jitter).
     pub base_delay: Duration,
     /// Largest backoff.
@@ -67,6 +80,7 @@ impl Default for RetryPolicy {
     fn default() -> Self {
         RetryPolicy {
             max_attempts: 6,
+            query_limit_attempts: None,
             base_delay: Duration::from_millis(500),
             max_delay: Duration::from_secs(30),
             deadline: Duration::from_secs(180),
@@ -75,10 +89,21 @@ impl Default for RetryPolicy {
 }
 
 impl RetryPolicy {
-    /// No retries at all.
+    /// No retries at all, not even after `QUERY_LIMIT_EXCEEDED`.
     pub fn none() -> Self {
         RetryPolicy {
             max_attempts: 1,
+            query_limit_attempts: Some(1),
+            ..RetryPolicy::default()
+        }
+    }
+
+    /// `attempts` in all for every failure that may be retried, `QUERY_LIMIT_EXCEEDED`
+    /// included; the deadline still applies.
+    pub fn attempts(attempts: u32) -> Self {
+        RetryPolicy {
+            max_attempts: attempts,
+            query_limit_attempts: Some(attempts),
             ..RetryPolicy::default()
         }
     }
@@ -95,8 +120,16 @@ impl RetryPolicy {
 
     /// A full-jitter wait for `attempt`, given a uniform random number in `0.0..1.0`.
     pub fn backoff(&self, attempt: u32, unit_random: f64) -> Duration {
-        self.backoff_cap(attempt)
-            .mul_f64(unit_random.clamp(0.0, 1.0))
+        let cap = self.backoff_cap(attempt);
+        let unit = if unit_random.is_nan() {
+            0.0
+        } else {
+            unit_random.clamp(0.0, 1.0)
+        };
+        // Not `mul_f64`: it panics when the product rounds past `Duration::MAX`.
+        Duration::try_from_secs_f64(cap.as_secs_f64() * unit)
+            .unwrap_or(cap)
+            .min(cap)
     }
 }
 
@@ -110,9 +143,12 @@ pub fn decide(safety: Safety, outcome: Outcome, attempt: u32, policy: &RetryPoli
         return Decision::OutcomeUnknown;
     }
     // The portal refused it for the rate and will take it once the bucket drains: retried
-    // until the deadline, which the caller enforces, whatever the attempt count.
+    // until the deadline (which the caller enforces), or as many times as the policy says.
     if outcome == Outcome::QueryLimit {
-        return Decision::Retry;
+        return match policy.query_limit_attempts {
+            Some(limit) if attempt >= limit => Decision::Fail,
+            _ => Decision::Retry,
+        };
     }
     if attempt >= policy.max_attempts {
         // Out of attempts: a request that never ran failed; one that may have run is unknown
@@ -120,6 +156,22 @@ pub fn decide(safety: Safety, outcome: Outcome, attempt: u32, policy: &RetryPoli
         return Decision::Fail;
     }
     Decision::Retry
+}
+
+/// Why an attempt is retried, for logs and notices.
+pub(crate) fn describe(outcome: Outcome) -> &'static str {
+    match outcome {
+        Outcome::QueryLimit => {
+            "the portal refused the last attempt for the request rate (QUERY_LIMIT_EXCEEDED)"
+        }
+        Outcome::OperationTimeLimit => {
+            "the method's operating-time budget was spent (OPERATION_TIME_LIMIT)"
+        }
+        Outcome::NotConnected => "the last attempt could not connect",
+        Outcome::ServerError => "the last attempt got a server error",
+        Outcome::NoAnswer => "the last attempt got no answer",
+        Outcome::Refused => "the last attempt was refused",
+    }
 }
 
 #[cfg(test)]
@@ -155,6 +207,8 @@ mod tests {
             // A plain refusal repeats itself.
             (Repeatable, Refused, 1, Fail),
             (Once, Refused, 1, Fail),
+            (Once, Refused, u32::MAX, Fail),
+            (Once, QueryLimit, u32::MAX, Retry),
         ];
         for (safety, outcome, attempt, want) in table {
             assert_eq!(
@@ -163,6 +217,66 @@ mod tests {
                 "{safety:?} {outcome:?} attempt {attempt}"
             );
         }
+    }
+
+    #[test]
+    fn bounded_query_limit_table() {
+        // `--attempts N`: QUERY_LIMIT_EXCEEDED gets N attempts like everything else.
+        let p = RetryPolicy::attempts(3);
+        let table = [
+            (Once, QueryLimit, 1, Retry),
+            (Once, QueryLimit, 2, Retry),
+            (Once, QueryLimit, 3, Fail),
+            (Repeatable, QueryLimit, 3, Fail),
+            (Once, QueryLimit, u32::MAX, Fail),
+            (Once, NotConnected, 2, Retry),
+            (Once, NotConnected, 3, Fail),
+            (Once, OperationTimeLimit, 3, Fail),
+            (Once, ServerError, 1, OutcomeUnknown),
+            (Repeatable, ServerError, 3, Fail),
+        ];
+        for (safety, outcome, attempt, want) in table {
+            assert_eq!(
+                decide(safety, outcome, attempt, &p),
+                want,
+                "{safety:?} {outcome:?} attempt {attempt}"
+            );
+        }
+        // One attempt means one, whatever the portal answers.
+        let one = RetryPolicy::attempts(1);
+        for outcome in [
+            QueryLimit,
+            OperationTimeLimit,
+            NotConnected,
+            ServerError,
+            NoAnswer,
+        ] {
+            assert_ne!(decide(Repeatable, outcome, 1, &one), Retry, "{outcome:?}");
+        }
+        assert_eq!(decide(Once, QueryLimit, 1, &RetryPolicy::none()), Fail);
+        // A zero bound is read as "the first attempt only".
+        let zero = RetryPolicy {
+            query_limit_attempts: Some(0),
+            max_attempts: 0,
+            ..RetryPolicy::default()
+        };
+        assert_eq!(decide(Once, QueryLimit, 1, &zero), Fail);
+        assert_eq!(decide(Repeatable, NoAnswer, 1, &zero), Fail);
+    }
+
+    #[test]
+    fn huge_durations_never_overflow() {
+        let p = RetryPolicy {
+            base_delay: Duration::MAX,
+            max_delay: Duration::MAX,
+            deadline: Duration::MAX,
+            ..RetryPolicy::default()
+        };
+        assert_eq!(p.backoff_cap(u32::MAX), Duration::MAX);
+        assert!(p.backoff(1, 1.0) <= Duration::MAX);
+        assert_eq!(p.backoff(40, 0.0), Duration::ZERO);
+        assert_eq!(p.backoff(3, f64::NAN), Duration::ZERO);
+        assert_eq!(p.backoff(3, f64::INFINITY), Duration::MAX);
     }
 
     #[test]

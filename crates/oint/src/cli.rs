@@ -89,7 +89,8 @@ pub struct LimitFlags {
     /// Seconds to wait for each answer [default: 65]
     #[arg(long, global = true, value_name = "SECONDS")]
     pub timeout: Option<f64>,
-    /// Attempts per request for retryable failures, the first included [default: 6]
+    /// Attempts per request, the first included, for every failure that may be retried
+    /// (QUERY_LIMIT_EXCEEDED too); retries also stop 180 s after the first attempt [default: 6]
     #[arg(long, global = true, value_name = "N")]
     pub attempts: Option<u32>,
 }

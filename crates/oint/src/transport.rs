@@ -9,7 +9,9 @@
 use std::path::PathBuf;
 use std::time::Duration;
 
-use bitrix24::{ClientBuilder, HttpPolicy, Pacer, Portal, RateLimit, RetryPolicy};
+use bitrix24::{
+    ClientBuilder, HttpPolicy, Notice, Pacer, Portal, RateLimit, RetryPolicy, WaitReason,
+};
 
 use crate::cli::LimitFlags;
 
@@ -88,10 +90,9 @@ impl Transport {
         url: &str,
         token: Option<&str>,
     ) -> ClientBuilder {
-        let mut retry = RetryPolicy::default();
-        if let Some(attempts) = self.attempts {
-            retry.max_attempts = attempts;
-        }
+        // --attempts bounds every retry, QUERY_LIMIT_EXCEEDED included; the deadline too.
+        let retry =
+            RetryPolicy::attempts(self.attempts.unwrap_or(RetryPolicy::default().max_attempts));
         let pacer = match bucket_path(url, token) {
             Some(path) => Pacer::shared(self.limit, path),
             None => Pacer::local(self.limit),
@@ -101,6 +102,7 @@ impl Transport {
             .retry(retry)
             .connect_timeout(self.connect_timeout)
             .timeout(self.timeout)
+            .on_notice(print_notice)
     }
 
     /// For the sandbox, a fresh portal every run: a bucket of its own.
@@ -109,7 +111,23 @@ impl Transport {
             .pacer(Pacer::local(self.limit))
             .connect_timeout(self.connect_timeout)
             .timeout(self.timeout)
+            .on_notice(print_notice)
     }
+}
+
+/// One line on stderr per long wait or reset state, with or without --debug. The library's
+/// lines hold no secret (method names, the host's state file, seconds).
+fn print_notice(notice: &Notice) {
+    use std::io::Write;
+    let line = match notice {
+        Notice::Wait(w) if matches!(w.reason, WaitReason::RateLimit { shared: true }) => format!(
+            "waiting {:.1} s for the portal's rate limit (shared with other oint processes for this portal)",
+            w.wait.as_secs_f64()
+        ),
+        other => other.to_string(),
+    };
+    // A closed stderr must not end the run.
+    let _ = writeln!(std::io::stderr(), "oint: {line}");
 }
 
 /// The shared bucket of a portal: one file per host and port.
