@@ -107,39 +107,16 @@ enum Line {
 /// longer one. `None` at the end of the input.
 fn next_line(reader: &mut impl BufRead) -> std::io::Result<Option<Line>> {
     let mut line = Vec::new();
-    let mut over = false;
-    let mut any = false;
-    loop {
-        let chunk = match reader.fill_buf() {
-            Ok(chunk) => chunk,
-            Err(e) if e.kind() == std::io::ErrorKind::Interrupted => continue,
-            Err(e) => return Err(e),
-        };
-        if chunk.is_empty() {
-            break;
-        }
-        any = true;
-        let (take, end) = match chunk.iter().position(|b| *b == b'\n') {
-            Some(i) => (i, true),
-            None => (chunk.len(), false),
-        };
-        if !over {
-            if line.len() + take > MAX_ROW_BYTES {
-                over = true;
-                line = Vec::new();
-            } else {
-                line.extend_from_slice(&chunk[..take]);
-            }
-        }
-        reader.consume(take + usize::from(end));
-        if end {
-            break;
-        }
-    }
-    if !any {
+    let n = (&mut *reader)
+        .take(MAX_ROW_BYTES as u64 + 1)
+        .read_until(b'\n', &mut line)?;
+    if n == 0 {
         return Ok(None);
     }
-    if over {
+    if line.last() == Some(&b'\n') {
+        line.pop();
+    } else if line.len() > MAX_ROW_BYTES {
+        reader.skip_until(b'\n')?;
         return Ok(Some(Line::TooLong));
     }
     if line.last() == Some(&b'\r') {
@@ -232,37 +209,48 @@ impl<R: BufRead> CsvRecords<R> {
         if self.done {
             return None;
         }
-        let (mut nout, mut nends) = (0usize, 0usize);
-        // Line breaks inside the record's fields, to find the line it starts on.
-        let mut breaks = 0u64;
-        // Why the record is skipped: too long, or too many fields.
-        let mut skip: Option<String> = None;
-        let mut scratch = [0u8; 4096];
-        let mut scratch_ends = [0usize; 64];
+        // Blank lines before the record are skipped here (the parser would skip them too),
+        // so that the record starts on the parser's current line.
         loop {
-            let input = match self.reader.fill_buf() {
+            let input = match fill(&mut self.reader) {
                 Ok(input) => input,
-                Err(e) if e.kind() == std::io::ErrorKind::Interrupted => continue,
                 Err(e) => {
                     self.done = true;
                     return Some((self.core.line(), Err(format!("cannot read: {e}"))));
                 }
             };
-            let at_end = input.is_empty();
+            let blank = input
+                .iter()
+                .take_while(|b| **b == b'\n' || **b == b'\r')
+                .count();
+            let breaks = input[..blank].iter().filter(|b| **b == b'\n').count() as u64;
+            self.core.set_line(self.core.line() + breaks);
+            self.reader.consume(blank);
+            if blank == 0 {
+                break;
+            }
+        }
+        let line = self.core.line();
+        let (mut nout, mut nends) = (0usize, 0usize);
+        // Why the record is skipped: too long, or too many fields.
+        let mut skip: Option<String> = None;
+        let mut scratch = vec![0u8; 64 * 1024];
+        let mut scratch_ends = [0usize; 64];
+        loop {
+            let input = match fill(&mut self.reader) {
+                Ok(input) => input,
+                Err(e) => {
+                    self.done = true;
+                    return Some((self.core.line(), Err(format!("cannot read: {e}"))));
+                }
+            };
             let (result, nin, _, _) = if skip.is_some() {
-                let r = self
-                    .core
-                    .read_record(input, &mut scratch, &mut scratch_ends);
-                breaks += scratch[..r.2].iter().filter(|b| **b == b'\n').count() as u64;
-                r
+                self.core
+                    .read_record(input, &mut scratch, &mut scratch_ends)
             } else {
                 let r =
                     self.core
                         .read_record(input, &mut self.out[nout..], &mut self.ends[nends..]);
-                breaks += self.out[nout..nout + r.2]
-                    .iter()
-                    .filter(|b| **b == b'\n')
-                    .count() as u64;
                 nout += r.2;
                 nends += r.3;
                 r
@@ -279,13 +267,6 @@ impl<R: BufRead> CsvRecords<R> {
                     });
                 }
                 R::Record => {
-                    // The parser has counted the record's own line breaks, and the one that
-                    // ended it unless the input ended first.
-                    let line = self
-                        .core
-                        .line()
-                        .saturating_sub(breaks + u64::from(!at_end))
-                        .max(1);
                     if let Some(why) = skip {
                         return Some((line, Err(why)));
                     }
@@ -312,6 +293,18 @@ impl<R: BufRead> CsvRecords<R> {
             }
         }
     }
+}
+
+/// The next input bytes, empty at the end.
+fn fill(reader: &mut impl BufRead) -> std::io::Result<&[u8]> {
+    loop {
+        match reader.fill_buf() {
+            Ok(_) => break,
+            Err(e) if e.kind() == std::io::ErrorKind::Interrupted => continue,
+            Err(e) => return Err(e),
+        }
+    }
+    reader.fill_buf()
 }
 
 fn csv_rows(

@@ -296,35 +296,24 @@ fn parse(
 fn journal_line(
     reader: &mut impl BufRead,
 ) -> std::io::Result<Option<(Option<Vec<u8>>, bool, u64)>> {
-    let mut line = Some(Vec::new());
-    let mut size = 0u64;
-    loop {
-        let chunk = match reader.fill_buf() {
-            Ok(chunk) => chunk,
-            Err(e) if e.kind() == std::io::ErrorKind::Interrupted => continue,
-            Err(e) => return Err(e),
-        };
-        if chunk.is_empty() {
-            return Ok((size > 0).then_some((line, false, size)));
-        }
-        let (take, end) = match chunk.iter().position(|b| *b == b'\n') {
-            Some(i) => (i, true),
-            None => (chunk.len(), false),
-        };
-        if let Some(bytes) = &mut line {
-            if bytes.len() + take > MAX_LINE_BYTES {
-                line = None;
-            } else {
-                bytes.extend_from_slice(&chunk[..take]);
-            }
-        }
-        let used = take + usize::from(end);
-        size += used as u64;
-        reader.consume(used);
-        if end {
-            return Ok(Some((line, true, size)));
-        }
+    let mut line = Vec::new();
+    let n = (&mut *reader)
+        .take(MAX_LINE_BYTES as u64 + 1)
+        .read_until(b'\n', &mut line)? as u64;
+    if n == 0 {
+        return Ok(None);
     }
+    if line.last() == Some(&b'\n') {
+        line.pop();
+        return Ok(Some((Some(line), true, n)));
+    }
+    if line.len() <= MAX_LINE_BYTES {
+        // The end of the journal came first.
+        return Ok(Some((Some(line), false, n)));
+    }
+    // Longer than any line written: damage, even as the last line (never cut off unseen).
+    let rest = reader.skip_until(b'\n')? as u64;
+    Ok(Some((None, true, n + rest)))
 }
 
 /// Opens `path` with `options`, never through a symbolic link (O_NOFOLLOW on unix; a check

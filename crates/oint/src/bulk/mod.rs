@@ -79,7 +79,6 @@ pub async fn run(client: &Client, options: Options) -> Result<Exit, Failure> {
     let format = options
         .format
         .unwrap_or_else(|| Format::guess(Path::new(&options.input)));
-    let fingerprint = fingerprint(&input)?;
 
     // Pass 1: check every row.
     let mut invalid: Vec<RowError> = Vec::new();
@@ -123,7 +122,10 @@ pub async fn run(client: &Client, options: Options) -> Result<Exit, Failure> {
 
     // Pass 2: send.
     let journal = match &options.journal {
-        Some(path) => Some(Journal::open(path, &fingerprint, last_line).map_err(Failure::Usage)?),
+        // The input's fingerprint is only needed (and read) to match it with a journal.
+        Some(path) => {
+            Some(Journal::open(path, &fingerprint(&input)?, last_line).map_err(Failure::Usage)?)
+        }
         None => None,
     };
     let report = match &options.report {
