@@ -125,8 +125,17 @@ impl<'c> Batch<'c> {
 
     /// Sends the batch as one request and returns each command's result, in the order added.
     pub async fn send(self) -> Result<BatchAnswer, Error> {
+        self.send_observed(&|| Ok(())).await
+    }
+
+    /// [`Batch::send`], calling `before_write` when each attempt is about to be written (see
+    /// [`Client::execute_observed`]).
+    pub(crate) async fn send_observed(
+        self,
+        before_write: &(dyn Fn() -> Result<(), Error> + Send + Sync),
+    ) -> Result<BatchAnswer, Error> {
         let request = self.to_request()?;
-        let answer = self.client.execute(&request).await?;
+        let answer = self.client.execute_observed(&request, before_write).await?;
         let keys = self.commands.into_iter().map(|(key, _)| key);
         decode_answer(keys, &answer.result, answer.time).map_err(|reason| Error::Decode {
             status: 200,

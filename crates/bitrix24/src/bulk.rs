@@ -21,8 +21,14 @@
 //!
 //! The codes with status 0 or an unreadable answer are made here, not by the portal; their
 //! description is the client error's message, which never holds a secret.
+//!
+//! [`Bulk::on_dispatch`] tells the caller the moment a batch leaves: its rate-limit slot is
+//! taken and its request is about to be written. Batches that are only waiting for the
+//! limiter have not left, so a journal that records `sending` there knows, after a crash,
+//! which rows may have reached the portal and which certainly did not.
 
 use std::collections::VecDeque;
+use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
 use futures_util::future::BoxFuture;
@@ -68,6 +74,9 @@ pub enum ItemOutcome {
     Unknown,
 }
 
+/// The caller's hook for a batch about to be written: its rows, in batch order.
+type OnDispatch<'c> = Arc<dyn Fn(&[u64]) -> Result<(), String> + Send + Sync + 'c>;
+
 /// Builder for a bulk send, from [`Client::bulk`].
 #[must_use = "nothing is sent until the stream from .run() is polled"]
 pub struct Bulk<'c, S> {
@@ -75,6 +84,7 @@ pub struct Bulk<'c, S> {
     items: S,
     concurrency: usize,
     batch_size: usize,
+    on_dispatch: Option<OnDispatch<'c>>,
 }
 
 impl Client {
@@ -105,6 +115,7 @@ impl Client {
             items,
             concurrency: DEFAULT_CONCURRENCY,
             batch_size: MAX_BATCH,
+            on_dispatch: None,
         }
     }
 }
@@ -125,6 +136,21 @@ where
         self
     }
 
+    /// Calls `f` with a batch's rows each time the batch is dispatched: it has taken its
+    /// rate-limit slot and its request is about to be written (again for each resend, and
+    /// for each retry of a batch request). Nothing is written until `f` returns, so a durable
+    /// record made in `f` always precedes the request. When `f` returns an error, that
+    /// request is not written: its items end [`ItemOutcome::Failed`] with code `NOT_SENT`,
+    /// HTTP status 0 and `f`'s message, or [`ItemOutcome::Unknown`] when an earlier attempt
+    /// of them may have run.
+    pub fn on_dispatch(
+        mut self,
+        f: impl Fn(&[u64]) -> Result<(), String> + Send + Sync + 'c,
+    ) -> Self {
+        self.on_dispatch = Some(Arc::new(f));
+        self
+    }
+
     /// Sends the items and yields `(row, outcome)` for every one of them, exactly once, in
     /// the order their batches finish. Items are read only as batches have room for them.
     pub fn run(self) -> impl Stream<Item = (u64, ItemOutcome)> + Send + 'c {
@@ -135,6 +161,7 @@ where
             input_done: false,
             concurrency: self.concurrency,
             batch_size: self.batch_size,
+            on_dispatch: self.on_dispatch,
             pending: Vec::new(),
             flush: false,
             requeue: VecDeque::new(),
@@ -169,6 +196,7 @@ struct Driver<'c, S> {
     input_done: bool,
     concurrency: usize,
     batch_size: usize,
+    on_dispatch: Option<OnDispatch<'c>>,
     /// The batch being filled.
     pending: Vec<Queued>,
     /// The input paused with a partly filled batch: send it.
@@ -279,14 +307,23 @@ where
             let take = self.pending.len().min(self.batch_size);
             let items: Vec<Queued> = self.pending.drain(..take).collect();
             self.flush = false;
-            self.in_flight
-                .push(Box::pin(run_batch(self.client, self.oauth, items)));
+            self.in_flight.push(Box::pin(run_batch(
+                self.client,
+                self.oauth,
+                self.on_dispatch.clone(),
+                items,
+            )));
         }
     }
 }
 
 /// Sends one batch and settles each of its items.
-async fn run_batch(client: &Client, oauth: bool, mut items: Vec<Queued>) -> Vec<Settled> {
+async fn run_batch(
+    client: &Client,
+    oauth: bool,
+    on_dispatch: Option<OnDispatch<'_>>,
+    mut items: Vec<Queued>,
+) -> Vec<Settled> {
     let max_attempts = client.retry_policy().max_attempts.max(1);
     let mut batch = client.batch();
     for q in &mut items {
@@ -306,8 +343,44 @@ async fn run_batch(client: &Client, oauth: bool, mut items: Vec<Queued>) -> Vec<
             Settled::Done(q.row, otherwise)
         }
     };
-    let settled: Vec<Settled> = match batch.send().await {
-        Ok(answer) => items
+    let rows: Vec<u64> = items.iter().map(|q| q.row).collect();
+    // How many attempts of this batch were written, and why the caller stopped one.
+    let written = std::sync::atomic::AtomicU32::new(0);
+    let refused: Mutex<Option<(String, u32)>> = Mutex::new(None);
+    let before_write = || {
+        if let Some(f) = &on_dispatch
+            && let Err(message) = f(&rows)
+        {
+            let earlier = written.load(std::sync::atomic::Ordering::SeqCst);
+            let error = Error::invalid("on_dispatch", message.clone());
+            *refused.lock().unwrap_or_else(|e| e.into_inner()) = Some((message, earlier));
+            return Err(error);
+        }
+        written.fetch_add(1, std::sync::atomic::Ordering::SeqCst);
+        Ok(())
+    };
+    let sent = batch.send_observed(&before_write).await;
+    let refused = refused.into_inner().unwrap_or_else(|e| e.into_inner());
+    let settled: Vec<Settled> = match (sent, refused) {
+        // The caller stopped the request before it was written.
+        (Err(_), Some((message, earlier))) => items
+            .into_iter()
+            .map(|q| {
+                // Only items that never went out before are certainly not sent.
+                let outcome = if earlier == 0 && q.attempts == 1 {
+                    ItemOutcome::Failed(ApiError {
+                        code: "NOT_SENT".into(),
+                        body: json!({"error": "NOT_SENT", "error_description": message}),
+                        description: message.clone(),
+                        status: 0,
+                    })
+                } else {
+                    ItemOutcome::Unknown
+                };
+                Settled::Done(q.row, outcome)
+            })
+            .collect(),
+        (Ok(answer), _) => items
             .into_iter()
             .zip(answer.results)
             .map(|(q, (_, result))| match result {
@@ -324,7 +397,7 @@ async fn run_batch(client: &Client, oauth: bool, mut items: Vec<Queued>) -> Vec<
                 CommandResult::NotRun => again_or(q, ItemOutcome::Unknown),
             })
             .collect(),
-        Err(error) => match whole_batch(&error) {
+        (Err(error), None) => match whole_batch(&error) {
             WholeBatch::MayHaveRun => items
                 .into_iter()
                 .map(|q| {

@@ -350,6 +350,17 @@ impl Client {
     /// goes out once; failures are retried as [`retry::decide`] says. A write that may have
     /// run but cannot safely be sent again ends in [`Error::OutcomeUnknown`].
     pub async fn execute(&self, request: &Request) -> Result<Answer<Value>, Error> {
+        self.execute_observed(request, &|| Ok(())).await
+    }
+
+    /// [`Client::execute`], calling `before_write` each time an attempt has taken its
+    /// rate-limit slot and is about to be written; an error from it ends the call there, that
+    /// attempt unsent. A bulk journal records `sending` at that moment.
+    pub(crate) async fn execute_observed(
+        &self,
+        request: &Request,
+        before_write: &(dyn Fn() -> Result<(), Error> + Send + Sync),
+    ) -> Result<Answer<Value>, Error> {
         check_method(&request.method)?;
         let inner = &*self.inner;
         let policy = &inner.retry;
@@ -406,6 +417,7 @@ impl Client {
             );
             // The access token for this attempt, refreshed ahead of expiry.
             let auth = self.auth_token().await?;
+            before_write()?;
             let error = match self.execute_once(request, auth.as_ref()).await {
                 Ok(answer) => {
                     if let Some(time) = &answer.time {

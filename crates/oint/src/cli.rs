@@ -246,6 +246,10 @@ pub struct BulkFlags {
     /// Batches in flight at once
     #[arg(long, value_name = "N", default_value_t = 4, value_parser = clap::value_parser!(u64).range(1..=64))]
     pub concurrency: u64,
+    /// With --input -: the most standard input spooled to an unnamed temporary file (in
+    /// TMPDIR, removed when oint ends), in MiB; longer input is refused (exit 2)
+    #[arg(long, value_name = "MIB", default_value_t = crate::bulk::DEFAULT_STDIN_LIMIT >> 20, value_parser = clap::value_parser!(u64).range(1..=1 << 30))]
+    pub stdin_limit: u64,
 }
 
 #[derive(Debug, Args, Clone)]

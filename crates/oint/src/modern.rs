@@ -83,6 +83,7 @@ fn bulk(flags: crate::cli::BulkFlags, conn: &Connection, transport: &Transport) 
         journal: flags.journal,
         concurrency: flags.concurrency as usize,
         dry_run: conn.dry_run,
+        stdin_limit: flags.stdin_limit.saturating_mul(1 << 20),
     };
     let outcome = prepare(conn, transport).and_then(|(target, transport)| {
         let rt = app::runtime()?;

@@ -4,9 +4,12 @@
 //! it came from, because that is how people find a bad row in their file. Checking a row is
 //! separate from reading it: [`check`] turns the raw fields into a request, or says in one line
 //! what is wrong and how to fix it.
+//!
+//! A row may be at most [`MAX_ROW_BYTES`] long; a longer one is reported as an invalid row and
+//! skipped over without being held in memory, so one endless line cannot exhaust memory.
 
 use std::fs::File;
-use std::io::{BufRead, BufReader};
+use std::io::{BufRead, BufReader, Read};
 use std::path::Path;
 
 use bitrix24::{Attach, Client, Request};
@@ -54,6 +57,21 @@ pub struct Row {
     pub tagged: bool,
 }
 
+/// The longest row (a JSON line, or a CSV record with its quoted line breaks) that is read:
+/// 1 MiB, far above any valid row (the portal keeps at most 20,000 characters of a message
+/// and refuses an attach over 60,000), so that a runaway line costs bounded memory.
+pub const MAX_ROW_BYTES: usize = 1 << 20;
+
+/// The most fields a CSV record may have (the known columns are six).
+const MAX_CSV_FIELDS: usize = 256;
+
+/// The message for a row over [`MAX_ROW_BYTES`].
+fn too_long() -> String {
+    format!(
+        "is longer than {MAX_ROW_BYTES} bytes (1 MiB), the limit for one row; a valid row is far shorter (an attach is at most 60,000 characters): check the file's format and line breaks"
+    )
+}
+
 /// Reads rows from `path` lazily.
 pub fn read(
     path: &Path,
@@ -61,28 +79,91 @@ pub fn read(
 ) -> Result<Box<dyn Iterator<Item = Result<RawRow, RowError>>>, String> {
     let file =
         File::open(path).map_err(|e| format!("--input: cannot open {}: {e}", path.display()))?;
+    read_from(file, format)
+}
+
+/// Reads rows lazily from any reader (a file, standard input, bytes in memory), each row
+/// bounded by [`MAX_ROW_BYTES`]. Errs only when a CSV header line is missing or unusable.
+pub fn read_from(
+    reader: impl Read + 'static,
+    format: Format,
+) -> Result<Box<dyn Iterator<Item = Result<RawRow, RowError>>>, String> {
+    let reader = BufReader::with_capacity(64 * 1024, reader);
     Ok(match format {
-        Format::Jsonl => Box::new(jsonl(BufReader::new(file))),
-        Format::Csv => Box::new(csv_rows(file)?),
+        Format::Jsonl => Box::new(jsonl(reader)),
+        Format::Csv => Box::new(csv_rows(reader)?),
     })
 }
 
-fn jsonl(reader: impl BufRead) -> impl Iterator<Item = Result<RawRow, RowError>> {
-    reader.lines().enumerate().filter_map(|(i, line)| {
-        let line_no = i as u64 + 1;
-        let text = match line {
-            Ok(text) => text,
-            Err(e) => {
-                return Some(Err(RowError {
-                    line: line_no,
-                    message: format!("cannot read: {e}"),
-                }));
+/// What [`next_line`] found.
+enum Line {
+    /// The line, without its `\n` (nor a `\r` before it).
+    Text(Vec<u8>),
+    /// Over [`MAX_ROW_BYTES`]; the rest of it was skipped.
+    TooLong,
+}
+
+/// Reads one line of at most [`MAX_ROW_BYTES`], skipping (never holding) the rest of a
+/// longer one. `None` at the end of the input.
+fn next_line(reader: &mut impl BufRead) -> std::io::Result<Option<Line>> {
+    let mut line = Vec::new();
+    let n = (&mut *reader)
+        .take(MAX_ROW_BYTES as u64 + 1)
+        .read_until(b'\n', &mut line)?;
+    if n == 0 {
+        return Ok(None);
+    }
+    if line.last() == Some(&b'\n') {
+        line.pop();
+    } else if line.len() > MAX_ROW_BYTES {
+        reader.skip_until(b'\n')?;
+        return Ok(Some(Line::TooLong));
+    }
+    if line.last() == Some(&b'\r') {
+        line.pop();
+    }
+    Ok(Some(Line::Text(line)))
+}
+
+fn jsonl(mut reader: impl BufRead) -> impl Iterator<Item = Result<RawRow, RowError>> {
+    let mut line_no = 0u64;
+    let mut done = false;
+    std::iter::from_fn(move || {
+        loop {
+            if done {
+                return None;
             }
-        };
-        if text.trim().is_empty() {
-            return None;
+            line_no += 1;
+            let err = |message: String| {
+                Some(Err(RowError {
+                    line: line_no,
+                    message,
+                }))
+            };
+            let bytes = match next_line(&mut reader) {
+                Ok(None) => return None,
+                Ok(Some(Line::Text(bytes))) => bytes,
+                Ok(Some(Line::TooLong)) => return err(too_long()),
+                Err(e) => {
+                    // A read error does not go away by reading on.
+                    done = true;
+                    return err(format!("cannot read: {e}"));
+                }
+            };
+            let Ok(text) = String::from_utf8(bytes) else {
+                return err("is not valid UTF-8; save the file as UTF-8".into());
+            };
+            if text.trim().is_empty() {
+                continue;
+            }
+            return Some(parse_jsonl(line_no, &text));
         }
-        Some(match serde_json::from_str::<Value>(&text) {
+    })
+}
+
+fn parse_jsonl(line_no: u64, text: &str) -> Result<RawRow, RowError> {
+    {
+        match serde_json::from_str::<Value>(text) {
             Ok(Value::Object(fields)) => Ok(RawRow {
                 line: line_no,
                 fields,
@@ -95,18 +176,149 @@ fn jsonl(reader: impl BufRead) -> impl Iterator<Item = Result<RawRow, RowError>>
                 line: line_no,
                 message: format!("is not valid JSON ({e})"),
             }),
-        })
-    })
+        }
+    }
 }
 
-fn csv_rows(file: File) -> Result<impl Iterator<Item = Result<RawRow, RowError>>, String> {
-    let mut reader = csv::ReaderBuilder::new().flexible(false).from_reader(file);
-    let headers: Vec<String> = reader
-        .headers()
-        .map_err(|e| format!("--input: cannot read the CSV header line: {e}"))?
-        .iter()
-        .map(|h| h.trim().to_ascii_lowercase())
-        .collect();
+/// A CSV reader over `csv_core` with a bounded record buffer: the `csv` crate would grow its
+/// buffer to hold any field whole.
+struct CsvRecords<R> {
+    reader: R,
+    core: csv_core::Reader,
+    out: Vec<u8>,
+    ends: Vec<usize>,
+    done: bool,
+}
+
+/// One CSV record: the line it starts on, and its fields, or why it was not read.
+type CsvRecord = (u64, Result<Vec<String>, String>);
+
+impl<R: BufRead> CsvRecords<R> {
+    fn new(reader: R) -> Self {
+        CsvRecords {
+            reader,
+            core: csv_core::ReaderBuilder::new().build(),
+            out: vec![0; MAX_ROW_BYTES],
+            ends: vec![0; MAX_CSV_FIELDS],
+            done: false,
+        }
+    }
+
+    fn next_record(&mut self) -> Option<CsvRecord> {
+        use csv_core::ReadRecordResult as R;
+        if self.done {
+            return None;
+        }
+        // Blank lines before the record are skipped here (the parser would skip them too),
+        // so that the record starts on the parser's current line.
+        loop {
+            let input = match fill(&mut self.reader) {
+                Ok(input) => input,
+                Err(e) => {
+                    self.done = true;
+                    return Some((self.core.line(), Err(format!("cannot read: {e}"))));
+                }
+            };
+            let blank = input
+                .iter()
+                .take_while(|b| **b == b'\n' || **b == b'\r')
+                .count();
+            let breaks = input[..blank].iter().filter(|b| **b == b'\n').count() as u64;
+            self.core.set_line(self.core.line() + breaks);
+            self.reader.consume(blank);
+            if blank == 0 {
+                break;
+            }
+        }
+        let line = self.core.line();
+        let (mut nout, mut nends) = (0usize, 0usize);
+        // Why the record is skipped: too long, or too many fields.
+        let mut skip: Option<String> = None;
+        let mut scratch = vec![0u8; 64 * 1024];
+        let mut scratch_ends = [0usize; 64];
+        loop {
+            let input = match fill(&mut self.reader) {
+                Ok(input) => input,
+                Err(e) => {
+                    self.done = true;
+                    return Some((self.core.line(), Err(format!("cannot read: {e}"))));
+                }
+            };
+            let (result, nin, _, _) = if skip.is_some() {
+                self.core
+                    .read_record(input, &mut scratch, &mut scratch_ends)
+            } else {
+                let r =
+                    self.core
+                        .read_record(input, &mut self.out[nout..], &mut self.ends[nends..]);
+                nout += r.2;
+                nends += r.3;
+                r
+            };
+            self.reader.consume(nin);
+            match result {
+                R::InputEmpty => {}
+                R::OutputFull => {
+                    skip.get_or_insert_with(too_long);
+                }
+                R::OutputEndsFull => {
+                    skip.get_or_insert_with(|| {
+                        format!("has more than {MAX_CSV_FIELDS} fields; the columns are user,text,tag,sub_tag,system,attach")
+                    });
+                }
+                R::Record => {
+                    if let Some(why) = skip {
+                        return Some((line, Err(why)));
+                    }
+                    let mut fields = Vec::with_capacity(nends);
+                    let mut from = 0;
+                    for &end in &self.ends[..nends] {
+                        match std::str::from_utf8(&self.out[from..end]) {
+                            Ok(text) => fields.push(text.to_string()),
+                            Err(_) => {
+                                return Some((
+                                    line,
+                                    Err("is not valid UTF-8; save the file as UTF-8".into()),
+                                ));
+                            }
+                        }
+                        from = end;
+                    }
+                    return Some((line, Ok(fields)));
+                }
+                R::End => {
+                    self.done = true;
+                    return None;
+                }
+            }
+        }
+    }
+}
+
+/// The next input bytes, empty at the end.
+fn fill(reader: &mut impl BufRead) -> std::io::Result<&[u8]> {
+    loop {
+        match reader.fill_buf() {
+            Ok(_) => break,
+            Err(e) if e.kind() == std::io::ErrorKind::Interrupted => continue,
+            Err(e) => return Err(e),
+        }
+    }
+    reader.fill_buf()
+}
+
+fn csv_rows(
+    reader: impl BufRead,
+) -> Result<impl Iterator<Item = Result<RawRow, RowError>>, String> {
+    let mut records = CsvRecords::new(reader);
+    let headers: Vec<String> = match records.next_record() {
+        None => return Err("--input: the CSV input is empty; it needs a header line with the columns user,text,tag,sub_tag,system,attach".into()),
+        Some((_, Err(e))) => return Err(format!("--input: cannot read the CSV header line: it {e}")),
+        Some((_, Ok(fields))) => fields
+            .iter()
+            .map(|h| h.trim().to_ascii_lowercase())
+            .collect(),
+    };
     for required in ["user", "text"] {
         if !headers.iter().any(|h| h == required) {
             return Err(format!(
@@ -115,19 +327,27 @@ fn csv_rows(file: File) -> Result<impl Iterator<Item = Result<RawRow, RowError>>
             ));
         }
     }
-    Ok(reader.into_records().map(move |record| {
-        let record = record.map_err(|e| RowError {
-            line: e.position().map_or(0, |p| p.line()),
-            message: format!("cannot read the CSV row: {e}"),
-        })?;
-        let line = record.position().map_or(0, |p| p.line());
+    Ok(std::iter::from_fn(move || {
+        let (line, record) = records.next_record()?;
+        let err = |message: String| Some(Err(RowError { line, message }));
+        let record = match record {
+            Ok(record) => record,
+            Err(e) => return err(e),
+        };
+        if record.len() != headers.len() {
+            return err(format!(
+                "has {} fields, but the header line has {}",
+                record.len(),
+                headers.len()
+            ));
+        }
         let fields = headers
             .iter()
-            .zip(record.iter())
+            .zip(record)
             .filter(|(_, v)| !v.is_empty())
-            .map(|(h, v)| (h.clone(), Value::String(v.to_string())))
+            .map(|(h, v)| (h.clone(), Value::String(v)))
             .collect();
-        Ok(RawRow { line, fields })
+        Some(Ok(RawRow { line, fields }))
     }))
 }
 

@@ -3,20 +3,30 @@
 //! The input is read twice, both times as a stream so memory stays flat however long it is:
 //! first every row is checked (nothing is sent if any row is bad, unless `--skip-invalid`),
 //! then the rows go out in `batch` calls of 50 through the library's bulk sender, several
-//! batches in flight, paced by the shared rate limiter. Standard input is copied to a
-//! temporary file so that it can be read twice.
+//! batches in flight, paced by the shared rate limiter. Standard input is copied to an
+//! unnamed temporary file (the system removes it however the process ends, even by kill -9)
+//! so that it can be read twice; at most `--stdin-limit` of it. A row longer than
+//! [`input::MAX_ROW_BYTES`] is an invalid row, skipped without being held in memory.
 //!
-//! With `--journal`, each batch's rows are recorded before it is sent and their outcomes after
-//! its answer, so a run that is killed can be run again and picks up where it stopped: rows
-//! already delivered or refused are skipped, and rows whose fate is unknown are sent again only
-//! when a resend cannot duplicate them (a tag, from an OAuth application).
+//! With `--journal`, each batch's rows are recorded the moment it is dispatched (its
+//! rate-limit slot taken, its request about to be written) and their outcomes after its
+//! answer, so a run that is killed can be run again and picks up where it stopped: rows
+//! already delivered or refused are skipped, rows that never left are sent, and rows whose
+//! fate is unknown are sent again only when a resend cannot duplicate them (a tag, from an
+//! OAuth application).
+//!
+//! `--report` and `--journal` are refused when they are the same file as `--input` or as
+//! each other (the report would truncate the input), and neither is written through a
+//! symbolic link.
 
-mod input;
-mod journal;
+pub mod input;
+pub mod journal;
 
 use std::cell::RefCell;
-use std::io::{BufWriter, Read, Write};
+use std::fs::File;
+use std::io::{BufWriter, Read, Seek, Write};
 use std::path::{Path, PathBuf};
+use std::sync::{Mutex, MutexGuard};
 use std::time::Instant;
 
 use bitrix24::{BulkItem, Client, ItemOutcome};
@@ -43,7 +53,12 @@ pub struct Options {
     pub journal: Option<PathBuf>,
     pub concurrency: usize,
     pub dry_run: bool,
+    /// The most bytes of standard input spooled for `--input -`.
+    pub stdin_limit: u64,
 }
+
+/// The default `--stdin-limit`: 1 GiB.
+pub const DEFAULT_STDIN_LIMIT: u64 = 1 << 30;
 
 #[derive(Default)]
 struct Tally {
@@ -59,16 +74,18 @@ struct Tally {
 
 pub async fn run(client: &Client, options: Options) -> Result<Exit, Failure> {
     let started = Instant::now();
-    let (path, _spooled) = input_file(&options.input)?;
-    let format = options.format.unwrap_or_else(|| Format::guess(&path));
-    let fingerprint = fingerprint(&path)?;
+    distinct_files(&options)?;
+    let input = input_file(&options.input, options.stdin_limit)?;
+    let format = options
+        .format
+        .unwrap_or_else(|| Format::guess(Path::new(&options.input)));
 
     // Pass 1: check every row.
     let mut invalid: Vec<RowError> = Vec::new();
     let mut invalid_count = 0u64;
     let mut valid = 0u64;
     let mut last_line = 0u64;
-    for raw in input::read(&path, format).map_err(Failure::Usage)? {
+    for raw in input::read_from(rewound(&input)?, format).map_err(Failure::Usage)? {
         last_line = last_line.max(match &raw {
             Ok(raw) => raw.line,
             Err(e) => e.line,
@@ -105,25 +122,38 @@ pub async fn run(client: &Client, options: Options) -> Result<Exit, Failure> {
 
     // Pass 2: send.
     let journal = match &options.journal {
-        Some(path) => Some(Journal::open(path, &fingerprint, last_line).map_err(Failure::Usage)?),
+        // The input's fingerprint is only needed (and read) to match it with a journal.
+        Some(path) => {
+            Some(Journal::open(path, &fingerprint(&input)?, last_line).map_err(Failure::Usage)?)
+        }
         None => None,
     };
     let report = match &options.report {
-        Some(path) => Some(BufWriter::new(std::fs::File::create(path).map_err(
-            |e| Failure::Usage(format!("--report: cannot write {}: {e}", path.display())),
-        )?)),
+        Some(path) => Some(BufWriter::new(
+            journal::open_no_follow(
+                std::fs::OpenOptions::new()
+                    .write(true)
+                    .create(true)
+                    .truncate(true),
+                path,
+            )
+            .map_err(|e| Failure::Usage(journal::no_follow_error("--report", path, e)))?,
+        )),
         None => None,
     };
     let resend_safe = client.portal().is_oauth();
+    // Shared with the bulk sender's dispatch hook, which records `sending`.
+    let journal = Mutex::new(journal);
+    let journal_failed: Mutex<Option<String>> = Mutex::new(None);
     let state = RefCell::new(Run {
-        journal,
+        journal: &journal,
         report,
         tally: Tally::default(),
         progress: progress(valid),
         refused: None,
     });
 
-    let mut reader = input::read(&path, format).map_err(Failure::Usage)?;
+    let mut reader = input::read_from(rewound(&input)?, format).map_err(Failure::Usage)?;
     // Chunks of up to 50 sendable rows, pulled lazily; rows that need no sending are settled
     // on the way.
     let chunks = std::iter::from_fn(|| {
@@ -141,11 +171,10 @@ pub async fn run(client: &Client, options: Options) -> Result<Exit, Failure> {
                     continue;
                 }
             };
-            match run
-                .journal
+            let known = lock(run.journal)
                 .as_ref()
-                .map_or(State::Pending, |j| j.state(row.line))
-            {
+                .map_or(State::Pending, |j| j.state(row.line));
+            match known {
                 State::Delivered => {
                     run.tally.earlier += 1;
                     run.tally.delivered += 1;
@@ -176,8 +205,19 @@ pub async fn run(client: &Client, options: Options) -> Result<Exit, Failure> {
         (!chunk.is_empty()).then_some(chunk)
     });
 
+    // Records `sending` (durably) the moment a batch is about to be written; a journal that
+    // cannot be written stops the batch unsent, and the run.
+    let on_dispatch = |rows: &[u64]| -> Result<(), String> {
+        let Some(journal) = lock(&journal).as_mut().map(|j| j.sending(rows)) else {
+            return Ok(());
+        };
+        journal.inspect_err(|e| {
+            lock(&journal_failed).get_or_insert_with(|| e.clone());
+        })
+    };
     let sends = stream::iter(chunks).map(|chunk| {
         let state = &state;
+        let on_dispatch = &on_dispatch;
         async move {
             // After the credentials were refused, every later batch would be refused too.
             let refused = state.borrow().refused.clone();
@@ -192,10 +232,6 @@ pub async fn run(client: &Client, options: Options) -> Result<Exit, Failure> {
                 }
                 return Ok(());
             }
-            let lines: Vec<u64> = chunk.iter().map(|r| r.line).collect();
-            if let Some(journal) = state.borrow_mut().journal.as_mut() {
-                journal.sending(&lines)?;
-            }
             let items = chunk.into_iter().map(|r| BulkItem {
                 row: r.line,
                 request: r.request,
@@ -204,6 +240,7 @@ pub async fn run(client: &Client, options: Options) -> Result<Exit, Failure> {
                 .bulk(stream::iter(items))
                 .batch_size(BATCH)
                 .concurrency(1)
+                .on_dispatch(on_dispatch)
                 .run()
                 .collect()
                 .await;
@@ -212,6 +249,9 @@ pub async fn run(client: &Client, options: Options) -> Result<Exit, Failure> {
     });
     let mut sends = sends.buffer_unordered(options.concurrency.max(1));
     while let Some(done) = sends.next().await {
+        if let Some(e) = lock(&journal_failed).take() {
+            return Err(Failure::Local(e));
+        }
         done.map_err(Failure::Local)?;
     }
     drop(sends);
@@ -251,8 +291,13 @@ pub async fn run(client: &Client, options: Options) -> Result<Exit, Failure> {
     })
 }
 
-struct Run {
-    journal: Option<Journal>,
+/// A lock that a panic elsewhere does not poison (there is no invariant to protect).
+fn lock<T>(m: &Mutex<T>) -> MutexGuard<'_, T> {
+    m.lock().unwrap_or_else(|e| e.into_inner())
+}
+
+struct Run<'j> {
+    journal: &'j Mutex<Option<Journal>>,
     report: Option<BufWriter<std::fs::File>>,
     tally: Tally,
     progress: indicatif::ProgressBar,
@@ -260,7 +305,7 @@ struct Run {
     refused: Option<String>,
 }
 
-impl Run {
+impl Run<'_> {
     fn report(&mut self, line: Value) {
         if let Some(report) = self.report.as_mut() {
             // A report that cannot be written is reported once at the end, by the flush.
@@ -302,7 +347,7 @@ impl Run {
                 (*row, entry)
             })
             .collect();
-        if let Some(journal) = self.journal.as_mut() {
+        if let Some(journal) = lock(self.journal).as_mut() {
             journal.record(&entries)?;
         }
         for (row, entry) in entries {
@@ -341,36 +386,64 @@ fn progress(total: u64) -> indicatif::ProgressBar {
     bar
 }
 
-/// The input as a file: standard input is copied to a temporary one (kept alive by the guard).
-fn input_file(input: &str) -> Result<(PathBuf, Option<tempfile::NamedTempFile>), Failure> {
+/// The input, opened once: the named file, or standard input spooled (at most `limit` bytes)
+/// into an unnamed temporary file, which the system removes however the process ends.
+fn input_file(input: &str, limit: u64) -> Result<File, Failure> {
     if input != "-" {
-        let path = PathBuf::from(input);
-        if !path.is_file() {
-            return Err(Failure::Usage(format!("--input: {input} is not a file")));
+        let not_a_file = || Failure::Usage(format!("--input: {input} is not a file"));
+        if !Path::new(input).is_file() {
+            return Err(not_a_file());
         }
-        return Ok((path, None));
+        let file = File::open(input)
+            .map_err(|e| Failure::Usage(format!("--input: cannot open {input}: {e}")))?;
+        // Checked again on what was opened: the path may have changed in between.
+        if !file.metadata().is_ok_and(|m| m.is_file()) {
+            return Err(not_a_file());
+        }
+        return Ok(file);
     }
-    let mut spool = tempfile::NamedTempFile::new().map_err(|e| {
+    let mut spool = tempfile::tempfile().map_err(|e| {
         Failure::Local(format!(
-            "cannot create a temporary file for standard input: {e}"
+            "cannot create a temporary file for standard input (in TMPDIR): {e}"
         ))
     })?;
-    std::io::copy(&mut std::io::stdin().lock(), &mut spool)
-        .map_err(|e| Failure::Local(format!("cannot read standard input: {e}")))?;
-    Ok((spool.path().to_path_buf(), Some(spool)))
+    let copied = std::io::copy(
+        &mut std::io::stdin().lock().take(limit.saturating_add(1)),
+        &mut spool,
+    )
+    .map_err(|e| Failure::Local(format!("cannot spool standard input: {e}")))?;
+    if copied > limit {
+        return Err(Failure::Usage(format!(
+            "--input -: standard input is longer than --stdin-limit ({} MiB); nothing was sent: save it to a file and pass --input FILE, or raise --stdin-limit",
+            limit >> 20
+        )));
+    }
+    Ok(spool)
+}
+
+/// Another handle on `file`, at its start: each pass reads the very file the first one did.
+fn rewound(file: &File) -> Result<File, Failure> {
+    let mut again = file
+        .try_clone()
+        .map_err(|e| Failure::Local(format!("--input: cannot read it again: {e}")))?;
+    again
+        .rewind()
+        .map_err(|e| Failure::Local(format!("--input: cannot read it again: {e}")))?;
+    Ok(again)
 }
 
 /// An MD5 of the input, so a journal is never applied to other input.
-fn fingerprint(path: &Path) -> Result<String, Failure> {
+fn fingerprint(file: &File) -> Result<String, Failure> {
     use md5::{Digest, Md5};
-    let mut file = std::fs::File::open(path)
-        .map_err(|e| Failure::Usage(format!("--input: cannot read {}: {e}", path.display())))?;
+    let mut file = rewound(file)?;
     let mut hasher = Md5::new();
     let mut buf = vec![0u8; 64 * 1024];
     loop {
-        let n = file
-            .read(&mut buf)
-            .map_err(|e| Failure::Usage(format!("--input: cannot read: {e}")))?;
+        let n = match file.read(&mut buf) {
+            Ok(n) => n,
+            Err(e) if e.kind() == std::io::ErrorKind::Interrupted => continue,
+            Err(e) => return Err(Failure::Usage(format!("--input: cannot read: {e}"))),
+        };
         if n == 0 {
             break;
         }
@@ -381,4 +454,80 @@ fn fingerprint(path: &Path) -> Result<String, Failure> {
         .iter()
         .map(|b| format!("{b:02x}"))
         .collect())
+}
+
+/// What makes two paths the same file: device and inode of one that exists (so hard links,
+/// symbolic links and `./x` against `x` all match), else its canonical parent and name.
+#[derive(Debug, PartialEq, Eq)]
+enum FileId {
+    Node(u64, u64),
+    Path(PathBuf),
+}
+
+fn file_id(path: &Path) -> Option<FileId> {
+    match std::fs::metadata(path) {
+        Ok(meta) => node_id(&meta).or_else(|| std::fs::canonicalize(path).ok().map(FileId::Path)),
+        Err(_) => {
+            let name = path.file_name()?;
+            let parent = match path.parent() {
+                Some(p) if !p.as_os_str().is_empty() => p,
+                _ => Path::new("."),
+            };
+            Some(FileId::Path(std::fs::canonicalize(parent).ok()?.join(name)))
+        }
+    }
+}
+
+/// Standard input's file, when it is one (`--input - <FILE`).
+fn stdin_id() -> Option<FileId> {
+    #[cfg(unix)]
+    {
+        use std::os::fd::AsFd;
+        let fd = std::io::stdin().as_fd().try_clone_to_owned().ok()?;
+        node_id(&File::from(fd).metadata().ok()?)
+    }
+    #[cfg(not(unix))]
+    {
+        None
+    }
+}
+
+#[cfg(unix)]
+fn node_id(meta: &std::fs::Metadata) -> Option<FileId> {
+    use std::os::unix::fs::MetadataExt;
+    Some(FileId::Node(meta.dev(), meta.ino()))
+}
+
+#[cfg(not(unix))]
+fn node_id(_: &std::fs::Metadata) -> Option<FileId> {
+    None
+}
+
+/// Refuses `--report` or `--journal` that is the same file as `--input` or as each other,
+/// before anything is read or written: the report is truncated when it is opened.
+fn distinct_files(options: &Options) -> Result<(), Failure> {
+    let input = if options.input == "-" {
+        stdin_id()
+    } else {
+        file_id(Path::new(&options.input))
+    };
+    let report = options.report.as_deref().and_then(file_id);
+    let journal = options.journal.as_deref().and_then(file_id);
+    let named = [
+        ("--report", report.as_ref(), "--input", input.as_ref()),
+        ("--journal", journal.as_ref(), "--input", input.as_ref()),
+    ];
+    for (flag, id, other, other_id) in named {
+        if id.is_some() && id == other_id {
+            return Err(Failure::Usage(format!(
+                "{flag} and {other} are the same file; give {flag} a path of its own (it would overwrite the input)"
+            )));
+        }
+    }
+    if report.is_some() && report == journal {
+        return Err(Failure::Usage(
+            "--report and --journal are the same file; give each a path of its own".into(),
+        ));
+    }
+    Ok(())
 }
