@@ -857,6 +857,38 @@ mod tests {
     }
 
     #[test]
+    fn values_that_may_be_secrets_are_not_echoed() {
+        for secret in [
+            "https://x.bitrix24.com/rest/1/abc/",
+            "x.bitrix24.com/rest/1/abcdef/",
+            "4e8e0c5e0061ab5d006b8b1d00000001000003a9",
+            "user:pass@host",
+        ] {
+            assert!(may_be_secret(secret), "{secret}");
+        }
+        for plain in [
+            "work",
+            "prod-eu",
+            "~/.config/oint/app.token",
+            "APP_TOKEN",
+            "/tmp/x",
+        ] {
+            assert!(!may_be_secret(plain), "{plain}");
+        }
+        let scrubbed = scrub_serde_message(
+            "invalid type: string \"tok-1\", expected f64; unknown field `https://h/rest/1/s/`, expected `url`",
+        );
+        assert!(
+            !scrubbed.contains("tok-1") && !scrubbed.contains("rest/1/s"),
+            "{scrubbed}"
+        );
+        assert!(scrubbed.contains("`url`"), "{scrubbed}");
+        assert_eq!(clean_secret("\u{feff} t1 \r\n", "x"), Ok("t1".into()));
+        assert!(clean_secret("t1 t2", "x").unwrap_err().starts_with("x: "));
+        assert!(clean_secret("t1\u{0}", "x").is_err());
+    }
+
+    #[test]
     fn mistakes_are_named() {
         let dir = tempfile::tempdir().unwrap();
         let config = private_file(

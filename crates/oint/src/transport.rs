@@ -322,6 +322,32 @@ mod tests {
     }
 
     #[test]
+    fn ranges_refuse_what_cannot_be_a_duration_or_a_limit() {
+        for range in [TIMEOUT, CONNECT_TIMEOUT, RATE, BURST] {
+            for bad in [f64::NAN, f64::INFINITY, f64::NEG_INFINITY, 1e300, -1.0, 0.0] {
+                let err = range.check(bad).unwrap_err();
+                assert!(err.starts_with("must be at least"), "{err}");
+                assert!(!err.contains("NaN") && !err.contains("inf"), "{err}");
+            }
+            assert_eq!(range.check(range.min), Ok(range.min));
+            assert_eq!(range.check(range.max), Ok(range.max));
+            // The largest value still makes a Duration.
+            let _ = Duration::from_secs_f64(range.max);
+            assert!(range.parse("abc").is_err() && range.parse(" 1e300 ").is_err());
+        }
+        assert_eq!(parse_attempts("100"), Ok(100));
+        for bad in ["0", "101", "-1", "1.5", "x", "4294967296"] {
+            assert!(parse_attempts(bad).is_err(), "{bad}");
+        }
+        let flags = LimitFlags {
+            connect_timeout: Some(1e20),
+            ..LimitFlags::default()
+        };
+        let err = Transport::from_flags(&flags).unwrap_err();
+        assert!(err.starts_with("--connect-timeout: must be"), "{err}");
+    }
+
+    #[test]
     fn one_bucket_file_per_portal() {
         let a = bucket_path("https://a.bitrix24.com/rest/1/x/", None).unwrap();
         let b = bucket_path("a.bitrix24.com", Some("t")).unwrap();
