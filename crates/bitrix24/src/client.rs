@@ -73,6 +73,35 @@ pub struct Preview {
     pub body: Value,
 }
 
+/// Parameter names that carry credentials whoever put them in the request.
+const SECRET_PARAMS: &[&str] = &[
+    "auth",
+    "access_token",
+    "refresh_token",
+    "client_secret",
+    "application_token",
+    "password",
+];
+
+/// Replaces the value of every credential-named key, at any depth, with [`MASK`].
+fn mask_secret_params(map: &mut Map<String, Value>) {
+    for (key, value) in map.iter_mut() {
+        if SECRET_PARAMS.iter().any(|s| key.eq_ignore_ascii_case(s)) {
+            *value = Value::String(MASK.into());
+        } else {
+            mask_secret_value(value);
+        }
+    }
+}
+
+fn mask_secret_value(value: &mut Value) {
+    match value {
+        Value::Object(map) => mask_secret_params(map),
+        Value::Array(items) => items.iter_mut().for_each(mask_secret_value),
+        _ => {}
+    }
+}
+
 /// Builds a [`Client`].
 #[derive(Debug)]
 pub struct ClientBuilder {
@@ -330,10 +359,13 @@ impl Client {
         })
     }
 
-    /// Shows what [`Client::execute`] would send, secrets masked, without sending it.
+    /// Shows what [`Client::execute`] would send, secrets masked, without sending it: the
+    /// token this client adds, and any parameter named like a credential (`auth`,
+    /// `access_token`, `refresh_token`, `client_secret`, …) at any depth.
     pub fn preview(&self, request: &Request) -> Preview {
         let portal = &self.inner.portal;
         let mut body = request.params.clone();
+        mask_secret_params(&mut body);
         if portal.is_oauth() {
             body.insert("auth".into(), Value::String(MASK.into()));
         }

@@ -21,10 +21,7 @@ pub fn main(args: Vec<OsString>) -> Exit {
         Err(e) => return output::report(Err(Failure::Usage(e)), None),
     };
     match cli.command {
-        None => {
-            let _ = Cli::command().print_long_help();
-            Exit::Ok
-        }
+        None => print_styled(Cli::command().render_long_help()),
         Some(Command::Bitrix24(b24)) => match b24.method {
             None => output::report(Ok(Success::Text(method_list())), None),
             // OPI prints a method's help when it is given no options at all.
@@ -34,13 +31,14 @@ pub fn main(args: Vec<OsString>) -> Exit {
                 let sub = cmd
                     .find_subcommand_mut("bitrix24")
                     .and_then(|b| b.find_subcommand_mut(&name));
-                if let Some(sub) = sub {
-                    let _ = sub
-                        .clone()
-                        .bin_name(format!("oint bitrix24 {name}"))
-                        .print_long_help();
+                match sub {
+                    Some(sub) => print_styled(
+                        sub.clone()
+                            .bin_name(format!("oint bitrix24 {name}"))
+                            .render_long_help(),
+                    ),
+                    None => Exit::Ok,
                 }
-                Exit::Ok
             }
             Some(method) => run_method(method, &transport),
         },
@@ -50,12 +48,12 @@ pub fn main(args: Vec<OsString>) -> Exit {
         Some(Command::Completions { shell }) => {
             let mut script = Vec::new();
             clap_complete::generate(shell, &mut Cli::command(), "oint", &mut script);
-            write_ignoring_closed_pipe(&script)
+            output::print(&script)
         }
         Some(Command::Man) => {
             let mut page = Vec::new();
             match clap_mangen::Man::new(Cli::command()).render(&mut page) {
-                Ok(()) => write_ignoring_closed_pipe(&page),
+                Ok(()) => output::print(&page),
                 Err(e) => output::report(
                     Err(Failure::Local(format!(
                         "cannot render the manual page: {e}"
@@ -67,18 +65,15 @@ pub fn main(args: Vec<OsString>) -> Exit {
     }
 }
 
-/// `oint man | head` closes the pipe early; that is not an error.
-fn write_ignoring_closed_pipe(bytes: &[u8]) -> Exit {
-    use std::io::Write;
-    match std::io::stdout().lock().write_all(bytes) {
-        Err(e) if e.kind() != std::io::ErrorKind::BrokenPipe => output::report(
-            Err(Failure::Local(format!(
-                "cannot write to standard output: {e}"
-            ))),
-            None,
-        ),
-        _ => Exit::Ok,
-    }
+/// Help text, in colour on a terminal, through the one checked writer.
+fn print_styled(text: clap::builder::StyledStr) -> Exit {
+    use std::io::IsTerminal;
+    let text = if std::io::stdout().is_terminal() {
+        text.ansi().to_string()
+    } else {
+        text.to_string()
+    };
+    output::print(text.as_bytes())
 }
 
 fn run_method(method: Method, transport: &Transport) -> Exit {
@@ -92,11 +87,17 @@ fn run_method(method: Method, transport: &Transport) -> Exit {
     if common.debug {
         init_debug_logging();
     }
+    // Before sending: a path that cannot take the answer must not cost a duplicate on retry.
+    let out = match common.out.as_deref().map(output::OutFile::prepare) {
+        Some(Ok(out)) => Some(out),
+        Some(Err(e)) => return output::report(Err(Failure::Usage(e)), None),
+        None => None,
+    };
     let outcome = match runtime() {
         Ok(rt) => rt.block_on(run::run(job, transport)),
         Err(failure) => Err(failure),
     };
-    output::report(outcome, common.out.as_deref())
+    output::report(outcome, out)
 }
 
 fn run_sandbox(action: SandboxAction) -> Exit {
@@ -160,6 +161,15 @@ fn method_list() -> String {
     text
 }
 
+/// The global flags whose values [`crate::transport`] checks against its ranges.
+const LIMIT_FLAGS: &[&str] = &[
+    "--rate",
+    "--burst",
+    "--timeout",
+    "--connect-timeout",
+    "--attempts",
+];
+
 /// Clap's first line, plus the indented list it sometimes announces with a colon
 /// ("the following required arguments were not provided:").
 fn one_line(rendered: &str) -> String {
@@ -186,12 +196,34 @@ fn clap_error(e: clap::Error, args: &[OsString]) -> Exit {
         ErrorKind::DisplayHelp
         | ErrorKind::DisplayVersion
         | ErrorKind::DisplayHelpOnMissingArgumentOrSubcommand => {
-            let _ = e.print();
-            Exit::Ok
+            if e.use_stderr() {
+                let _ = e.print();
+                Exit::Ok
+            } else {
+                print_styled(e.render())
+            }
         }
         kind => {
             let rendered = e.render().to_string();
-            let first = one_line(&rendered);
+            let mut first = one_line(&rendered);
+            // The limit flags speak like every other check of oint ("--rate: must be …"),
+            // which also keeps the value, perhaps a misplaced secret, out of the message.
+            if kind == ErrorKind::ValueValidation
+                && let Some(clap::error::ContextValue::String(arg)) =
+                    e.get(clap::error::ContextKind::InvalidArg)
+                && let Some(flag) = arg.split_whitespace().next()
+                && LIMIT_FLAGS.contains(&flag)
+                && let Some(source) = std::error::Error::source(&e)
+            {
+                first = format!("{flag}: {source}");
+            }
+            // A token or webhook URL typed into the wrong flag must not be echoed back.
+            if let Some(clap::error::ContextValue::String(value)) =
+                e.get(clap::error::ContextKind::InvalidValue)
+                && crate::config::may_be_secret(value)
+            {
+                first = first.replace(value.as_str(), "(value not shown)");
+            }
             let hint = match (kind, args.get(1).and_then(|a| a.to_str())) {
                 (ErrorKind::InvalidSubcommand, Some("bitrix24")) => {
                     "; run 'oint bitrix24' to list the methods".to_string()

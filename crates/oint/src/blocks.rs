@@ -18,9 +18,8 @@ pub fn parse(input: &str) -> Result<Option<Attach>, String> {
     }
     let value = if trimmed.starts_with('[') || trimmed.starts_with('{') {
         parse_json_text(trimmed)?
-    } else if Path::new(trimmed).is_file() {
-        let text = std::fs::read_to_string(trimmed)
-            .map_err(|e| format!("cannot read file {trimmed:?}: {e}"))?;
+    } else if std::fs::metadata(trimmed).is_ok() {
+        let text = read_file(Path::new(trimmed))?;
         parse_json_text(text.trim()).map_err(|e| format!("file {trimmed:?}: {e}"))?
     } else if trimmed.starts_with("http://") || trimmed.starts_with("https://") {
         return Err("downloading blocks from a URL is not supported; save the JSON to a file and pass its path".into());
@@ -40,6 +39,18 @@ pub fn parse(input: &str) -> Result<Option<Attach>, String> {
     } else {
         Some(attach)
     })
+}
+
+/// Largest attachment file: far above what a portal takes in one request.
+pub const FILE_CAP: u64 = 16 * 1024 * 1024;
+
+/// A JSON file named on the command line: a regular file (never a FIFO or device, which could
+/// block or never end), read up to [`FILE_CAP`].
+pub fn read_file(path: &Path) -> Result<String, String> {
+    let (bytes, _) = crate::config::read_regular(path, FILE_CAP)
+        .map_err(|e| format!("file {:?} {e}", path.display().to_string()))?;
+    String::from_utf8(bytes)
+        .map_err(|_| format!("file {:?} is not UTF-8 text", path.display().to_string()))
 }
 
 fn parse_json_text(text: &str) -> Result<Value, String> {

@@ -11,7 +11,8 @@ use clap::{Args, Parser, Subcommand, ValueEnum};
 pub const EXIT_CODES: &str = "\
 Exit codes:
   0  success
-  1  the portal answered with an error (its JSON is still printed), or the network failed
+  1  the portal answered with an error (its JSON is still printed), or the network failed,
+     or the answer could not be written to standard output (the request was sent)
   2  usage or validation error, reported before anything is sent
   3  oint notify bulk: some rows were delivered, not all
   4  authentication or authorization error (NO_AUTH_FOUND, INVALID_CREDENTIALS, expired_token, ...),
@@ -77,21 +78,22 @@ pub struct LimitFlags {
     /// Your portal's rate limit: standard (2 requests/s, burst 50) or enterprise (5/s, 250)
     #[arg(long, global = true, value_name = "PLAN")]
     pub plan: Option<String>,
-    /// Override the plan's drain rate, in requests per second
-    #[arg(long, global = true, value_name = "R")]
+    /// Override the plan's drain rate, in requests per second (0.0001 to 10000)
+    #[arg(long, global = true, value_name = "R", value_parser = crate::transport::parse_rate)]
     pub rate: Option<f64>,
-    /// Override the plan's burst, in requests
-    #[arg(long, global = true, value_name = "B")]
+    /// Override the plan's burst, in requests (1 to 100000)
+    #[arg(long, global = true, value_name = "B", value_parser = crate::transport::parse_burst)]
     pub burst: Option<f64>,
-    /// Seconds to wait for a connection [default: 10]
-    #[arg(long, global = true, value_name = "SECONDS")]
+    /// Seconds to wait for a connection, 0.001 to 3600 [default: 10]
+    #[arg(long, global = true, value_name = "SECONDS", value_parser = crate::transport::parse_connect_timeout)]
     pub connect_timeout: Option<f64>,
-    /// Seconds to wait for each answer [default: 65]
-    #[arg(long, global = true, value_name = "SECONDS")]
+    /// Seconds to wait for each answer, 0.001 to 86400 [default: 65]
+    #[arg(long, global = true, value_name = "SECONDS", value_parser = crate::transport::parse_timeout)]
     pub timeout: Option<f64>,
-    /// Attempts per request, the first included, for every failure that may be retried
-    /// (QUERY_LIMIT_EXCEEDED too); retries also stop 180 s after the first attempt [default: 6]
-    #[arg(long, global = true, value_name = "N")]
+    /// Attempts per request, the first included, 1 to 100, for every failure that may be
+    /// retried (QUERY_LIMIT_EXCEEDED too); retries also stop 180 s after the first attempt
+    /// [default: 6]
+    #[arg(long, global = true, value_name = "N", value_parser = crate::transport::parse_attempts)]
     pub attempts: Option<u32>,
 }
 
@@ -461,7 +463,7 @@ pub struct CommonFlags {
     /// Print the request that would be sent (secrets masked) and send nothing
     #[arg(long)]
     pub test: bool,
-    /// Write the result to this file instead of standard output
+    /// Write the result to this file instead of standard output (checked before sending)
     #[arg(long, value_name = "PATH")]
     pub out: Option<String>,
 }

@@ -144,7 +144,7 @@ async fn run_notify(
             let add = build_send(client, flags)?;
             let request = add.to_request().map_err(err)?;
             if request.params().contains_key("TAG") && !client.portal().is_oauth() {
-                eprintln!("{WEBHOOK_TAG_WARNING}");
+                crate::output::note(WEBHOOK_TAG_WARNING);
             }
             if conn.dry_run {
                 return Ok(preview(client, &request));
@@ -424,8 +424,8 @@ pub fn call_params(
             let (source, text) = match text.strip_prefix('@') {
                 Some(path) => (
                     format!("--params @{path}"),
-                    std::fs::read_to_string(path)
-                        .map_err(|e| format!("--params: cannot read {path}: {e}"))?,
+                    blocks::read_file(std::path::Path::new(path))
+                        .map_err(|e| format!("--params: {e}"))?,
                 ),
                 None => ("--params".to_string(), text.to_string()),
             };

@@ -126,7 +126,13 @@ pub fn resolve(
     };
     let (client_id, client_secret) = match (client_id, client_secret) {
         (None, None) => return Ok(None),
-        (Some(id), Some(secret)) => (id.trim().to_string(), secret.trim().to_string()),
+        (Some(id), Some(secret)) => (
+            id.trim().to_string(),
+            crate::config::clean_secret(
+                &secret,
+                "BITRIX24_CLIENT_SECRET (or client_secret in the config file)",
+            )?,
+        ),
         (Some(_), None) => {
             return Err(
                 "BITRIX24_CLIENT_SECRET: an OAuth client id is set but no client secret; set BITRIX24_CLIENT_SECRET (or client_secret_file in the config file)".into(),
@@ -140,7 +146,14 @@ pub fn resolve(
     };
     let refresh_token = src
         .pick("BITRIX24_REFRESH_TOKEN", |e| e.refresh_token.clone())
-        .map(|t| SecretString::from(t.trim().to_string()));
+        .map(|t| {
+            crate::config::clean_secret(
+                &t,
+                "BITRIX24_REFRESH_TOKEN (or refresh_token in the config file)",
+            )
+        })
+        .transpose()?
+        .map(SecretString::from);
     let token_url = src.pick("BITRIX24_OAUTH_URL", |e| e.oauth_url.clone());
     let store = match src.pick("BITRIX24_TOKEN_STORE", |e| {
         e.token_store.as_ref().map(|p| p.display().to_string())

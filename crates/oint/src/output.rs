@@ -5,7 +5,7 @@
 //! standard output, as OPI does, but the exit code tells scripts it failed.
 
 use std::io::Write;
-use std::path::Path;
+use std::path::{Path, PathBuf};
 
 use serde::Serialize;
 use serde_json::Value;
@@ -65,8 +65,9 @@ pub fn to_pretty_json(value: &Value) -> String {
     String::from_utf8(buf).expect("serde_json writes UTF-8")
 }
 
-/// Prints the outcome and returns the exit code.
-pub fn report(outcome: Result<Success, Failure>, out: Option<&Path>) -> Exit {
+/// Prints the outcome and returns the exit code. With `out` (`--out`, prepared before
+/// anything was sent) the result goes to that file.
+pub fn report(outcome: Result<Success, Failure>, out: Option<OutFile>) -> Exit {
     let (body, failure) = match outcome {
         Ok(Success::Json(value)) => (Some(to_pretty_json(&value)), None),
         Ok(Success::Text(text)) => (Some(text), None),
@@ -85,42 +86,168 @@ pub fn report(outcome: Result<Success, Failure>, out: Option<&Path>) -> Exit {
         Err(failure) => (None, Some(failure)),
     };
     let mut exit = failure.as_ref().map_or(Exit::Ok, Failure::exit);
-    if let Some(body) = body
-        && let Err(message) = emit(&body, out)
-    {
-        eprintln!("error: {message}");
-        exit = Exit::Failed;
+    match (body, out) {
+        (Some(body), out) => {
+            if let Err(message) = emit(&body, out) {
+                error_line(&message);
+                // A failure already has its own, more telling code.
+                if exit == Exit::Ok {
+                    exit = Exit::Failed;
+                }
+            }
+        }
+        (None, Some(out)) => out.discard(),
+        (None, None) => {}
     }
     if let Some(failure) = failure {
         let (Failure::Usage(m)
         | Failure::Local(m)
         | Failure::Unknown(m)
         | Failure::Portal { message: m, .. }) = failure;
-        eprintln!("error: {m}");
+        error_line(&m);
     }
     exit
 }
 
-fn emit(body: &str, out: Option<&Path>) -> Result<(), String> {
-    match out {
-        None => {
-            let mut stdout = std::io::stdout().lock();
-            // A closed pipe (oint … | head) is not worth a panic.
-            let _ = writeln!(stdout, "{body}");
-            Ok(())
+/// `error: …` on standard error. A closed or full stderr is not worth a panic (`eprintln!`
+/// would panic), and there is nowhere left to say so.
+pub fn error_line(message: &str) {
+    let _ = writeln!(std::io::stderr().lock(), "error: {message}");
+}
+
+/// A warning or note on standard error, without `eprintln!`'s panic on a closed stderr.
+pub fn note(line: &str) {
+    let _ = writeln!(std::io::stderr().lock(), "{line}");
+}
+
+/// Writes `bytes` to standard output and flushes; a closed pipe (`oint … | head`) is fine,
+/// any other failure (`>/dev/full`, an I/O error) is reported: the answer is lost.
+pub fn write_stdout(bytes: &[u8]) -> Result<(), String> {
+    let lost = |e: std::io::Error| format!("cannot write the result to standard output: {e}");
+    let mut stdout = std::io::stdout().lock();
+    match stdout.write_all(bytes).and_then(|()| stdout.flush()) {
+        Err(e) if e.kind() == std::io::ErrorKind::BrokenPipe => Ok(()),
+        Err(e) => Err(lost(e)),
+        Ok(()) => Ok(()),
+    }
+}
+
+/// Prints text that is the whole answer (help, completions, the manual) and says how it went.
+pub fn print(bytes: &[u8]) -> Exit {
+    match write_stdout(bytes) {
+        Ok(()) => Exit::Ok,
+        Err(message) => {
+            error_line(&message);
+            Exit::Failed
         }
-        Some(path) => {
-            std::fs::write(path, body)
-                .map_err(|e| format!("--out: cannot write {}: {e}", path.display()))?;
-            let full = std::fs::canonicalize(path).unwrap_or_else(|_| path.to_path_buf());
+    }
+}
+
+fn emit(body: &str, out: Option<OutFile>) -> Result<(), String> {
+    match out {
+        None => write_stdout(format!("{body}\n").as_bytes()),
+        Some(out) => {
+            let path = out.commit(body)?;
+            let full = std::fs::canonicalize(&path).unwrap_or(path);
             let megabytes = body.len() as f64 / (1024.0 * 1024.0);
             // OPI's confirmation line, so scripts that read it keep working.
-            println!(
-                "File with size {} MB was recorded in {}",
-                trim_number(megabytes),
-                full.display()
-            );
-            Ok(())
+            write_stdout(
+                format!(
+                    "File with size {} MB was recorded in {}\n",
+                    trim_number(megabytes),
+                    full.display()
+                )
+                .as_bytes(),
+            )
+        }
+    }
+}
+
+/// The `--out` file, opened before anything is sent so that a path that cannot be written
+/// costs nothing: a retried run would otherwise send the notification twice.
+#[derive(Debug)]
+pub struct OutFile {
+    path: PathBuf,
+    file: std::fs::File,
+    /// Made by this run (removed again when there is no answer to write).
+    created: bool,
+}
+
+impl OutFile {
+    /// Checks `path` and opens it for writing, without truncating it yet. Refuses
+    /// directories, devices and FIFOs (`/dev/full` would swallow the answer), and a path in a
+    /// missing directory.
+    pub fn prepare(path: &Path) -> Result<OutFile, String> {
+        use crate::config::{ReadError, kind_of, open_nonblocking};
+        let shown = path.display();
+        let not_regular = |meta: &std::fs::Metadata| {
+            format!(
+                "--out: {shown} is not a regular file (it is {}); give the path of a file to write the answer to",
+                kind_of(meta)
+            )
+        };
+        let existed = match std::fs::metadata(path) {
+            Ok(meta) if !meta.is_file() => return Err(not_regular(&meta)),
+            Ok(_) => true,
+            Err(e) if e.kind() == std::io::ErrorKind::NotFound => {
+                let dir = match path.parent() {
+                    Some(d) if !d.as_os_str().is_empty() => d,
+                    _ => Path::new("."),
+                };
+                match std::fs::metadata(dir) {
+                    Ok(meta) if meta.is_dir() => {}
+                    Ok(_) => {
+                        return Err(format!("--out: {} is not a directory", dir.display()));
+                    }
+                    Err(_) => {
+                        return Err(format!(
+                            "--out: the directory {} does not exist; create it first",
+                            dir.display()
+                        ));
+                    }
+                }
+                false
+            }
+            Err(e) if e.kind() == std::io::ErrorKind::NotADirectory => {
+                return Err(format!(
+                    "--out: {shown} is under a path that is not a directory"
+                ));
+            }
+            Err(e) => return Err(format!("--out: cannot use {shown}: {e}")),
+        };
+        let file = open_nonblocking(path, true).map_err(|e| match e {
+            ReadError::Io(e) => format!("--out: cannot write to {shown}: {e}"),
+            other => format!("--out: cannot write to {shown}: it {other}"),
+        })?;
+        let meta = file
+            .metadata()
+            .map_err(|e| format!("--out: cannot use {shown}: {e}"))?;
+        if !meta.is_file() {
+            return Err(not_regular(&meta));
+        }
+        Ok(OutFile {
+            path: path.to_path_buf(),
+            file,
+            created: !existed,
+        })
+    }
+
+    /// Replaces the file's content with `body`, durably; returns the path.
+    fn commit(mut self, body: &str) -> Result<PathBuf, String> {
+        let shown = self.path.display().to_string();
+        self.file
+            .set_len(0)
+            .and_then(|()| self.file.write_all(body.as_bytes()))
+            .and_then(|()| self.file.flush())
+            .and_then(|()| self.file.sync_all())
+            .map_err(|e| format!("--out: cannot write {shown}: {e}"))?;
+        Ok(self.path)
+    }
+
+    /// No answer to write: leave an existing file alone, remove one this run made.
+    fn discard(self) {
+        if self.created {
+            let _ = std::fs::remove_file(&self.path);
         }
     }
 }

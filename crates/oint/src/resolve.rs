@@ -157,7 +157,9 @@ fn target(url: Option<String>, token: Option<String>) -> Result<Target, UsageErr
         "a webhook URL (https://PORTAL/rest/USER_ID/SECRET/), a portal domain with --token, or \"sandbox\"; BITRIX24_URL works too",
     )?;
     let token = token
-        .map(|t| t.trim().to_string())
+        .map(|t| crate::config::clean_secret(&t, "--token"))
+        .transpose()
+        .map_err(UsageError)?
         .filter(|t| !t.is_empty())
         .map(SecretString::from);
     if url.trim().eq_ignore_ascii_case("sandbox") {

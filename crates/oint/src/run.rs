@@ -23,10 +23,10 @@ pub async fn run(job: Job, transport: &Transport) -> Result<Success, Failure> {
             // Keep the sandbox alive until the call is done.
             let (client, _sandbox) = connect(target, transport).await?;
             if common.debug {
-                eprintln!("portal : {}", client.portal());
+                crate::output::note(&format!("portal : {}", client.portal()));
             }
             if request.params().contains_key("TAG") && !client.portal().is_oauth() {
-                eprintln!("{WEBHOOK_TAG_WARNING}");
+                crate::output::note(WEBHOOK_TAG_WARNING);
             }
             if common.test {
                 let preview = client.preview(&request);

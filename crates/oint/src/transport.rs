@@ -15,6 +15,96 @@ use bitrix24::{
 
 use crate::cli::LimitFlags;
 
+/// A number the user gives (flag or config setting) and the range where it means something.
+/// Every such number passes [`Range::check`] before it becomes a `Duration` or a limit:
+/// `Duration::from_secs_f64(1e300)` panics, and NaN or 0 mean nothing.
+#[derive(Debug, Clone, Copy, PartialEq)]
+pub struct Range {
+    pub min: f64,
+    pub max: f64,
+    pub unit: &'static str,
+}
+
+/// `--timeout`: seconds to wait for each answer.
+pub const TIMEOUT: Range = Range {
+    min: 0.001,
+    max: 86_400.0,
+    unit: "seconds",
+};
+/// `--connect-timeout`: seconds to wait for a connection.
+pub const CONNECT_TIMEOUT: Range = Range {
+    min: 0.001,
+    max: 3_600.0,
+    unit: "seconds",
+};
+/// `--rate` and the config file's `rate`.
+pub const RATE: Range = Range {
+    min: 0.0001,
+    max: 10_000.0,
+    unit: "requests per second",
+};
+/// `--burst` and the config file's `burst`.
+pub const BURST: Range = Range {
+    min: 1.0,
+    max: 100_000.0,
+    unit: "requests",
+};
+/// `--attempts`.
+pub const ATTEMPTS: std::ops::RangeInclusive<u32> = 1..=100;
+
+impl Range {
+    /// `value` if it is in range; else what is expected (never the value: it may be a secret
+    /// typed in the wrong place).
+    pub fn check(&self, value: f64) -> Result<f64, String> {
+        if value.is_finite() && value >= self.min && value <= self.max {
+            Ok(value)
+        } else {
+            Err(self.expected())
+        }
+    }
+
+    /// Parses a flag's text, for clap's `value_parser`.
+    pub fn parse(&self, text: &str) -> Result<f64, String> {
+        text.trim()
+            .parse::<f64>()
+            .map_err(|_| self.expected())
+            .and_then(|v| self.check(v))
+    }
+
+    fn expected(&self) -> String {
+        format!(
+            "must be at least {} and at most {} ({})",
+            self.min, self.max, self.unit
+        )
+    }
+}
+
+pub fn parse_timeout(text: &str) -> Result<f64, String> {
+    TIMEOUT.parse(text)
+}
+pub fn parse_connect_timeout(text: &str) -> Result<f64, String> {
+    CONNECT_TIMEOUT.parse(text)
+}
+pub fn parse_rate(text: &str) -> Result<f64, String> {
+    RATE.parse(text)
+}
+pub fn parse_burst(text: &str) -> Result<f64, String> {
+    BURST.parse(text)
+}
+pub fn parse_attempts(text: &str) -> Result<u32, String> {
+    text.trim()
+        .parse::<u32>()
+        .ok()
+        .filter(|n| ATTEMPTS.contains(n))
+        .ok_or_else(|| {
+            format!(
+                "must be at least {} and at most {} (a whole number; the first attempt counts)",
+                ATTEMPTS.start(),
+                ATTEMPTS.end()
+            )
+        })
+}
+
 /// Rate-limit settings of a config-file portal.
 #[derive(Debug, Clone, Default, PartialEq)]
 pub struct EntryLimits {
@@ -49,25 +139,40 @@ impl Transport {
         let base = RateLimit::plan(plan).map_err(|e| format!("--plan: {}", message(e)))?;
         let rate = flags.rate.or(entry.rate).unwrap_or(base.rate);
         let burst = flags.burst.or(entry.burst).unwrap_or(base.burst);
+        let rate = RATE.check(rate).map_err(|e| format!("--rate: {e}"))?;
+        let burst = BURST.check(burst).map_err(|e| format!("--burst: {e}"))?;
         let limit = RateLimit::new(rate, burst).map_err(|e| match e {
             bitrix24::Error::InvalidArgument { field, message } => format!("--{field}: {message}"),
             other => other.to_string(),
         })?;
-        let seconds = |flag: &str, value: Option<f64>, default: Duration| match value {
+        let seconds = |flag: &str, range: Range, value: Option<f64>, default: Duration| match value
+        {
             None => Ok(default),
-            Some(s) if s.is_finite() && s > 0.0 => Ok(Duration::from_secs_f64(s)),
-            Some(s) => Err(format!(
-                "{flag}: must be a number of seconds above 0, not {s}"
-            )),
+            Some(s) => range
+                .check(s)
+                .map(Duration::from_secs_f64)
+                .map_err(|e| format!("{flag}: {e}")),
         };
         let connect_timeout = seconds(
             "--connect-timeout",
+            CONNECT_TIMEOUT,
             flags.connect_timeout,
             bitrix24::DEFAULT_CONNECT_TIMEOUT,
         )?;
-        let timeout = seconds("--timeout", flags.timeout, bitrix24::DEFAULT_TIMEOUT)?;
-        if flags.attempts == Some(0) {
-            return Err("--attempts: must be at least 1 (the first attempt counts)".into());
+        let timeout = seconds(
+            "--timeout",
+            TIMEOUT,
+            flags.timeout,
+            bitrix24::DEFAULT_TIMEOUT,
+        )?;
+        if let Some(n) = flags.attempts
+            && !ATTEMPTS.contains(&n)
+        {
+            return Err(format!(
+                "--attempts: must be at least {} and at most {} (the first attempt counts)",
+                ATTEMPTS.start(),
+                ATTEMPTS.end()
+            ));
         }
         Ok(Transport {
             flags: flags.clone(),
@@ -232,6 +337,32 @@ mod tests {
             let err = Transport::from_flags(&flags).unwrap_err();
             assert!(err.starts_with(want), "{err}");
         }
+    }
+
+    #[test]
+    fn ranges_refuse_what_cannot_be_a_duration_or_a_limit() {
+        for range in [TIMEOUT, CONNECT_TIMEOUT, RATE, BURST] {
+            for bad in [f64::NAN, f64::INFINITY, f64::NEG_INFINITY, 1e300, -1.0, 0.0] {
+                let err = range.check(bad).unwrap_err();
+                assert!(err.starts_with("must be at least"), "{err}");
+                assert!(!err.contains("NaN") && !err.contains("inf"), "{err}");
+            }
+            assert_eq!(range.check(range.min), Ok(range.min));
+            assert_eq!(range.check(range.max), Ok(range.max));
+            // The largest value still makes a Duration.
+            let _ = Duration::from_secs_f64(range.max);
+            assert!(range.parse("abc").is_err() && range.parse(" 1e300 ").is_err());
+        }
+        assert_eq!(parse_attempts("100"), Ok(100));
+        for bad in ["0", "101", "-1", "1.5", "x", "4294967296"] {
+            assert!(parse_attempts(bad).is_err(), "{bad}");
+        }
+        let flags = LimitFlags {
+            connect_timeout: Some(1e20),
+            ..LimitFlags::default()
+        };
+        let err = Transport::from_flags(&flags).unwrap_err();
+        assert!(err.starts_with("--connect-timeout: must be"), "{err}");
     }
 
     #[test]
