@@ -23,22 +23,26 @@
 //! # Ok(()) }
 //! ```
 
-mod answer;
-mod attach;
-mod batch;
-mod bulk;
-mod client;
-mod error;
-mod limits;
-mod notify;
-mod oauth;
-mod portal;
-mod retry;
+#![warn(missing_docs)]
+
+pub mod answer;
+pub mod attach;
+pub mod batch;
+pub mod bulk;
+pub mod client;
+pub mod error;
+// `Pacer`'s variant fields (limits.rs) are not documented yet.
+#[allow(missing_docs)]
+pub mod limits;
+pub mod notify;
+pub mod oauth;
+pub mod portal;
+pub mod retry;
 
 pub use answer::{Answer, Created, Flag, Time};
 pub use attach::{
-    Attach, AvatarType, Block, Check, ColorToken, Delimiter, Display, File, GridItem, Image, Issue,
-    IssueKind, Link, MAX_ATTACH_CHARS, User, Verdict,
+    Attach, AvatarType, Block, Check, ColorToken, Delimiter, Display, File, Finding, GridItem,
+    Image, Issue, IssueKind, Link, MAX_ATTACH_CHARS, Report, Rule, Severity, User, Verdict,
 };
 pub use batch::{Batch, BatchAnswer, CommandResult, MAX_BATCH, result_ref};
 pub use bulk::{Bulk, BulkItem, ItemOutcome};

@@ -21,10 +21,15 @@ use crate::attach::Attach;
 use crate::client::{Client, Request};
 use crate::error::Error;
 
+mod build;
 mod list;
 mod model;
 mod read;
 
+pub use build::{
+    Delete, DeleteTagged, List, Personal, Read, ReadAll, ReadList, Respond, Schema, Search, System,
+    Typed,
+};
 pub use list::{GetNotifications, GetSchema, MAX_PAGE, SearchNotifications};
 pub use model::{Notification, NotificationPage, SchemaEvent, SchemaModule, SearchPage};
 use read::DeleteTarget;
@@ -326,42 +331,16 @@ impl<'c> AddNotification<'c> {
 
     /// The request this builder sends. Empty optional values are left out, as OPI does.
     pub fn to_request(&self) -> Result<Request, Error> {
-        if self.user_id == 0 {
-            return Err(Error::invalid("USER_ID", "must be a user id of 1 or more"));
-        }
-        if self.message.trim().is_empty() {
-            return Err(Error::invalid(
-                "MESSAGE",
-                "is empty; the portal refuses notifications without text",
-            ));
-        }
-        // OPI sends the user id as a string; the portal reads it with intval either way.
-        let mut request = if self.generic {
-            Request::new("im.notify").param("TYPE", self.kind.type_param())
-        } else {
-            Request::new(self.kind.method())
-        };
-        request = request
-            .param("USER_ID", self.user_id.to_string())
-            .param("MESSAGE", self.message.clone());
-        for (key, value) in [
-            ("MESSAGE_OUT", &self.message_out),
-            ("TAG", &self.tag),
-            ("SUB_TAG", &self.sub_tag),
-            ("CLIENT_ID", &self.client_id),
-        ] {
-            if let Some(value) = value.as_deref().filter(|v| !v.is_empty()) {
-                request = request.param(key, value);
-            }
-        }
-        if let Some(attach) = self.attach.as_ref().filter(|a| !a.is_empty()) {
-            let check = attach.check();
-            if !check.is_ok() {
-                return Err(Error::invalid("ATTACH", check.report()));
-            }
-            request = request.param("ATTACH", attach.as_json().clone());
-        }
-        Ok(request)
+        // Any attach finding refuses the call here (strict mode); the client-free builders
+        // ([`Personal`]…) let warnings through.
+        build::legacy_request(
+            self.kind,
+            self.generic,
+            self.user_id,
+            &self.message,
+            [&self.message_out, &self.tag, &self.sub_tag, &self.client_id],
+            &self.attach,
+        )
     }
 
     /// Sends the notification. Returns its id, or `None` when the portal did not create it

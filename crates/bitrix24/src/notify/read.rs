@@ -119,7 +119,7 @@ impl MarkAllRead<'_> {
     }
 }
 
-struct ReadAll(bool);
+pub(super) struct ReadAll(pub(super) bool);
 
 impl<'de> Deserialize<'de> for ReadAll {
     fn deserialize<D: Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
@@ -164,9 +164,9 @@ impl Reply<'_> {
 
 /// `{"result_message": [strings] | false}`.
 #[derive(Debug, Deserialize)]
-struct ReplyResult {
+pub(super) struct ReplyResult {
     #[serde(default, deserialize_with = "de_messages")]
-    result_message: Option<Vec<String>>,
+    pub(super) result_message: Option<Vec<String>>,
 }
 
 fn de_messages<'de, D: Deserializer<'de>>(d: D) -> Result<Option<Vec<String>>, D::Error> {
