@@ -621,7 +621,11 @@ impl Attach {
             return Attach(Value::Array(Vec::new()));
         }
         Attach(match value {
-            Value::String(s) => serde_json::from_str(&s).unwrap_or(Value::String(s)),
+            // A string holding `[]` is truthy: the portal refuses it, so it is kept as sent.
+            Value::String(s) => match serde_json::from_str::<Value>(&s) {
+                Ok(v) if php::truthy(&v) => v,
+                _ => Value::String(s),
+            },
             other => other,
         })
     }

@@ -655,6 +655,23 @@ impl Walker {
         }
     }
 
+    /// The portal keeps the first character and the integer after it.
+    fn network_id(&mut self, raw: &str, path: &str) {
+        let kept = network_id(raw);
+        if kept != php::htmlspecialchars(raw) {
+            self.push(
+                &child(path, "NETWORK_ID"),
+                IssueKind::Ignored,
+                Rule::NetworkId,
+                format!(
+                    "{} is not a Bitrix24 Network id (a letter, then digits), so the portal keeps {}",
+                    show(&Value::String(raw.into())),
+                    show(&Value::String(kept))
+                ),
+            );
+        }
+    }
+
     fn color_token(&mut self, v: &Value, path: &str) {
         if let Some(t) = self.text(v, path, "COLOR_TOKEN")
             && !COLOR_TOKENS.contains(&t.as_str())
@@ -853,6 +870,9 @@ impl Walker {
         let chat_id = self.positive(p, path, "CHAT_ID");
         let bot_id = self.positive(p, path, "BOT_ID");
         let link = self.optional_link(p, path, "LINK");
+        if let Some(n) = &network {
+            self.network_id(n, path);
+        }
         let targets = [
             ("NETWORK_ID", network.map(|n| network_id(&n).into())),
             ("USER_ID", user_id.map(Value::from)),
@@ -931,6 +951,7 @@ impl Walker {
         }
         let mut out = Map::new();
         if let (Some(n), true) = (&network, has_name) {
+            self.network_id(n, path);
             out.insert("NETWORK_ID".into(), network_id(n).into());
         } else if let (Some(n), true) = (user_id, has_name) {
             out.insert("USER_ID".into(), n.into());

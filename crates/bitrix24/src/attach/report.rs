@@ -133,6 +133,8 @@ rules! {
     HtmlOverrides = "attach.link.html-overrides", fix: "remove it, or drop HTML";
     /// A LINK WIDTH or HEIGHT without a valid PREVIEW.
     SizeWithoutPreview = "attach.link.size-without-preview", fix: "add PREVIEW or remove the size";
+    /// A Bitrix24 Network id the portal cuts to its letter and leading digits.
+    NetworkId = "attach.network-id", fix: "give a letter followed by digits, e.g. n42";
     /// A DELIMITER that is not an object (the docs' own `true` among them).
     DelimiterShape = "attach.delimiter.shape", fix: "use {} or {\"SIZE\": 200, \"COLOR\": \"#c6c6c6\"}";
     /// The recipient is not a user id of 1 or more.
