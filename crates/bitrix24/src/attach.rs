@@ -1,7 +1,8 @@
 //! Attachments (`ATTACH`): rich blocks shown under a notification's text.
 //!
-//! Build one from typed blocks, or take the user's JSON with [`Attach::from_json`]. Either way
-//! the attach is checked against the portal's own rules before anything is sent, because the
+//! Build one from typed blocks, or take the user's JSON with [`Attach::from_value`] (or the
+//! strict [`Attach::from_json`]). Either way the attach is checked against the portal's own
+//! rules before anything is sent, because the
 //! portal rarely says no: it silently drops blocks and items it cannot use (an IMAGE whose
 //! `LINK` is not `http://`, `https://` or `/`, an empty MESSAGE, a GRID item with neither NAME
 //! nor VALUE…), skips unknown keys (so `LNK` quietly costs the image), replaces a bad COLOR
@@ -9,6 +10,12 @@
 //! character limit is measured on the portal's *stored* form, after `htmlspecialchars` and with
 //! `/` written as `\/`, so `&` counts five times and `/` twice; [`Attach::check`] measures it
 //! the same way.
+//!
+//! [`Attach::review`] sorts what it finds by [`Severity`]: an error is what the portal refuses
+//! (`ATTACH_ERROR`, `ATTACH_OVERSIZE`), so nothing is sent; a warning is what it accepts but
+//! drops or changes, so the notification is still sent unless the caller is strict. Each
+//! [`Finding`] has its path, its [`Rule`] (a stable id and the general fix), what the portal
+//! will do ([`Finding::effect`]) and one line with the instance's fix.
 //!
 //! Two forms exist. The short form is a list of blocks. The full form is an object with
 //! `BLOCKS` plus `ID`, `COLOR`, `COLOR_TOKEN` and `DESCRIPTION`; setting any of those with the
@@ -138,6 +145,12 @@ impl Block {
     pub fn grid(items: impl IntoIterator<Item = GridItem>) -> Block {
         let list: Vec<Value> = items.into_iter().map(|i| to_value(&i)).collect();
         Block(json!({"GRID": list}))
+    }
+
+    /// A block as given, e.g. `{"DELIMITER": true}` from the docs; not checked here:
+    /// [`Attach::review`] says what the portal will do with it.
+    pub fn from_value(value: Value) -> Block {
+        Block(value)
     }
 
     /// The block as JSON.

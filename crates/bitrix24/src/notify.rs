@@ -1,8 +1,14 @@
 //! The notification methods, `im.notify.*`.
 //!
-//! Builders follow one shape: required arguments in the constructor, options as setters, then
-//! [`AddNotification::send`]. [`AddNotification::to_request`] gives the exact [`Request`]
-//! without sending it, for previews and batching.
+//! Two families of builders, one shape: required arguments in the constructor, options as
+//! setters, then `to_request()` (the exact [`Request`], for previews and batching) or `send`.
+//! - Without a client: [`Personal`], [`System`], [`Typed`], [`Delete`], [`DeleteTagged`],
+//!   [`Read`], [`ReadList`], [`ReadAll`], [`Respond`], [`List`], [`Search`], [`Schema`];
+//!   `send(&client)`. The notification builders have `check()`, which sorts findings into
+//!   errors (refused before sending) and warnings (sent; the portal drops or changes that
+//!   part), and `.strict(true)`, which refuses warnings too.
+//! - From a client ([`Client::notify`]): [`AddNotification`] and the others, `send()`. These
+//!   are strict: any attachment finding refuses the call.
 //!
 //! Portal behaviours worth knowing:
 //! - `TAG` and `SUB_TAG` are applied only for OAuth applications: the portal keys them by the
@@ -11,8 +17,9 @@
 //!   pass `CLIENT_ID` with the tag ([`AddNotification::client_id`]); the server source we know
 //!   ignores `CLIENT_ID` when adding (it only reads it when deleting by tag), so whether that
 //!   helps is unverified. Use OAuth when a tag must work.
-//! - An attachment is checked against the portal's rules before sending ([`Attach::check`]);
-//!   a mistake the portal would silently swallow is an [`Error::InvalidArgument`] instead.
+//! - An attachment is checked against the portal's rules before sending ([`Attach::review`]);
+//!   what the portal would refuse is an [`Error::InvalidArgument`], and so is what it would
+//!   silently swallow when the builder is strict.
 //! - A missing or inactive recipient is not an error: the portal answers `false`, which
 //!   [`AddNotification::send`] returns as `None`.
 
