@@ -209,9 +209,7 @@ impl<'c> NotifyHandler<'c> {
     /// # Ok(()) }
     /// ```
     pub fn confirm(&self, id: u64, value: impl Into<String>) -> Reply<'c> {
-        let request = Request::new("im.notify.confirm")
-            .param("NOTIFY_ID", id)
-            .param("NOTIFY_VALUE", value.into());
+        let request = Respond::confirm(id, value).into_request();
         Reply {
             client: self.client,
             request,
@@ -220,9 +218,7 @@ impl<'c> NotifyHandler<'c> {
 
     /// Answers a notification with text (`im.notify.answer`).
     pub fn answer(&self, id: u64, text: impl Into<String>) -> Reply<'c> {
-        let request = Request::new("im.notify.answer")
-            .param("NOTIFY_ID", id)
-            .param("ANSWER_TEXT", text.into());
+        let request = Respond::answer(id, text).into_request();
         Reply {
             client: self.client,
             request,
@@ -369,13 +365,7 @@ pub struct DeleteNotification<'c> {
 impl DeleteNotification<'_> {
     /// The request this builder sends.
     pub fn to_request(&self) -> Result<Request, Error> {
-        if self.id == 0 {
-            return Err(Error::invalid(
-                "ID",
-                "must be a notification id of 1 or more",
-            ));
-        }
-        Ok(Request::new("im.notify.delete").param("ID", self.id.to_string()))
+        Delete::new(self.id).to_request()
     }
 
     /// Deletes the notification. `false` means the portal did not delete it: it does not exist

@@ -298,6 +298,14 @@ impl Delete {
     }
 }
 
+pub(super) fn client_id_required() -> Error {
+    refused(
+        "CLIENT_ID",
+        Rule::OutOfRange,
+        "is required to delete by tag over a webhook (the portal answers ACCESS_DENIED without it)",
+    )
+}
+
 /// `im.notify.delete` by `TAG` or `SUB_TAG`, for every user.
 #[derive(Debug, Clone, PartialEq, Eq)]
 #[must_use = "nothing is deleted until .send()"]
@@ -354,11 +362,7 @@ impl DeleteTagged {
     pub async fn send(&self, client: &Client) -> Result<bool, Error> {
         let request = self.to_request()?;
         if !client.portal().is_oauth() && !request.params().contains_key("CLIENT_ID") {
-            return Err(refused(
-                "CLIENT_ID",
-                Rule::OutOfRange,
-                "is required to delete by tag over a webhook (the portal answers ACCESS_DENIED without it)",
-            ));
+            return Err(client_id_required());
         }
         Ok(client.send::<Flag>(&request).await?.result.0)
     }
@@ -397,10 +401,14 @@ impl Read {
 
     /// The request.
     pub fn to_request(&self) -> Result<Request, Error> {
-        Ok(Request::new("im.notify.read")
+        Ok(self.request())
+    }
+
+    pub(super) fn request(&self) -> Request {
+        Request::new("im.notify.read")
             .param("ID", self.id)
             .param("ACTION", if self.unread { "N" } else { "Y" })
-            .param("ONLY_CURRENT", if self.only_current { "Y" } else { "N" }))
+            .param("ONLY_CURRENT", if self.only_current { "Y" } else { "N" })
     }
 
     /// Sends it. The portal answers `true` whatever the id.
@@ -516,6 +524,10 @@ impl Respond {
         Ok(self.request.clone())
     }
 
+    pub(super) fn into_request(self) -> Request {
+        self.request
+    }
+
     /// Sends it: the portal's messages, or `None` when it answered `false`.
     pub async fn send(&self, client: &Client) -> Result<Option<Vec<String>>, Error> {
         Ok(client
@@ -573,6 +585,12 @@ impl List {
     pub fn after(mut self, last: &Notification) -> Self {
         // LAST_TYPE: 1 while confirmations are listed, then 3.
         self.after = Some((last.id, if last.is_confirm() { 1 } else { 3 }));
+        self
+    }
+
+    /// The cursor as `(LAST_ID, LAST_TYPE)`.
+    pub(super) fn cursor(mut self, after: Option<(u64, u64)>) -> Self {
+        self.after = after;
         self
     }
 
