@@ -31,7 +31,8 @@ fn row(line: &str, strict: bool) -> Result<(Personal, usize), String> {
         notification = notification.attach(Attach::from_value(attach.clone()));
     }
     let report = notification.check();
-    for w in &report.warnings {
+    // In strict mode the refusal below carries the same lines.
+    for w in report.warnings.iter().filter(|_| !strict) {
         eprintln!("warning: {} [{}]", w.line(), w.rule);
     }
     let warnings = report.warnings.len();
@@ -114,10 +115,14 @@ async fn run() -> Result<(), Box<dyn std::error::Error>> {
             }
         }
     }
+    let refused = refused.load(std::sync::atomic::Ordering::Relaxed);
     println!(
-        "delivered {delivered}, not created {not_created}, failed {failed}, unknown {unknown}, refused before sending {}, warnings {}",
-        refused.load(std::sync::atomic::Ordering::Relaxed),
+        "delivered {delivered}, not created {not_created}, failed {failed}, unknown {unknown}, refused before sending {refused}, warnings {}",
         warned.load(std::sync::atomic::Ordering::Relaxed),
     );
+    if not_created + failed + unknown + refused > 0 {
+        // The project's code for a partly delivered bulk.
+        std::process::exit(3);
+    }
     Ok(())
 }
