@@ -1,7 +1,8 @@
 //! Attachments (`ATTACH`): rich blocks shown under a notification's text.
 //!
-//! Build one from typed blocks, or take the user's JSON with [`Attach::from_json`]. Either way
-//! the attach is checked against the portal's own rules before anything is sent, because the
+//! Build one from typed blocks, or take the user's JSON with [`Attach::from_value`] (or the
+//! strict [`Attach::from_json`]). Either way the attach is checked against the portal's own
+//! rules before anything is sent, because the
 //! portal rarely says no: it silently drops blocks and items it cannot use (an IMAGE whose
 //! `LINK` is not `http://`, `https://` or `/`, an empty MESSAGE, a GRID item with neither NAME
 //! nor VALUE…), skips unknown keys (so `LNK` quietly costs the image), replaces a bad COLOR
@@ -9,6 +10,12 @@
 //! character limit is measured on the portal's *stored* form, after `htmlspecialchars` and with
 //! `/` written as `\/`, so `&` counts five times and `/` twice; [`Attach::check`] measures it
 //! the same way.
+//!
+//! [`Attach::review`] sorts what it finds by [`Severity`]: an error is what the portal refuses
+//! (`ATTACH_ERROR`, `ATTACH_OVERSIZE`), so nothing is sent; a warning is what it accepts but
+//! drops or changes, so the notification is still sent unless the caller is strict. Each
+//! [`Finding`] has its path, its [`Rule`] (a stable id and the general fix), what the portal
+//! will do ([`Finding::effect`]) and one line with the instance's fix.
 //!
 //! Two forms exist. The short form is a list of blocks. The full form is an object with
 //! `BLOCKS` plus `ID`, `COLOR`, `COLOR_TOKEN` and `DESCRIPTION`; setting any of those with the
@@ -37,6 +44,7 @@
 
 mod check;
 mod php;
+mod report;
 
 use serde::Serialize;
 use serde_json::{Map, Value, json};
@@ -44,6 +52,7 @@ use serde_json::{Map, Value, json};
 use crate::error::Error;
 
 pub use check::{Check, Issue, IssueKind, MAX_ATTACH_CHARS, Verdict};
+pub use report::{Finding, Report, Rule, Severity};
 
 /// One attachment block, e.g. `{"IMAGE": {"NAME": "…", "LINK": "…"}}`.
 #[derive(Debug, Clone, PartialEq)]
@@ -136,6 +145,12 @@ impl Block {
     pub fn grid(items: impl IntoIterator<Item = GridItem>) -> Block {
         let list: Vec<Value> = items.into_iter().map(|i| to_value(&i)).collect();
         Block(json!({"GRID": list}))
+    }
+
+    /// A block as given, e.g. `{"DELIMITER": true}` from the docs; not checked here:
+    /// [`Attach::review`] says what the portal will do with it.
+    pub fn from_value(value: Value) -> Block {
+        Block(value)
     }
 
     /// The block as JSON.
@@ -600,6 +615,97 @@ impl Attach {
     /// Checks this attach against the portal's rules (notifications do this before sending).
     pub fn check(&self) -> Check {
         check::check(&self.0)
+    }
+
+    /// Takes user-supplied JSON as the portal will read it, without refusing anything: a
+    /// string is read as JSON, a value the portal ignores (`[]`, `""`, `null`…) gives an
+    /// empty attach. [`Attach::review`] (or a notification's `to_request`) says what the
+    /// portal will do with it; [`Attach::from_json`] is the strict form of this.
+    ///
+    /// ```
+    /// use bitrix24::Attach;
+    /// // The docs' own example: the portal draws a default delimiter.
+    /// let attach = Attach::from_value(serde_json::json!([{"DELIMITER": true}]));
+    /// let report = attach.review();
+    /// assert!(report.errors.is_empty() && report.warnings.len() == 1);
+    /// ```
+    pub fn from_value(value: Value) -> Attach {
+        if !php::truthy(&value) {
+            return Attach(Value::Array(Vec::new()));
+        }
+        Attach(match value {
+            // A string holding `[]` is truthy: the portal refuses it, so it is kept as sent.
+            Value::String(s) => match serde_json::from_str::<Value>(&s) {
+                Ok(v) if php::truthy(&v) => v,
+                _ => Value::String(s),
+            },
+            other => other,
+        })
+    }
+
+    /// What the portal will do with this attach: [`Report::errors`] (it refuses the call)
+    /// and [`Report::warnings`] (it drops or changes part of it).
+    pub fn review(&self) -> Report {
+        check::check(&self.0).to_report()
+    }
+
+    /// [`Attach::review`] for any raw `ATTACH` value.
+    ///
+    /// ```
+    /// use bitrix24::Attach;
+    /// let report = Attach::review_json(&serde_json::json!({"MESSAGE": "bare"}));
+    /// assert_eq!(report.errors[0].rule.id(), "attach.bare-block");
+    /// ```
+    pub fn review_json(value: &Value) -> Report {
+        check::check(value).to_report()
+    }
+
+    /// Appends a block (to `BLOCKS` in the full form). A value that is neither form (only
+    /// [`Attach::from_value`] can make one) becomes the list of its own values plus the block,
+    /// as the portal would read it.
+    ///
+    /// ```
+    /// use bitrix24::{Attach, Block};
+    /// let mut attach = Attach::new([]).color("#ff0000");
+    /// attach.push(Block::message("one"));
+    /// attach.push(Block::delimiter());
+    /// assert_eq!(attach.as_json()["BLOCKS"][1], serde_json::json!({"DELIMITER": {}}));
+    /// ```
+    pub fn push(&mut self, block: Block) {
+        let target = match &mut self.0 {
+            Value::Object(map) if map.contains_key("BLOCKS") => map
+                .get_mut("BLOCKS")
+                .filter(|b| b.is_array())
+                .and_then(Value::as_array_mut),
+            Value::Array(list) => Some(list),
+            _ => None,
+        };
+        if let Some(list) = target {
+            list.push(block.0);
+            return;
+        }
+        // An odd value: keep what the portal would read of it, then the block.
+        let mut list: Vec<Value> = match std::mem::take(&mut self.0) {
+            Value::Object(map) => match map.get("BLOCKS") {
+                Some(Value::Object(blocks)) => {
+                    let mut map = map.clone();
+                    let blocks: Vec<Value> = blocks.values().cloned().collect();
+                    map.insert("BLOCKS".into(), Value::Array(blocks));
+                    self.0 = Value::Object(map);
+                    return self.push(block);
+                }
+                _ => map.into_iter().map(|(_, v)| v).collect(),
+            },
+            _ => Vec::new(),
+        };
+        list.push(block.0);
+        self.0 = Value::Array(list);
+    }
+
+    /// Builder form of [`Attach::push`].
+    pub fn with(mut self, block: Block) -> Attach {
+        self.push(block);
+        self
     }
 
     /// The attachment as JSON.

@@ -1,8 +1,14 @@
 //! The notification methods, `im.notify.*`.
 //!
-//! Builders follow one shape: required arguments in the constructor, options as setters, then
-//! [`AddNotification::send`]. [`AddNotification::to_request`] gives the exact [`Request`]
-//! without sending it, for previews and batching.
+//! Two families of builders, one shape: required arguments in the constructor, options as
+//! setters, then `to_request()` (the exact [`Request`], for previews and batching) or `send`.
+//! - Without a client: [`Personal`], [`System`], [`Typed`], [`Delete`], [`DeleteTagged`],
+//!   [`Read`], [`ReadList`], [`ReadAll`], [`Respond`], [`List`], [`Search`], [`Schema`];
+//!   `send(&client)`. The notification builders have `check()`, which sorts findings into
+//!   errors (refused before sending) and warnings (sent; the portal drops or changes that
+//!   part), and `.strict(true)`, which refuses warnings too.
+//! - From a client ([`Client::notify`]): [`AddNotification`] and the others, `send()`. These
+//!   are strict: any attachment finding refuses the call.
 //!
 //! Portal behaviours worth knowing:
 //! - `TAG` and `SUB_TAG` are applied only for OAuth applications: the portal keys them by the
@@ -11,8 +17,9 @@
 //!   pass `CLIENT_ID` with the tag ([`AddNotification::client_id`]); the server source we know
 //!   ignores `CLIENT_ID` when adding (it only reads it when deleting by tag), so whether that
 //!   helps is unverified. Use OAuth when a tag must work.
-//! - An attachment is checked against the portal's rules before sending ([`Attach::check`]);
-//!   a mistake the portal would silently swallow is an [`Error::InvalidArgument`] instead.
+//! - An attachment is checked against the portal's rules before sending ([`Attach::review`]);
+//!   what the portal would refuse is an [`Error::InvalidArgument`], and so is what it would
+//!   silently swallow when the builder is strict.
 //! - A missing or inactive recipient is not an error: the portal answers `false`, which
 //!   [`AddNotification::send`] returns as `None`.
 
@@ -21,10 +28,15 @@ use crate::attach::Attach;
 use crate::client::{Client, Request};
 use crate::error::Error;
 
+mod build;
 mod list;
 mod model;
 mod read;
 
+pub use build::{
+    Delete, DeleteTagged, List, Personal, Read, ReadAll, ReadList, Respond, Schema, Search, System,
+    Typed,
+};
 pub use list::{GetNotifications, GetSchema, MAX_PAGE, SearchNotifications};
 pub use model::{Notification, NotificationPage, SchemaEvent, SchemaModule, SearchPage};
 use read::DeleteTarget;
@@ -197,9 +209,7 @@ impl<'c> NotifyHandler<'c> {
     /// # Ok(()) }
     /// ```
     pub fn confirm(&self, id: u64, value: impl Into<String>) -> Reply<'c> {
-        let request = Request::new("im.notify.confirm")
-            .param("NOTIFY_ID", id)
-            .param("NOTIFY_VALUE", value.into());
+        let request = Respond::confirm(id, value).into_request();
         Reply {
             client: self.client,
             request,
@@ -208,9 +218,7 @@ impl<'c> NotifyHandler<'c> {
 
     /// Answers a notification with text (`im.notify.answer`).
     pub fn answer(&self, id: u64, text: impl Into<String>) -> Reply<'c> {
-        let request = Request::new("im.notify.answer")
-            .param("NOTIFY_ID", id)
-            .param("ANSWER_TEXT", text.into());
+        let request = Respond::answer(id, text).into_request();
         Reply {
             client: self.client,
             request,
@@ -326,42 +334,16 @@ impl<'c> AddNotification<'c> {
 
     /// The request this builder sends. Empty optional values are left out, as OPI does.
     pub fn to_request(&self) -> Result<Request, Error> {
-        if self.user_id == 0 {
-            return Err(Error::invalid("USER_ID", "must be a user id of 1 or more"));
-        }
-        if self.message.trim().is_empty() {
-            return Err(Error::invalid(
-                "MESSAGE",
-                "is empty; the portal refuses notifications without text",
-            ));
-        }
-        // OPI sends the user id as a string; the portal reads it with intval either way.
-        let mut request = if self.generic {
-            Request::new("im.notify").param("TYPE", self.kind.type_param())
-        } else {
-            Request::new(self.kind.method())
-        };
-        request = request
-            .param("USER_ID", self.user_id.to_string())
-            .param("MESSAGE", self.message.clone());
-        for (key, value) in [
-            ("MESSAGE_OUT", &self.message_out),
-            ("TAG", &self.tag),
-            ("SUB_TAG", &self.sub_tag),
-            ("CLIENT_ID", &self.client_id),
-        ] {
-            if let Some(value) = value.as_deref().filter(|v| !v.is_empty()) {
-                request = request.param(key, value);
-            }
-        }
-        if let Some(attach) = self.attach.as_ref().filter(|a| !a.is_empty()) {
-            let check = attach.check();
-            if !check.is_ok() {
-                return Err(Error::invalid("ATTACH", check.report()));
-            }
-            request = request.param("ATTACH", attach.as_json().clone());
-        }
-        Ok(request)
+        // Any attach finding refuses the call here (strict mode); the client-free builders
+        // ([`Personal`]…) let warnings through.
+        build::legacy_request(
+            self.kind,
+            self.generic,
+            self.user_id,
+            &self.message,
+            [&self.message_out, &self.tag, &self.sub_tag, &self.client_id],
+            &self.attach,
+        )
     }
 
     /// Sends the notification. Returns its id, or `None` when the portal did not create it
@@ -383,13 +365,7 @@ pub struct DeleteNotification<'c> {
 impl DeleteNotification<'_> {
     /// The request this builder sends.
     pub fn to_request(&self) -> Result<Request, Error> {
-        if self.id == 0 {
-            return Err(Error::invalid(
-                "ID",
-                "must be a notification id of 1 or more",
-            ));
-        }
-        Ok(Request::new("im.notify.delete").param("ID", self.id.to_string()))
+        Delete::new(self.id).to_request()
     }
 
     /// Deletes the notification. `false` means the portal did not delete it: it does not exist

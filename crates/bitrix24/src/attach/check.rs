@@ -11,6 +11,7 @@
 use serde_json::{Map, Value};
 
 use super::php;
+use super::report::{Finding, Report, Rule, Severity};
 
 /// The stored attach must encode to fewer characters than this (`IsAllowSize`).
 pub const MAX_ATTACH_CHARS: usize = 60_000;
@@ -104,6 +105,13 @@ pub struct Issue {
     pub message: String,
 }
 
+impl Issue {
+    /// Error (the portal refuses the call) or warning (it drops or changes part of it).
+    pub fn severity(&self) -> Severity {
+        self.kind.severity()
+    }
+}
+
 impl std::fmt::Display for Issue {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         write!(f, "{}: {}", self.path, self.message)
@@ -132,6 +140,7 @@ pub enum Verdict {
 #[derive(Debug, Clone)]
 pub struct Check {
     issues: Vec<Issue>,
+    rules: Vec<Rule>,
     stored: Option<Value>,
     measured: Option<usize>,
     nothing: bool,
@@ -176,6 +185,33 @@ impl Check {
         self.measured
     }
 
+    /// Every issue as a [`Finding`]: with its rule and severity, in document order.
+    pub fn findings(&self) -> Vec<Finding> {
+        self.issues
+            .iter()
+            .zip(&self.rules)
+            .map(|(i, r)| Finding::attach(i.path.clone(), *r, i.kind, i.message.clone()))
+            .collect()
+    }
+
+    /// The rule each issue breaks, in step with [`Check::issues`].
+    pub fn rules(&self) -> &[Rule] {
+        &self.rules
+    }
+
+    /// The findings split into errors and warnings, with the stored form and its length.
+    pub fn to_report(&self) -> Report {
+        let mut report = Report::from_findings(self.findings());
+        report.stored = self.stored.clone();
+        report.measured = self.measured;
+        report
+    }
+
+    /// The worst severity found, `None` when clean.
+    pub fn severity(&self) -> Option<Severity> {
+        self.issues.iter().map(|i| i.kind.severity()).max()
+    }
+
     /// Every issue, one per line.
     pub fn report(&self) -> String {
         self.issues
@@ -199,6 +235,7 @@ pub(crate) fn check_at(raw: &Value, now: u64) -> Check {
     if !php::truthy(raw) {
         return Check {
             issues: Vec::new(),
+            rules: Vec::new(),
             stored: None,
             measured: None,
             nothing: true,
@@ -215,6 +252,7 @@ pub(crate) fn check_at(raw: &Value, now: u64) -> Check {
                 w.push(
                     "ATTACH",
                     IssueKind::Rejected,
+                    Rule::NotJson,
                     format!(
                         "{} is a string that is not JSON; pass a list of blocks such as [{{\"MESSAGE\": \"text\"}}]",
                         show(raw)
@@ -229,6 +267,7 @@ pub(crate) fn check_at(raw: &Value, now: u64) -> Check {
         w.push(
             "ATTACH",
             IssueKind::Rejected,
+            Rule::NotAList,
             format!(
                 "must be a list of blocks such as [{{\"MESSAGE\": \"text\"}}], not {}",
                 kind(value)
@@ -245,6 +284,7 @@ pub(crate) fn check_at(raw: &Value, now: u64) -> Check {
             w.push(
                 "BLOCKS",
                 IssueKind::Rejected,
+                Rule::NotAList,
                 format!("must be a list of blocks, not {}", kind(blocks)),
             );
             return w.finish(None, None, None, now);
@@ -253,6 +293,7 @@ pub(crate) fn check_at(raw: &Value, now: u64) -> Check {
             w.push(
                 "BLOCKS",
                 IssueKind::Ignored,
+                Rule::ObjectKeys,
                 "is an object; the portal reads its values as blocks and ignores its keys, so use a list [ … ]".into(),
             );
         }
@@ -271,6 +312,7 @@ pub(crate) fn check_at(raw: &Value, now: u64) -> Check {
             w.push(
                 "ATTACH",
                 kind,
+                Rule::BareBlock,
                 format!(
                     "is a single {key} block, but the portal wants a list of blocks: wrap it in [ ] (or use the full form with \"BLOCKS\")"
                 ),
@@ -290,6 +332,7 @@ pub(crate) fn check_at(raw: &Value, now: u64) -> Check {
             w.push(
                 k,
                 kind,
+                Rule::BlocksKey,
                 "unknown key; did you mean BLOCKS? (keys are case-sensitive; without BLOCKS the portal reads this object's values as blocks)".into(),
             );
             w.out = silent.out;
@@ -297,6 +340,7 @@ pub(crate) fn check_at(raw: &Value, now: u64) -> Check {
             w.push(
                 "ATTACH",
                 IssueKind::Ignored,
+                Rule::ObjectKeys,
                 "is an object without BLOCKS; the portal reads its values as blocks and ignores its keys, so use a list [ … ]".into(),
             );
             w.blocks(value, "ATTACH");
@@ -311,6 +355,8 @@ pub(crate) fn check_at(raw: &Value, now: u64) -> Check {
 #[derive(Default)]
 struct Walker {
     issues: Vec<Issue>,
+    /// The rule of each issue, in step with `issues`.
+    rules: Vec<Rule>,
     out: Vec<Value>,
     /// How many blocks the input named, to tell "empty" from "everything dropped".
     seen: usize,
@@ -394,12 +440,13 @@ fn block(key: &str, v: Value) -> Value {
 }
 
 impl Walker {
-    fn push(&mut self, path: &str, kind: IssueKind, message: String) {
+    fn push(&mut self, path: &str, kind: IssueKind, rule: Rule, message: String) {
         self.issues.push(Issue {
             path: path.to_owned(),
             kind,
             message,
         });
+        self.rules.push(rule);
     }
 
     fn finish(
@@ -416,12 +463,14 @@ impl Walker {
                     self.push(
                         "ATTACH",
                         IssueKind::Rejected,
+                        Rule::Empty,
                         "has no blocks, so the portal answers ATTACH_ERROR; add at least one block such as {\"MESSAGE\": \"text\"}".into(),
                     );
                 } else if !self.issues.iter().any(|i| i.kind == IssueKind::Dropped) {
                     self.push(
                         "ATTACH",
                         IssueKind::Rejected,
+                        Rule::NothingLeft,
                         "no block is left, so the portal answers ATTACH_ERROR".into(),
                     );
                 } else {
@@ -435,6 +484,7 @@ impl Walker {
             }
             return Check {
                 issues: self.issues,
+                rules: self.rules,
                 stored: None,
                 measured: None,
                 nothing: false,
@@ -455,6 +505,7 @@ impl Walker {
             self.push(
                 "ATTACH",
                 IssueKind::Oversize,
+                Rule::Oversize,
                 format!(
                     "is {measured} characters as the portal measures it (the limit is {}, counted after HTML escaping and with / as \\/); shorten the text or send several notifications",
                     MAX_ATTACH_CHARS - 1
@@ -463,6 +514,7 @@ impl Walker {
         }
         Check {
             issues: self.issues,
+            rules: self.rules,
             stored: Some(stored),
             measured: Some(measured),
             nothing: false,
@@ -506,6 +558,7 @@ impl Walker {
                 self.push(
                         &child(path, key),
                         IssueKind::Dropped,
+                        Rule::UnknownKey,
                         format!("unknown key; did you mean {h}?{case} Without {h} the portal drops this {what}"),
                     );
                 continue;
@@ -522,7 +575,7 @@ impl Walker {
                 Some(k) => format!("unknown key; did you mean {k}? ({fate})"),
                 None => format!("unknown key ({fate}; known keys: {})", known.join(", ")),
             };
-            self.push(&child(path, key), kind, message);
+            self.push(&child(path, key), kind, Rule::UnknownKey, message);
         }
         covered
     }
@@ -535,6 +588,7 @@ impl Walker {
             self.push(
                 &child(path, key),
                 IssueKind::Ignored,
+                Rule::NotText,
                 format!(
                     "is {}, but must be text; the portal ignores it",
                     kind(field)
@@ -554,6 +608,7 @@ impl Walker {
             self.push(
                 &child(path, key),
                 IssueKind::Ignored,
+                Rule::NotPositive,
                 format!(
                     "{} is not a positive whole number; the portal ignores it",
                     show(field)
@@ -572,6 +627,7 @@ impl Walker {
             self.push(
                 &child(path, key),
                 IssueKind::Ignored,
+                Rule::LinkInvalid,
                 format!(
                     "{} is not a link the portal accepts ({LINK_FIX}); the portal ignores it",
                     show(&Value::String(link))
@@ -589,12 +645,30 @@ impl Walker {
             self.push(
                 &child(path, key),
                 IssueKind::Ignored,
+                Rule::ColorInvalid,
                 format!(
                     "{} is not a colour the portal accepts (use #RGB or #RRGGBB); the portal ignores it",
                     show(&Value::String(c))
                 ),
             );
             None
+        }
+    }
+
+    /// The portal keeps the first character and the integer after it.
+    fn network_id(&mut self, raw: &str, path: &str) {
+        let kept = network_id(raw);
+        if kept != php::htmlspecialchars(raw) {
+            self.push(
+                &child(path, "NETWORK_ID"),
+                IssueKind::Ignored,
+                Rule::NetworkId,
+                format!(
+                    "{} is not a Bitrix24 Network id (a letter, then digits), so the portal keeps {}",
+                    show(&Value::String(raw.into())),
+                    show(&Value::String(kept))
+                ),
+            );
         }
     }
 
@@ -605,6 +679,7 @@ impl Walker {
             self.push(
                 &child(path, "COLOR_TOKEN"),
                 IssueKind::Ignored,
+                Rule::ColorTokenInvalid,
                 format!(
                     "{} is not a colour token (use primary, secondary, alert or base)",
                     show(&Value::String(t))
@@ -636,6 +711,7 @@ impl Walker {
                     self.push(
                         "COLOR",
                         IssueKind::Ignored,
+                        Rule::ColorRandom,
                         format!(
                             "{} is not a colour the portal accepts, so it picks a random one ({hint})",
                             show(raw)
@@ -664,6 +740,7 @@ impl Walker {
             self.push(
                 path,
                 IssueKind::Dropped,
+                Rule::NotAnObject,
                 format!(
                     "is {}, but a block is an object such as {{\"MESSAGE\": \"text\"}}; the portal drops it",
                     kind(data)
@@ -681,6 +758,7 @@ impl Walker {
                 self.push(
                     path,
                     IssueKind::Dropped,
+                    Rule::NoBlockKey,
                     format!(
                         "has no block key with a value ({}); the portal drops it",
                         BLOCK_KEYS.join(", ")
@@ -698,6 +776,7 @@ impl Walker {
             self.push(
                 &child(path, key),
                 IssueKind::Ignored,
+                Rule::ExtraBlockKey,
                 format!(
                     "the portal reads only one block per object ({found} here) and ignores this one; put it in its own block"
                 ),
@@ -736,6 +815,7 @@ impl Walker {
                 self.push(
                     path,
                     IssueKind::Dropped,
+                    Rule::EmptyBlock,
                     "is empty; the portal drops it".into(),
                 );
             }
@@ -752,6 +832,7 @@ impl Walker {
         self.push(
             path,
             IssueKind::Dropped,
+            Rule::NotAnObject,
             format!(
                 "is {}, but must be an object such as {what}; the portal drops it",
                 kind(v)
@@ -773,6 +854,7 @@ impl Walker {
                 self.push(
                     &child(path, "NAME"),
                     IssueKind::Dropped,
+                    Rule::NameMissing,
                     "is missing or empty; the portal drops a USER without a name".into(),
                 );
             }
@@ -788,6 +870,9 @@ impl Walker {
         let chat_id = self.positive(p, path, "CHAT_ID");
         let bot_id = self.positive(p, path, "BOT_ID");
         let link = self.optional_link(p, path, "LINK");
+        if let Some(n) = &network {
+            self.network_id(n, path);
+        }
         let targets = [
             ("NETWORK_ID", network.map(|n| network_id(&n).into())),
             ("USER_ID", user_id.map(Value::from)),
@@ -815,6 +900,7 @@ impl Walker {
                 Some(w) => self.push(
                     &child(path, key),
                     IssueKind::Ignored,
+                    Rule::TargetIgnored,
                     format!(
                         "the portal keeps one target ({w} here: NETWORK_ID, then USER_ID, CHAT_ID, BOT_ID, LINK) and ignores this one"
                     ),
@@ -831,6 +917,7 @@ impl Walker {
                 self.push(
                     &child(path, "AVATAR_TYPE"),
                     IssueKind::Ignored,
+                    Rule::AvatarTypeInvalid,
                     format!(
                         "{} is not an avatar type (use USER, CHAT or BOT); the portal ignores it",
                         show(&Value::String(t))
@@ -864,15 +951,17 @@ impl Walker {
         }
         let mut out = Map::new();
         if let (Some(n), true) = (&network, has_name) {
+            self.network_id(n, path);
             out.insert("NETWORK_ID".into(), network_id(n).into());
         } else if let (Some(n), true) = (user_id, has_name) {
             out.insert("USER_ID".into(), n.into());
         } else if let (Some(n), true) = (chat_id, has_name) {
             out.insert("CHAT_ID".into(), n.into());
         } else if !link.as_deref().is_some_and(is_link) {
-            let (at, message) = match &link {
+            let (at, rule, message) = match &link {
                 Some(l) => (
                     child(path, "LINK"),
+                    Rule::LinkInvalid,
                     format!(
                         "{} is not a link the portal accepts ({LINK_FIX}); the portal drops this link",
                         show(&Value::String(l.clone()))
@@ -880,14 +969,16 @@ impl Walker {
                 ),
                 None if network.is_some() || user_id.is_some() || chat_id.is_some() => (
                     child(path, "NAME"),
+                    Rule::NameMissing,
                     "is missing; a link to a user or chat needs NAME too (or give a LINK), so the portal drops it".into(),
                 ),
                 None => (
                     child(path, "LINK"),
+                    Rule::LinkMissing,
                     format!("is missing ({LINK_FIX}); the portal drops this link"),
                 ),
             };
-            self.push(&at, IssueKind::Dropped, message);
+            self.push(&at, IssueKind::Dropped, rule, message);
             return;
         }
         if has_name {
@@ -917,6 +1008,7 @@ impl Walker {
                     self.push(
                         &child(path, key),
                         IssueKind::Ignored,
+                        Rule::HtmlOverrides,
                         "the portal ignores it when HTML is given".into(),
                     );
                 }
@@ -936,6 +1028,7 @@ impl Walker {
                     self.push(
                         &child(path, key),
                         IssueKind::Ignored,
+                        Rule::SizeWithoutPreview,
                         "sizes the PREVIEW image; without a valid PREVIEW the portal ignores it"
                             .into(),
                     );
@@ -965,6 +1058,7 @@ impl Walker {
             self.push(
                 path,
                 IssueKind::Dropped,
+                Rule::MessageEmpty,
                 "is empty; the portal drops a MESSAGE without text".into(),
             );
             return;
@@ -978,6 +1072,7 @@ impl Walker {
             self.push(
                 path,
                 IssueKind::Dropped,
+                Rule::BlockShape,
                 format!(
                     "is {}, but GRID must be a list of items such as [{{\"NAME\": \"Status\", \"VALUE\": \"ok\"}}]; wrap it in [ ]",
                     kind(v)
@@ -991,6 +1086,7 @@ impl Walker {
             self.push(
                 path,
                 IssueKind::Dropped,
+                Rule::EmptyBlock,
                 "is empty; the portal drops it".into(),
             );
         }
@@ -1014,6 +1110,7 @@ impl Walker {
                 self.push(
                     &path,
                     IssueKind::Dropped,
+                    Rule::EmptyItem,
                     "has neither NAME nor VALUE; the portal drops it (only DISPLAY \"LINE\" items may be empty)".into(),
                 );
                 continue;
@@ -1034,6 +1131,7 @@ impl Walker {
                     self.push(
                         &child(&path, "DISPLAY"),
                         IssueKind::Ignored,
+                        Rule::DisplayInvalid,
                         format!(
                             "{} is not a display mode, so the portal shows BLOCK ({hint}use BLOCK, LINE, ROW or TABLE)",
                             show(&Value::String(d.into()))
@@ -1085,6 +1183,7 @@ impl Walker {
                 self.push(
                     path,
                     IssueKind::Dropped,
+                    Rule::BlockShape,
                     format!(
                         "is {}, but {key} must be an object such as {{\"LINK\": \"https://…\"}} or a list of them; the portal drops it",
                         kind(other)
@@ -1097,6 +1196,7 @@ impl Walker {
             self.push(
                 path,
                 IssueKind::Dropped,
+                Rule::EmptyBlock,
                 "is empty; the portal drops it".into(),
             );
         }
@@ -1119,18 +1219,24 @@ impl Walker {
             }
             let link = php::get(item, "LINK").and_then(php::text);
             let Some(link) = link.filter(|l| is_link(l)) else {
-                let message = match php::get(item, "LINK") {
-                    Some(l) => format!(
-                        "{} is not a link the portal accepts ({LINK_FIX}); the portal drops this {}",
-                        show(l),
-                        key.to_ascii_lowercase()
+                let (rule, message) = match php::get(item, "LINK") {
+                    Some(l) => (
+                        Rule::LinkInvalid,
+                        format!(
+                            "{} is not a link the portal accepts ({LINK_FIX}); the portal drops this {}",
+                            show(l),
+                            key.to_ascii_lowercase()
+                        ),
                     ),
-                    None => format!(
-                        "is missing ({LINK_FIX}); the portal drops this {}",
-                        key.to_ascii_lowercase()
+                    None => (
+                        Rule::LinkMissing,
+                        format!(
+                            "is missing ({LINK_FIX}); the portal drops this {}",
+                            key.to_ascii_lowercase()
+                        ),
                     ),
                 };
-                self.push(&child(&path, "LINK"), IssueKind::Dropped, message);
+                self.push(&child(&path, "LINK"), IssueKind::Dropped, rule, message);
                 continue;
             };
             let name = self
@@ -1166,6 +1272,7 @@ impl Walker {
                         self.push(
                             &child(&path, "SIZE"),
                             IssueKind::Ignored,
+                            Rule::NotPositive,
                             format!(
                                 "{} is not a size in bytes; the portal ignores it",
                                 show(size)
@@ -1190,6 +1297,7 @@ impl Walker {
             other => self.push(
                 path,
                 IssueKind::Ignored,
+                Rule::DelimiterShape,
                 format!(
                     "is {}; the portal ignores it and draws a default delimiter (use {{}} or {{\"SIZE\": 200, \"COLOR\": \"#c6c6c6\"}})",
                     kind(other)

@@ -60,20 +60,13 @@ impl<'c> GetNotifications<'c> {
 
     /// The request this builder sends.
     pub fn to_request(&self) -> Result<Request, Error> {
-        if !(1..=MAX_PAGE).contains(&self.limit) {
-            return Err(Error::invalid(
-                "LIMIT",
-                format!("must be 1 to {MAX_PAGE}, not {}", self.limit),
-            ));
-        }
-        let mut request = Request::new("im.notify.get").param("LIMIT", self.limit);
-        if let Some((id, stage)) = self.after {
-            request = request.param("LAST_ID", id).param("LAST_TYPE", stage);
-        }
+        let list = super::List::new().limit(self.limit).cursor(self.after);
         if self.convert_text {
-            request = request.param("CONVERT_TEXT", "Y");
+            list.convert_text()
+        } else {
+            list
         }
-        Ok(request)
+        .to_request()
     }
 
     /// Fetches one page.
@@ -142,22 +135,12 @@ impl SearchNotifications<'_> {
 
     /// The request this builder sends.
     pub fn to_request(&self) -> Result<Request, Error> {
-        if self.text.trim().chars().count() < 3 {
-            return Err(Error::invalid("SEARCH_TEXT", "needs at least 3 characters"));
+        let search = super::Search::new(self.text.clone()).limit(self.limit);
+        match self.after_id {
+            Some(id) => search.after_id(id),
+            None => search,
         }
-        if !(1..=MAX_PAGE).contains(&self.limit) {
-            return Err(Error::invalid(
-                "LIMIT",
-                format!("must be 1 to {MAX_PAGE}, not {}", self.limit),
-            ));
-        }
-        let mut request = Request::new("im.notify.history.search")
-            .param("SEARCH_TEXT", self.text.clone())
-            .param("LIMIT", self.limit);
-        if let Some(id) = self.after_id {
-            request = request.param("LAST_ID", id);
-        }
-        Ok(request)
+        .to_request()
     }
 
     /// Fetches one page.

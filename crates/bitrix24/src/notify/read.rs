@@ -36,10 +36,14 @@ impl MarkRead<'_> {
 
     /// The request this builder sends.
     pub fn to_request(&self) -> Request {
-        Request::new("im.notify.read")
-            .param("ID", self.id)
-            .param("ACTION", if self.unread { "N" } else { "Y" })
-            .param("ONLY_CURRENT", if self.only_current { "Y" } else { "N" })
+        let mut read = super::Read::new(self.id);
+        if self.unread {
+            read = read.unread();
+        }
+        if self.only_current {
+            read = read.only_current();
+        }
+        read.request()
     }
 
     /// Sends it. The portal answers `true` whatever the id.
@@ -67,21 +71,8 @@ impl MarkReadList<'_> {
     /// The request this builder sends. The portal stops at the first id below 1, so such ids
     /// are refused here.
     pub fn to_request(&self) -> Result<Request, Error> {
-        if self.ids.is_empty() {
-            return Err(Error::invalid(
-                "IDS",
-                "is empty; give at least one notification id",
-            ));
-        }
-        if let Some(pos) = self.ids.iter().position(|id| *id == 0) {
-            return Err(Error::invalid(
-                format!("IDS[{pos}]"),
-                "is 0; notification ids start at 1",
-            ));
-        }
-        Ok(Request::new("im.notify.read.list")
-            .param("IDS", self.ids.clone())
-            .param("ACTION", if self.unread { "N" } else { "Y" }))
+        let list = super::ReadList::new(self.ids.iter().copied());
+        if self.unread { list.unread() } else { list }.to_request()
     }
 
     /// Sends it.
@@ -119,7 +110,7 @@ impl MarkAllRead<'_> {
     }
 }
 
-struct ReadAll(bool);
+pub(super) struct ReadAll(pub(super) bool);
 
 impl<'de> Deserialize<'de> for ReadAll {
     fn deserialize<D: Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
@@ -164,9 +155,9 @@ impl Reply<'_> {
 
 /// `{"result_message": [strings] | false}`.
 #[derive(Debug, Deserialize)]
-struct ReplyResult {
+pub(super) struct ReplyResult {
     #[serde(default, deserialize_with = "de_messages")]
-    result_message: Option<Vec<String>>,
+    pub(super) result_message: Option<Vec<String>>,
 }
 
 fn de_messages<'de, D: Deserializer<'de>>(d: D) -> Result<Option<Vec<String>>, D::Error> {
@@ -214,26 +205,16 @@ impl DeleteByTag<'_> {
 
     /// The request this builder sends.
     pub fn to_request(&self) -> Result<Request, Error> {
-        let (key, tag) = match &self.target {
-            DeleteTarget::Tag(tag) => ("TAG", tag),
-            DeleteTarget::SubTag(tag) => ("SUB_TAG", tag),
+        let mut delete = match &self.target {
+            DeleteTarget::Tag(tag) => super::DeleteTagged::tag(tag.clone()),
+            DeleteTarget::SubTag(tag) => super::DeleteTagged::sub_tag(tag.clone()),
         };
-        if tag.is_empty() {
-            return Err(Error::invalid(
-                key,
-                "is empty; the portal deletes nothing for an empty tag",
-            ));
+        if let Some(id) = &self.client_id {
+            delete = delete.client_id(id.clone());
         }
-        let mut request = Request::new("im.notify.delete").param(key, tag.clone());
-        match self.client_id.as_deref().filter(|c| !c.is_empty()) {
-            Some(client_id) => request = request.param("CLIENT_ID", client_id),
-            None if !self.client.portal().is_oauth() => {
-                return Err(Error::invalid(
-                    "CLIENT_ID",
-                    "is required to delete by tag over a webhook (the portal answers ACCESS_DENIED without it)",
-                ));
-            }
-            None => {}
+        let request = delete.to_request()?;
+        if !self.client.portal().is_oauth() && !request.params().contains_key("CLIENT_ID") {
+            return Err(super::build::client_id_required());
         }
         Ok(request)
     }
