@@ -222,8 +222,19 @@ impl Transport {
 
 /// One line on stderr per long wait or reset state, with or without --debug. The library's
 /// lines hold no secret (method names, the host's state file, seconds).
+///
+/// Waits for the rate limit and operating-time pauses are always said: nothing else explains
+/// them. A backoff before a retry is said only on a terminal: it follows a failure, is bounded
+/// by --attempts and the deadline, and a script's stderr keeps the one line of the final error
+/// (--debug shows every attempt and its backoff).
 fn print_notice(notice: &Notice) {
-    use std::io::Write;
+    use std::io::{IsTerminal, Write};
+    if let Notice::Wait(w) = notice
+        && matches!(w.reason, WaitReason::QueryLimit | WaitReason::Retry { .. })
+        && !std::io::stderr().is_terminal()
+    {
+        return;
+    }
     let line = match notice {
         Notice::Wait(w) if matches!(w.reason, WaitReason::RateLimit { shared: true }) => format!(
             "waiting {:.1} s for the portal's rate limit (shared with other oint processes for this portal)",
