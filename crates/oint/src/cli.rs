@@ -221,7 +221,10 @@ Every row is checked first: if any is bad, each is reported as 'line N: ...' and
 (exit 2), unless --skip-invalid. Exit 0 when every row was delivered, 3 when some were, and
 when none were: 4 if the credentials were refused, 5 if every outcome is unknown, else 1. With --journal, a run that was stopped (even kill -9) can be run again: delivered and
 refused rows are skipped; rows whose fate is unknown are resent only when a tag from an OAuth
-app makes that safe, and reported otherwise.
+app makes that safe, and reported otherwise. A batch is journaled as sending only when it takes
+its rate-limit slot, so rows still waiting for it are simply sent by the next run.
+--report and --journal must not be the input or each other (exit 2), and are never written
+through a symbolic link (O_NOFOLLOW). A row over 1 MiB is an invalid row.
 
 Examples:
   oint notify bulk --input reminders.jsonl --report report.jsonl --journal reminders.journal
