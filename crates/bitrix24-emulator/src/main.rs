@@ -114,7 +114,7 @@ struct Cli {
     #[arg(long = "max-input-vars", value_name = "N", default_value_t = 1000)]
     max_input_vars: usize,
 
-    /// PHP's max_input_nesting_level: a parameter name with more bracket levels (a[b][c] has
+    /// PHP's max_input_nesting_level: a parameter name with more bracket levels (`a[b][c]` has
     /// 2) removes its whole top-level variable, as PHP does.
     #[arg(
         long = "max-input-nesting-level",

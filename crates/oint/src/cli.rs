@@ -392,8 +392,11 @@ pub struct CallArgs {
     /// Bitrix24 method, e.g. im.notify.get or server.time
     #[arg(value_name = "METHOD")]
     pub method: String,
-    /// Parameters as key=value; key[sub]=value and key[]=value nest
-    #[arg(value_name = "KEY=VALUE")]
+    // Written as `help` rather than a doc comment: rustdoc would read the brackets as links.
+    #[arg(
+        value_name = "KEY=VALUE",
+        help = "Parameters as key=value; key[sub]=value and key[]=value nest"
+    )]
     pub params: Vec<String>,
     /// Parameters as a JSON object, or @FILE to read one from a file
     #[arg(long = "params", value_name = "JSON|@FILE")]
