@@ -20,6 +20,11 @@ pub fn main(args: Vec<OsString>) -> Exit {
         Ok(transport) => transport,
         Err(e) => return output::report(Err(Failure::Usage(e)), None),
     };
+    let strict =
+        match crate::severity::flag_or_env(cli.checks.strict, std::env::var("OINT_STRICT").ok()) {
+            Ok(strict) => strict,
+            Err(e) => return output::report(Err(Failure::Usage(e)), None),
+        };
     match cli.command {
         None => print_styled(Cli::command().render_long_help()),
         Some(Command::Bitrix24(b24)) => match b24.method {
@@ -40,11 +45,11 @@ pub fn main(args: Vec<OsString>) -> Exit {
                     None => Exit::Ok,
                 }
             }
-            Some(method) => run_method(method, &transport),
+            Some(method) => run_method(method, &transport, strict),
         },
         Some(Command::Sandbox(args)) => run_sandbox(args.action),
-        Some(Command::Notify(args)) => modern::notify(args, &transport),
-        Some(Command::Call(args)) => modern::call(args, &transport),
+        Some(Command::Notify(args)) => modern::notify(args, &transport, strict),
+        Some(Command::Call(args)) => modern::call(args, &transport, strict),
         Some(Command::Completions { shell }) => {
             let mut script = Vec::new();
             clap_complete::generate(shell, &mut Cli::command(), "oint", &mut script);
@@ -76,8 +81,8 @@ fn print_styled(text: clap::builder::StyledStr) -> Exit {
     output::print(text.as_bytes())
 }
 
-fn run_method(method: Method, transport: &Transport) -> Exit {
-    let job = match resolve::resolve(method) {
+fn run_method(method: Method, transport: &Transport, strict: bool) -> Exit {
+    let job = match resolve::resolve(method, strict) {
         Ok(job) => job,
         Err(e) => return output::report(Err(Failure::Usage(e.0)), None),
     };
