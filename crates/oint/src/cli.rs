@@ -79,8 +79,9 @@ pub struct Cli {
 pub struct CheckFlags {
     /// Refuse warnings too (exit 2, nothing sent): an attachment part the portal would drop or
     /// change, or a tag over a webhook. Without it each warning is one `warning: …` line on
-    /// stderr and the notification is sent. Also `strict = true` in the config file (top level
-    /// or a portal) or OINT_STRICT=1; errors, which the portal would refuse, are always refused
+    /// stderr and the notification is sent. Also OINT_STRICT=1, and for notify and call
+    /// `strict = true` in the config file (top level or a portal); errors, which the portal
+    /// would refuse, are always refused
     #[arg(long, global = true)]
     pub strict: bool,
 }

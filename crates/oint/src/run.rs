@@ -173,13 +173,9 @@ fn flag_of(field: &str) -> &str {
     match field {
         "url" => "--url",
         "method" => "METHOD",
-        "USER_ID" => "--user",
-        "MESSAGE" => "--text",
         "refresh_token" => "BITRIX24_REFRESH_TOKEN",
         "token_url" => "BITRIX24_OAUTH_URL",
-        "ATTACH" => "--blocks",
-        "ID" => "--notif",
-        other => other,
+        other => crate::resolve::opi_flag(other),
     }
 }
 

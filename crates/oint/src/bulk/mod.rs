@@ -125,6 +125,12 @@ pub async fn run(client: &Client, options: Options) -> Result<Exit, Failure> {
     for e in &invalid {
         eprintln!("line {}: {}", e.line, e.message);
     }
+    if warnings_shown > SHOWN_ERRORS {
+        crate::output::note(&format!(
+            "… and {} more warnings",
+            warnings_shown - SHOWN_ERRORS
+        ));
+    }
     if tagged_over_webhook > 0 {
         // Not strict here: strict made these rows invalid above.
         let _ = crate::severity::webhook_tag("tag", false);
