@@ -20,11 +20,15 @@ pub fn main(args: Vec<OsString>) -> Exit {
         Ok(transport) => transport,
         Err(e) => return output::report(Err(Failure::Usage(e)), None),
     };
-    let strict =
-        match crate::severity::flag_or_env(cli.checks.strict, std::env::var("OINT_STRICT").ok()) {
-            Ok(strict) => strict,
-            Err(e) => return output::report(Err(Failure::Usage(e)), None),
-        };
+    // A value that is not UTF-8 is not a valid setting either: said, not ignored.
+    let env_strict = std::env::var_os("OINT_STRICT").map(|v| {
+        v.to_str()
+            .map_or_else(|| "\u{fffd}".to_string(), str::to_string)
+    });
+    let strict = match crate::severity::flag_or_env(cli.checks.strict, env_strict) {
+        Ok(strict) => strict,
+        Err(e) => return output::report(Err(Failure::Usage(e)), None),
+    };
     match cli.command {
         None => print_styled(Cli::command().render_long_help()),
         Some(Command::Bitrix24(b24)) => match b24.method {
