@@ -20,6 +20,15 @@ pub fn main(args: Vec<OsString>) -> Exit {
         Ok(transport) => transport,
         Err(e) => return output::report(Err(Failure::Usage(e)), None),
     };
+    // A value that is not UTF-8 is not a valid setting either: said, not ignored.
+    let env_strict = std::env::var_os("OINT_STRICT").map(|v| {
+        v.to_str()
+            .map_or_else(|| "\u{fffd}".to_string(), str::to_string)
+    });
+    let strict = match crate::severity::flag_or_env(cli.checks.strict, env_strict) {
+        Ok(strict) => strict,
+        Err(e) => return output::report(Err(Failure::Usage(e)), None),
+    };
     match cli.command {
         None => print_styled(Cli::command().render_long_help()),
         Some(Command::Bitrix24(b24)) => match b24.method {
@@ -40,11 +49,11 @@ pub fn main(args: Vec<OsString>) -> Exit {
                     None => Exit::Ok,
                 }
             }
-            Some(method) => run_method(method, &transport),
+            Some(method) => run_method(method, &transport, strict),
         },
         Some(Command::Sandbox(args)) => run_sandbox(args.action),
-        Some(Command::Notify(args)) => modern::notify(args, &transport),
-        Some(Command::Call(args)) => modern::call(args, &transport),
+        Some(Command::Notify(args)) => modern::notify(args, &transport, strict),
+        Some(Command::Call(args)) => modern::call(args, &transport, strict),
         Some(Command::Completions { shell }) => {
             let mut script = Vec::new();
             clap_complete::generate(shell, &mut Cli::command(), "oint", &mut script);
@@ -76,8 +85,8 @@ fn print_styled(text: clap::builder::StyledStr) -> Exit {
     output::print(text.as_bytes())
 }
 
-fn run_method(method: Method, transport: &Transport) -> Exit {
-    let job = match resolve::resolve(method) {
+fn run_method(method: Method, transport: &Transport, strict: bool) -> Exit {
+    let job = match resolve::resolve(method, strict) {
         Ok(job) => job,
         Err(e) => return output::report(Err(Failure::Usage(e.0)), None),
     };

@@ -10,7 +10,8 @@ use std::path::Path;
 use bitrix24::Attach;
 use serde_json::Value;
 
-/// Reads `--blocks`. `Ok(None)` means "nothing to attach".
+/// Reads `--blocks`. `Ok(None)` means "nothing to attach"; `Err` lists what the portal would
+/// refuse, one line each.
 pub fn parse(input: &str) -> Result<Option<Attach>, String> {
     let trimmed = input.trim();
     if trimmed.is_empty() {
@@ -30,10 +31,14 @@ pub fn parse(input: &str) -> Result<Option<Attach>, String> {
             "expected a JSON array such as [{\"IMAGE\":{\"NAME\":\"a\",\"LINK\":\"https://…\"}}], OPI's single-quoted form, or a path to a .json file".into(),
         );
     };
-    let attach = Attach::from_json(value).map_err(|e| match e {
-        bitrix24::Error::InvalidArgument { message, .. } => message,
-        other => other.to_string(),
-    })?;
+    // Only what the portal refuses stops here; warnings are the caller's to show (or, with
+    // --strict, to refuse) through the notification's own check.
+    let attach = Attach::from_value(value);
+    let report = attach.review();
+    if report.has_errors() {
+        let lines: Vec<String> = report.errors.iter().map(|f| f.to_string()).collect();
+        return Err(lines.join("\n"));
+    }
     Ok(if attach.is_empty() {
         None
     } else {

@@ -69,6 +69,21 @@ pub struct Cli {
     pub command: Option<Command>,
     #[command(flatten)]
     pub limits: LimitFlags,
+    #[command(flatten)]
+    pub checks: CheckFlags,
+}
+
+/// How strict the checks made before sending are; every command takes these.
+#[derive(Debug, Args, Clone, Default)]
+#[command(next_help_heading = "Checks")]
+pub struct CheckFlags {
+    /// Refuse warnings too (exit 2, nothing sent): an attachment part the portal would drop or
+    /// change, or a tag over a webhook. Without it each warning is one `warning: …` line on
+    /// stderr and the notification is sent. Also OINT_STRICT=1, and for notify and call
+    /// `strict = true` in the config file (top level or a portal); errors, which the portal
+    /// would refuse, are always refused
+    #[arg(long, global = true)]
+    pub strict: bool,
 }
 
 /// How hard to drive the portal; every command takes these.
@@ -662,11 +677,13 @@ mod tests {
         let Ok(Cli {
             command: Some(Command::Notify(args)),
             limits,
-        }) = parse("--plan enterprise notify read --ids 3,4 --unread --url sandbox")
+            checks,
+        }) = parse("--plan enterprise notify read --ids 3,4 --unread --url sandbox --strict")
         else {
             panic!("notify read parses")
         };
         assert_eq!(limits.plan.as_deref(), Some("enterprise"));
+        assert!(checks.strict, "--strict is global");
         assert_eq!(args.connection.url.as_deref(), Some("sandbox"));
         let NotifyAction::Read(read) = args.action else {
             panic!("read")

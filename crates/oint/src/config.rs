@@ -13,6 +13,7 @@
 //!
 //! ```toml
 //! default_portal = "work"
+//! strict = true            # refuse warnings too (--strict); a portal may set its own
 //!
 //! [portals.work]
 //! url = "https://portal.bitrix24.com/rest/1/WEBHOOK_SECRET/"
@@ -41,6 +42,8 @@ pub struct ConfigFile {
     /// Named portals.
     #[serde(default)]
     pub portals: BTreeMap<String, PortalEntry>,
+    /// Refuse warnings too, for every portal (`--strict`).
+    pub strict: Option<bool>,
 }
 
 /// One `[portals.NAME]` table. Its `Debug` masks every secret it may hold.
@@ -75,6 +78,8 @@ pub struct PortalEntry {
     pub oauth_url: Option<String>,
     /// Where refreshed tokens are kept (default `<data dir>/oint/tokens/<host>.json`).
     pub token_store: Option<PathBuf>,
+    /// Refuse warnings too for this portal (`--strict`); wins over the top-level setting.
+    pub strict: Option<bool>,
 }
 
 /// A number setting that, given anything else, says what it expects without echoing it (a
@@ -296,6 +301,7 @@ impl std::fmt::Debug for PortalEntry {
             .field("refresh_token", &masked(&self.refresh_token))
             .field("oauth_url", &self.oauth_url)
             .field("token_store", &self.token_store)
+            .field("strict", &self.strict)
             .finish()
     }
 }
@@ -460,6 +466,19 @@ fn env_token(world: &World<'_>) -> Result<Option<String>, String> {
         .var("BITRIX24_TOKEN")
         .map(|t| clean_secret(&t, "BITRIX24_TOKEN"))
         .transpose()
+}
+
+/// `strict` of the config-file portal the command uses, else of the file's top level.
+pub fn strict(conn: &Connection, world: &World<'_>) -> Result<bool, String> {
+    let name = conn.portal.clone().or_else(|| world.var("OINT_PORTAL"));
+    let (_, config) = load(world, name.is_some())?;
+    let Some(config) = config else {
+        return Ok(false);
+    };
+    let entry = name
+        .or(config.default_portal.clone())
+        .and_then(|n| config.portals.get(&n).and_then(|e| e.strict));
+    Ok(entry.or(config.strict).unwrap_or(false))
 }
 
 /// The rate-limit settings of the config-file portal the command uses, if any.

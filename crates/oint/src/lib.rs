@@ -16,4 +16,5 @@ pub mod output;
 pub mod resolve;
 pub mod run;
 pub mod sandbox;
+pub mod severity;
 pub mod transport;

@@ -7,12 +7,14 @@
 use std::io::IsTerminal;
 
 use bitrix24::{Attach, Client, Notification, Request};
+
+use crate::severity;
 use futures_util::TryStreamExt;
 use serde_json::{Map, Value, json};
 
 use crate::cli::{CallArgs, Connection, NotifyAction, NotifyArgs, OutputFormat, SendFlags};
 use crate::output::{self, Exit, Failure, Success};
-use crate::run::{WEBHOOK_TAG_WARNING, connect, library_failure};
+use crate::run::{connect, library_failure};
 use crate::transport::Transport;
 use crate::{app, blocks, config};
 
@@ -24,22 +26,23 @@ enum Outcome {
     Notifications(Vec<Notification>),
 }
 
-pub fn notify(args: NotifyArgs, transport: &Transport) -> Exit {
+/// `strict` is `--strict` or `OINT_STRICT`; the config file's `strict` is added here.
+pub fn notify(args: NotifyArgs, transport: &Transport, strict: bool) -> Exit {
     if let NotifyAction::Bulk(flags) = &args.action {
-        return bulk(flags.clone(), &args.connection, transport);
+        return bulk(flags.clone(), &args.connection, transport, strict);
     }
     let format = format(&args.connection);
-    let outcome = prepare(&args.connection, transport).and_then(|(target, transport)| {
+    let outcome = prepare(&args.connection, transport).and_then(|(target, transport, file)| {
         let rt = app::runtime()?;
         rt.block_on(async {
             let (client, _sandbox) = connect(target, &transport).await?;
-            run_notify(&client, args.action, &args.connection).await
+            run_notify(&client, args.action, &args.connection, strict || file).await
         })
     });
     render(outcome, format)
 }
 
-pub fn call(args: CallArgs, transport: &Transport) -> Exit {
+pub fn call(args: CallArgs, transport: &Transport, strict: bool) -> Exit {
     let format = format(&args.connection);
     let params = match call_params(args.params_json.as_deref(), &args.params) {
         Ok(params) => params,
@@ -52,7 +55,13 @@ pub fn call(args: CallArgs, transport: &Transport) -> Exit {
     if let Err(e) = bitrix24::check_method(request.method()) {
         return output::report(Err(library_failure(e)), None);
     }
-    let outcome = prepare(&args.connection, transport).and_then(|(target, transport)| {
+    let outcome = prepare(&args.connection, transport).and_then(|(target, transport, file)| {
+        // An ATTACH is checked as a notification's is, whatever the method.
+        if let Some(attach) = request.params().get("ATTACH") {
+            let report = Attach::review_json(attach);
+            severity::admit(&report, strict || file, &|f| f.field.clone())
+                .map_err(Failure::Usage)?;
+        }
         let rt = app::runtime()?;
         rt.block_on(async {
             let (client, _sandbox) = connect(target, &transport).await?;
@@ -74,7 +83,12 @@ pub fn call(args: CallArgs, transport: &Transport) -> Exit {
 }
 
 /// `oint notify bulk`: its own exit codes (0 all delivered, 3 some, 1 none).
-fn bulk(flags: crate::cli::BulkFlags, conn: &Connection, transport: &Transport) -> Exit {
+fn bulk(
+    flags: crate::cli::BulkFlags,
+    conn: &Connection,
+    transport: &Transport,
+    strict: bool,
+) -> Exit {
     let options = crate::bulk::Options {
         input: flags.input,
         format: flags.format,
@@ -84,11 +98,16 @@ fn bulk(flags: crate::cli::BulkFlags, conn: &Connection, transport: &Transport) 
         concurrency: flags.concurrency as usize,
         dry_run: conn.dry_run,
         stdin_limit: flags.stdin_limit.saturating_mul(1 << 20),
+        strict,
     };
-    let outcome = prepare(conn, transport).and_then(|(target, transport)| {
+    let outcome = prepare(conn, transport).and_then(|(target, transport, file)| {
         let rt = app::runtime()?;
         rt.block_on(async {
             let (client, _sandbox) = connect(target, &transport).await?;
+            let options = crate::bulk::Options {
+                strict: options.strict || file,
+                ..options
+            };
             crate::bulk::run(&client, options).await
         })
     });
@@ -98,18 +117,19 @@ fn bulk(flags: crate::cli::BulkFlags, conn: &Connection, transport: &Transport) 
     }
 }
 
-/// Resolves the connection and its limits, and turns on `--debug` logging.
+/// Resolves the connection, its limits and the config file's `strict`, and turns on
+/// `--debug` logging.
 fn prepare(
     conn: &Connection,
     transport: &Transport,
-) -> Result<(crate::resolve::Target, Transport), Failure> {
+) -> Result<(crate::resolve::Target, Transport, bool), Failure> {
     if conn.debug {
         app::init_debug_logging();
     }
     config::real_world(|world| {
         let target = config::resolve(conn, world)?;
         let transport = transport.with_entry(&config::entry_limits(conn, world)?)?;
-        Ok((target, transport))
+        Ok((target, transport, config::strict(conn, world)?))
     })
     .map_err(Failure::Usage)
 }
@@ -135,21 +155,24 @@ async fn run_notify(
     client: &Client,
     action: NotifyAction,
     conn: &Connection,
+    strict: bool,
 ) -> Result<Outcome, Failure> {
     let n = client.notify();
     let err = library_failure;
     match action {
         NotifyAction::Send(flags) => {
             let user = flags.user;
-            let add = build_send(client, flags)?;
-            let request = add.to_request().map_err(err)?;
+            let (report, request) = build_send(flags)?.build(strict);
+            severity::admit(&report, strict, &send_flag).map_err(Failure::Usage)?;
+            let request = request.map_err(err)?;
             if request.params().contains_key("TAG") && !client.portal().is_oauth() {
-                crate::output::note(WEBHOOK_TAG_WARNING);
+                severity::webhook_tag("--tag", strict).map_err(Failure::Usage)?;
             }
             if conn.dry_run {
                 return Ok(preview(client, &request));
             }
-            match add.send().await.map_err(err)? {
+            let created = client.send::<bitrix24::Created>(&request).await;
+            match created.map_err(err)?.result.0 {
                 Some(id) => Ok(Outcome::Value {
                     json: json!({"id": id}),
                     plain: id.to_string(),
@@ -303,33 +326,32 @@ fn not_done(message: String) -> Failure {
     }
 }
 
-/// Turns the send flags into the library's builder, checking them on the way.
-fn build_send(client: &Client, flags: SendFlags) -> Result<bitrix24::AddNotification<'_>, Failure> {
-    let usage = |m: String| Failure::Usage(m);
-    let n = client.notify();
-    let mut add = if flags.system {
-        n.system(flags.user, flags.text)
-    } else {
-        n.personal(flags.user, flags.text)
-    };
-    if let Some(tag) = flags.tag.filter(|t| !t.is_empty()) {
-        add = add.tag(tag);
+/// Turns the send flags into a notification for the library's builder.
+fn build_send(flags: SendFlags) -> Result<severity::Notification, Failure> {
+    let attach = build_attach(&flags.attach, &flags.image, &flags.file, &flags.color)
+        .map_err(Failure::Usage)?;
+    Ok(severity::Notification {
+        system: flags.system,
+        user: flags.user,
+        text: flags.text,
+        tag: flags.tag,
+        sub_tag: flags.sub_tag,
+        message_out: flags.message_out,
+        client_id: flags.client_id,
+        attach,
+    })
+}
+
+/// The `notify send` flag that set what a finding is about.
+fn send_flag(finding: &bitrix24::Finding) -> String {
+    match (finding.field.as_str(), finding.path.as_str()) {
+        ("USER_ID", _) => "--user",
+        ("MESSAGE", _) => "--text",
+        ("ATTACH", "COLOR") => "--color",
+        ("ATTACH", _) => "--attach",
+        (other, _) => other,
     }
-    if let Some(sub) = flags.sub_tag.filter(|t| !t.is_empty()) {
-        add = add.sub_tag(sub);
-    }
-    if let Some(out) = flags.message_out.filter(|t| !t.is_empty()) {
-        add = add.message_out(out);
-    }
-    if let Some(client_id) = flags.client_id.filter(|t| !t.is_empty()) {
-        add = add.client_id(client_id);
-    }
-    if let Some(attach) =
-        build_attach(&flags.attach, &flags.image, &flags.file, &flags.color).map_err(usage)?
-    {
-        add = add.attach(attach);
-    }
-    Ok(add)
+    .to_string()
 }
 
 /// Joins `--attach`, `--image`, `--file` and `--color` into one attachment.
@@ -352,24 +374,9 @@ fn build_attach(
                 .split_once('=')
                 .filter(|(n, l)| !n.trim().is_empty() && !l.trim().is_empty())
                 .ok_or_else(|| format!("{flag}: expected NAME=URL, got {item:?}"))?;
+            // The link is checked with the rest of the attach, by the library's rule.
             let link = link.trim();
-            if !(link.starts_with('/')
-                || link.starts_with("http://")
-                || link.starts_with("https://"))
-            {
-                return Err(format!(
-                    "{flag}: {link:?} is not a link the portal accepts (use http://, https:// or a path starting with /)"
-                ));
-            }
             extra.push(json!({ kind: {"NAME": name.trim(), "LINK": link} }));
-        }
-    }
-    if let Some(c) = color {
-        let hex = c.strip_prefix('#').unwrap_or("");
-        if !(matches!(hex.len(), 3 | 6) && hex.bytes().all(|b| b.is_ascii_hexdigit())) {
-            return Err(format!(
-                "--color: {c:?} is not a colour the portal accepts (use #rgb or #rrggbb, e.g. #29619b)"
-            ));
         }
     }
     if base.is_none() && extra.is_empty() {
@@ -408,9 +415,9 @@ fn build_attach(
             }
         }
     };
-    Attach::from_json(value)
-        .map(Some)
-        .map_err(|e| crate::resolve::flagged("--attach", &e.to_string()))
+    // Errors are refused with the rest of the notification's findings, warnings shown.
+    let attach = Attach::from_value(value);
+    Ok((!attach.is_empty()).then_some(attach))
 }
 
 /// `--params` JSON (or @file) overlaid with `key=value` pairs in PHP bracket syntax.
@@ -665,18 +672,6 @@ mod tests {
         assert!(build_attach(&None, &[], &[], &None).unwrap().is_none());
         let table = [
             (None, vec!["noequals"], None, "--image: expected NAME=URL"),
-            (
-                None,
-                vec!["a=ftp://x"],
-                None,
-                "--image: \"ftp://x\" is not a link",
-            ),
-            (
-                None,
-                vec!["a=/x"],
-                Some("red"),
-                "--color: \"red\" is not a colour",
-            ),
             (None, vec![], Some("#fff"), "--color: colours an attachment"),
             (
                 Some("nope"),
@@ -696,5 +691,48 @@ mod tests {
             .unwrap_err();
             assert!(e.starts_with(want), "{e}");
         }
+    }
+
+    /// A link or colour the portal drops or replaces is the library's warning, not a refusal;
+    /// strict refuses it, and what the portal refuses stays refused.
+    #[test]
+    fn attach_flags_are_checked_by_the_library() {
+        let findings = |images: &[&str], color: Option<&str>, strict: bool| {
+            let images: Vec<String> = images.iter().map(|s| s.to_string()).collect();
+            let attach = build_attach(&None, &images, &[], &color.map(String::from)).unwrap();
+            let (report, _) = severity::Notification {
+                user: 1,
+                text: "x".into(),
+                attach,
+                ..Default::default()
+            }
+            .build(strict);
+            (severity::admit_quietly(&report, strict, &send_flag), report)
+        };
+        let (admitted, report) = findings(&["a=ftp://x", "b=https://x/b.png"], Some("red"), false);
+        assert!(admitted.is_ok());
+        let lines: Vec<&str> = report.warnings.iter().map(|f| f.message.as_str()).collect();
+        assert!(
+            lines
+                .iter()
+                .any(|l| l.starts_with("\"ftp://x\" is not a link")),
+            "{lines:?}"
+        );
+        assert!(
+            lines
+                .iter()
+                .any(|l| l.starts_with("\"red\" is not a colour")),
+            "{lines:?}"
+        );
+        let (refused, _) = findings(&["a=ftp://x", "b=https://x/b.png"], Some("red"), true);
+        let refused = refused.unwrap_err();
+        assert!(refused.starts_with("--color: COLOR: "), "{refused}");
+        assert!(
+            refused.contains("\n--attach: BLOCKS[0].IMAGE.LINK: "),
+            "{refused}"
+        );
+        assert_eq!(refused.lines().count(), 2, "{refused}");
+        let (clean, report) = findings(&["b=https://x/b.png"], Some("#29619b"), true);
+        assert!(clean.is_ok() && report.is_clean());
     }
 }

@@ -5,7 +5,7 @@
 
 use std::path::PathBuf;
 
-use bitrix24::{Attach, Block, Request};
+use bitrix24::{Block, Request};
 use secrecy::SecretString;
 use serde_json::Value;
 
@@ -52,6 +52,8 @@ pub struct Common {
     pub debug: bool,
     pub test: bool,
     pub out: Option<PathBuf>,
+    /// Refuse warnings too.
+    pub strict: bool,
 }
 
 /// A usage error: one line, naming the flag.
@@ -71,17 +73,18 @@ pub fn flagged(flag: &str, message: &str) -> String {
         .join("\n")
 }
 
-pub fn resolve(method: Method) -> Result<Job, UsageError> {
+/// `strict` refuses warnings too (`--strict`, `OINT_STRICT`).
+pub fn resolve(method: Method, strict: bool) -> Result<Job, UsageError> {
     match method {
-        Method::CreatePersonalNotification(flags) => notification(flags, "im.notify.personal.add"),
-        Method::CreateSystemNotification(flags) => notification(flags, "im.notify.system.add"),
+        Method::CreatePersonalNotification(flags) => notification(flags, false, strict),
+        Method::CreateSystemNotification(flags) => notification(flags, true, strict),
         Method::DeleteNotification(flags) => delete(flags),
         Method::GetPictureBlock(flags) => block(flags, Block::image),
         Method::GetFileBlock(flags) => block(flags, Block::file),
     }
 }
 
-fn notification(flags: NotificationFlags, method: &str) -> Result<Job, UsageError> {
+fn notification(flags: NotificationFlags, system: bool, strict: bool) -> Result<Job, UsageError> {
     let target = target(flags.url, flags.token)?;
     let user = positive_id("--user", "user", flags.user)?;
     let text = unescape_newlines(&required("--text", flags.text, "the notification text")?);
@@ -91,29 +94,42 @@ fn notification(flags: NotificationFlags, method: &str) -> Result<Job, UsageErro
             "is blank; the portal refuses notifications without text",
         ));
     }
-    let mut request = Request::new(method)
-        .param("USER_ID", user.to_string())
-        .param("MESSAGE", text);
-    if let Some(tag) = flags
-        .tag
-        .map(|t| unescape_newlines(&t))
-        .filter(|t| !t.is_empty())
-    {
-        request = request.param("TAG", tag);
-    }
-    let attach: Option<Attach> = match flags.blocks {
+    let attach = match flags.blocks {
         Some(text) => blocks::parse(&text).map_err(|e| usage("--blocks", e))?,
         None => None,
     };
-    if let Some(attach) = attach {
-        request = request.param("ATTACH", attach.as_json().clone());
+    let (report, request) = crate::severity::Notification {
+        system,
+        user,
+        text,
+        tag: flags.tag.map(|t| unescape_newlines(&t)),
+        attach,
+        ..Default::default()
     }
+    .build(strict);
+    crate::severity::admit(&report, strict, &|f| opi_flag(&f.field).to_string())
+        .map_err(UsageError)?;
+    let request = request.map_err(|e| UsageError(e.to_string()))?;
+    let mut common = common(flags.common);
+    common.strict = strict;
     Ok(Job::Send {
         target,
         request,
         expect: Expect::Created,
-        common: common(flags.common),
+        common,
     })
+}
+
+/// The OPI flag that sets a request's field.
+pub fn opi_flag(field: &str) -> &str {
+    match field {
+        "USER_ID" => "--user",
+        "MESSAGE" => "--text",
+        "ATTACH" => "--blocks",
+        "TAG" => "--tag",
+        "ID" => "--notif",
+        other => other,
+    }
 }
 
 fn delete(flags: DeleteFlags) -> Result<Job, UsageError> {
@@ -136,16 +152,19 @@ fn block(flags: BlockFlags, make: fn(String, String) -> Block) -> Result<Job, Us
     )?);
     let link = required("--url", flags.url, "the link to the picture or file")?;
     let link = link.trim().to_string();
-    if !(link.starts_with('/') || link.starts_with("http://") || link.starts_with("https://")) {
-        return Err(usage(
-            "--url",
-            format!(
-                "{link:?} is not a link the portal accepts (use http://, https:// or a path starting with /)"
-            ),
-        ));
+    // The library's link rule, in its words: a block whose link the portal drops is useless.
+    let block = make(title, link);
+    let report = bitrix24::Attach::new([block.clone()]).review();
+    let bad: Vec<String> = report
+        .findings()
+        .filter(|f| f.path.ends_with(".LINK"))
+        .map(|f| f.message.clone())
+        .collect();
+    if !bad.is_empty() {
+        return Err(usage("--url", bad.join("\n")));
     }
     Ok(Job::Print {
-        value: make(title, link).into_json(),
+        value: block.into_json(),
         common: common(flags.common),
     })
 }
@@ -201,6 +220,7 @@ fn common(flags: CommonFlags) -> Common {
         debug: flags.debug,
         test: flags.test,
         out: flags.out.filter(|o| !o.is_empty()).map(PathBuf::from),
+        strict: false,
     }
 }
 
@@ -235,7 +255,7 @@ mod tests {
         let mut f = flags("https://x.bitrix24.com/rest/1/s/", "10", "Line 1\\nLine 2");
         f.tag = Some("New".into());
         f.blocks = Some("[{'IMAGE':{'NAME':'i','LINK':'https://x/p.png'}}]".into());
-        let r = request_of(resolve(Method::CreatePersonalNotification(f)).unwrap());
+        let r = request_of(resolve(Method::CreatePersonalNotification(f), false).unwrap());
         assert_eq!(r.method(), "im.notify.personal.add");
         assert_eq!(
             Value::Object(r.params().clone()),
@@ -246,7 +266,7 @@ mod tests {
         let mut f = flags("sandbox", "1", "x");
         f.tag = Some(String::new());
         f.blocks = Some("  ".into());
-        let r = request_of(resolve(Method::CreateSystemNotification(f)).unwrap());
+        let r = request_of(resolve(Method::CreateSystemNotification(f), false).unwrap());
         assert_eq!(r.method(), "im.notify.system.add");
         assert_eq!(
             Value::Object(r.params().clone()),
@@ -312,19 +332,38 @@ mod tests {
             ),
         ];
         for (method, want) in cases {
-            let err = resolve(method).err().expect(want).0;
+            let err = resolve(method, false).err().expect(want).0;
             assert!(err.starts_with(want), "{err}");
             assert!(!err.contains('\n'));
         }
     }
 
     #[test]
+    fn warnings_are_sent_unless_strict() {
+        // The docs' own example: the portal draws a default delimiter.
+        let f = || NotificationFlags {
+            blocks: Some(r#"[{"DELIMITER": true}]"#.into()),
+            ..flags("sandbox", "1", "x")
+        };
+        let r = request_of(resolve(Method::CreatePersonalNotification(f()), false).unwrap());
+        assert_eq!(r.params()["ATTACH"], json!([{"DELIMITER": true}]));
+        let err = resolve(Method::CreatePersonalNotification(f()), true)
+            .err()
+            .unwrap()
+            .0;
+        assert!(
+            err.starts_with("--blocks: blocks[0].DELIMITER: is a boolean;")
+                && err.ends_with("(a warning, refused: --strict)"),
+            "{err}"
+        );
+    }
+
+    #[test]
     fn sandbox_is_recognised_in_any_case() {
-        let job = resolve(Method::CreatePersonalNotification(flags(
-            " SandBox ",
-            "1",
-            "x",
-        )))
+        let job = resolve(
+            Method::CreatePersonalNotification(flags(" SandBox ", "1", "x")),
+            false,
+        )
         .unwrap();
         assert!(matches!(
             job,
@@ -337,11 +376,14 @@ mod tests {
 
     #[test]
     fn block_helpers_make_opi_blocks() {
-        let job = resolve(Method::GetPictureBlock(BlockFlags {
-            title: Some("Image1".into()),
-            url: Some("https://x/p.jpg".into()),
-            ..Default::default()
-        }))
+        let job = resolve(
+            Method::GetPictureBlock(BlockFlags {
+                title: Some("Image1".into()),
+                url: Some("https://x/p.jpg".into()),
+                ..Default::default()
+            }),
+            false,
+        )
         .unwrap();
         let Job::Print { value, .. } = job else {
             panic!()

@@ -26,7 +26,7 @@ pub async fn run(job: Job, transport: &Transport) -> Result<Success, Failure> {
                 crate::output::note(&format!("portal : {}", client.portal()));
             }
             if request.params().contains_key("TAG") && !client.portal().is_oauth() {
-                crate::output::note(WEBHOOK_TAG_WARNING);
+                crate::severity::webhook_tag("--tag", common.strict).map_err(Failure::Usage)?;
             }
             if common.test {
                 let preview = client.preview(&request);
@@ -68,9 +68,6 @@ pub async fn connect(
         }
     }
 }
-
-/// Printed when a tag goes out over a webhook, where the portal drops it.
-pub const WEBHOOK_TAG_WARNING: &str = "warning: Bitrix24 ignores --tag on webhook calls (tags work only for OAuth applications), so this notification will not replace earlier ones";
 
 /// A `false` result is the portal saying "not done" without an error; scripts must see it.
 fn judge(expect: Expect, request: &bitrix24::Request, body: Value) -> Result<Success, Failure> {
@@ -176,13 +173,9 @@ fn flag_of(field: &str) -> &str {
     match field {
         "url" => "--url",
         "method" => "METHOD",
-        "USER_ID" => "--user",
-        "MESSAGE" => "--text",
         "refresh_token" => "BITRIX24_REFRESH_TOKEN",
         "token_url" => "BITRIX24_OAUTH_URL",
-        "ATTACH" => "--blocks",
-        "ID" => "--notif",
-        other => other,
+        other => crate::resolve::opi_flag(other),
     }
 }
 

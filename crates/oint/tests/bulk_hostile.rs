@@ -761,7 +761,7 @@ fn readers_never_panic_on_arbitrary_bytes() {
             for row in rows {
                 let line = match row {
                     Ok(raw) => raw.line,
-                    Err(RowError { line, message }) => {
+                    Err(RowError { line, message, .. }) => {
                         prop_assert!(!message.contains('\n'), "{}", message);
                         line
                     }

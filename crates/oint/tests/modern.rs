@@ -369,11 +369,13 @@ async fn usage_errors_are_one_line_and_exit_2() {
             "--text <TEXT>",
         ),
         (
+            // The portal replaces an invalid colour with a random one: a warning, refused
+            // only with --strict.
             vec![
                 "notify", "send", "--url", "sandbox", "--user", "1", "--text", "x", "--color",
-                "red", "--image", "a=/b",
+                "red", "--image", "a=/b", "--strict",
             ],
-            "--color: \"red\"",
+            "--color: COLOR: \"red\" is not a colour",
         ),
         (
             vec!["notify", "delete", "--url", "sandbox"],

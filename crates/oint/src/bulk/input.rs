@@ -12,7 +12,7 @@ use std::fs::File;
 use std::io::{BufRead, BufReader, Read};
 use std::path::Path;
 
-use bitrix24::{Attach, Client, Request};
+use bitrix24::{Attach, Request};
 use serde_json::{Map, Value};
 
 /// The input formats.
@@ -47,6 +47,15 @@ pub struct RawRow {
 pub struct RowError {
     pub line: u64,
     pub message: String,
+    /// The ids of the rules that refused it, when a check of the notification did.
+    pub rules: Vec<&'static str>,
+}
+
+/// A warning on a row that is sent: the rule's id and its line (`attach: path: message`).
+#[derive(Debug, Clone, PartialEq)]
+pub struct Warning {
+    pub rule: &'static str,
+    pub line: String,
 }
 
 /// A checked row: what to send, and whether a resend of it is harmless.
@@ -55,6 +64,10 @@ pub struct Row {
     pub line: u64,
     pub request: Request,
     pub tagged: bool,
+    /// What the portal will drop or change; the row is sent.
+    pub warnings: Vec<Warning>,
+    /// It has a TAG or SUB_TAG, which the portal drops over a webhook.
+    pub has_tag: bool,
 }
 
 /// The longest row (a JSON line, or a CSV record with its quoted line breaks) that is read:
@@ -138,6 +151,7 @@ fn jsonl(mut reader: impl BufRead) -> impl Iterator<Item = Result<RawRow, RowErr
                 Some(Err(RowError {
                     line: line_no,
                     message,
+                    rules: Vec::new(),
                 }))
             };
             let bytes = match next_line(&mut reader) {
@@ -171,10 +185,12 @@ fn parse_jsonl(line_no: u64, text: &str) -> Result<RawRow, RowError> {
             Ok(_) => Err(RowError {
                 line: line_no,
                 message: "is not a JSON object such as {\"user\": 10, \"text\": \"Hello\"}".into(),
+                rules: Vec::new(),
             }),
             Err(e) => Err(RowError {
                 line: line_no,
                 message: format!("is not valid JSON ({e})"),
+                rules: Vec::new(),
             }),
         }
     }
@@ -329,7 +345,13 @@ fn csv_rows(
     }
     Ok(std::iter::from_fn(move || {
         let (line, record) = records.next_record()?;
-        let err = |message: String| Some(Err(RowError { line, message }));
+        let err = |message: String| {
+            Some(Err(RowError {
+                line,
+                message,
+                rules: Vec::new(),
+            }))
+        };
         let record = match record {
             Ok(record) => record,
             Err(e) => return err(e),
@@ -353,11 +375,13 @@ fn csv_rows(
 
 const KNOWN: &[&str] = &["user", "text", "tag", "sub_tag", "system", "attach"];
 
-/// Checks a row and builds its request with `client`'s typed builders.
-pub fn check(client: &Client, raw: &RawRow) -> Result<Row, RowError> {
+/// Checks a row and builds its request with the library's client-free builders. What the
+/// portal would refuse makes the row invalid; so do warnings when `strict`.
+pub fn check(raw: &RawRow, strict: bool) -> Result<Row, RowError> {
     let err = |message: String| RowError {
         line: raw.line,
         message,
+        rules: Vec::new(),
     };
     if let Some(unknown) = raw.fields.keys().find(|k| !KNOWN.contains(&k.as_str())) {
         return Err(err(format!(
@@ -402,18 +426,6 @@ pub fn check(client: &Client, raw: &RawRow) -> Result<Row, RowError> {
         },
         Some(other) => return Err(err(format!("system: expected true or false, got {other}"))),
     };
-    let n = client.notify();
-    let mut add = if system {
-        n.system(user, text)
-    } else {
-        n.personal(user, text)
-    };
-    if let Some(tag) = string("tag")? {
-        add = add.tag(tag);
-    }
-    if let Some(sub) = string("sub_tag")? {
-        add = add.sub_tag(sub);
-    }
     let attach = match raw.fields.get("attach") {
         None | Some(Value::Null) => None,
         Some(Value::String(s)) if s.trim().is_empty() => None,
@@ -423,22 +435,55 @@ pub fn check(client: &Client, raw: &RawRow) -> Result<Row, RowError> {
         ),
         Some(v) => Some(v.clone()),
     };
-    if let Some(value) = attach {
-        let attach = Attach::from_json(value).map_err(|e| err(one_line(&e.to_string())))?;
-        if !attach.is_empty() {
-            add = add.attach(attach);
-        }
+    let (report, request) = crate::severity::Notification {
+        system,
+        user,
+        text,
+        tag: string("tag")?,
+        sub_tag: string("sub_tag")?,
+        attach: attach.map(Attach::from_value),
+        ..Default::default()
     }
-    let request = add
-        .to_request()
-        .map_err(|e| err(one_line(&e.to_string())))?;
+    .build(strict);
+    let column = |f: &bitrix24::Finding| column_of(&f.field).to_string();
+    if let Err(lines) = crate::severity::admit_quietly(&report, strict, &column) {
+        return Err(RowError {
+            rules: report.findings().map(|f| f.rule.id()).collect(),
+            ..err(one_line(&lines))
+        });
+    }
+    let request = request.map_err(|e| err(one_line(&e.to_string())))?;
+    let has_tag = ["TAG", "SUB_TAG"]
+        .iter()
+        .any(|k| request.params().contains_key(*k));
     // The library's rule, so that "0" and other PHP-empty tags count as no tag here too.
     let tagged = bitrix24::safety_of(&request, true) == bitrix24::Safety::Repeatable;
     Ok(Row {
         line: raw.line,
         request,
         tagged,
+        has_tag,
+        warnings: report
+            .warnings
+            .iter()
+            .map(|f| Warning {
+                rule: f.rule.id(),
+                line: crate::severity::line(f, &column),
+            })
+            .collect(),
     })
+}
+
+/// The column that sets a request's field.
+fn column_of(field: &str) -> &str {
+    match field {
+        "USER_ID" => "user",
+        "MESSAGE" => "text",
+        "ATTACH" => "attach",
+        "TAG" => "tag",
+        "SUB_TAG" => "sub_tag",
+        other => other,
+    }
 }
 
 /// Several findings on one line, for `line N: …` reports.
@@ -453,12 +498,6 @@ fn one_line(text: &str) -> String {
 #[cfg(test)]
 mod tests {
     use super::*;
-
-    fn client() -> Client {
-        Client::builder("https://x.bitrix24.com/rest/1/s/")
-            .build()
-            .unwrap()
-    }
 
     fn rows(format: Format, text: &str) -> Vec<Result<RawRow, RowError>> {
         let dir = tempfile::tempdir().unwrap();
@@ -496,14 +535,14 @@ mod tests {
         let second = got[1].as_ref().unwrap();
         assert_eq!(second.line, 3);
         assert_eq!(second.fields["text"], "Multi\nline");
-        let row = check(&client(), second).unwrap();
+        let row = check(second, false).unwrap();
         assert_eq!(row.request.method(), "im.notify.system.add");
         assert_eq!(
             row.request.params()["ATTACH"],
             serde_json::json!([{"MESSAGE": "x"}])
         );
         assert!(!row.tagged);
-        assert!(check(&client(), got[0].as_ref().unwrap()).unwrap().tagged);
+        assert!(check(got[0].as_ref().unwrap(), false).unwrap().tagged);
     }
 
     #[test]
@@ -546,7 +585,7 @@ mod tests {
                 line: 7,
                 fields: serde_json::from_str(json).unwrap(),
             };
-            let e = check(&client(), &raw).unwrap_err();
+            let e = check(&raw, false).unwrap_err();
             assert_eq!(e.line, 7);
             assert!(e.message.contains(want), "{json}: {}", e.message);
             assert!(!e.message.contains('\n'));

@@ -23,6 +23,7 @@ pub mod input;
 pub mod journal;
 
 use std::cell::RefCell;
+use std::collections::HashMap;
 use std::fs::File;
 use std::io::{BufWriter, Read, Seek, Write};
 use std::path::{Path, PathBuf};
@@ -55,6 +56,8 @@ pub struct Options {
     pub dry_run: bool,
     /// The most bytes of standard input spooled for `--input -`.
     pub stdin_limit: u64,
+    /// Warnings make a row invalid (`--strict`).
+    pub strict: bool,
 }
 
 /// The default `--stdin-limit`: 1 GiB.
@@ -70,6 +73,8 @@ struct Tally {
     unknown: u64,
     invalid: u64,
     earlier: u64,
+    /// Rows sent with warnings: the portal drops or changes part of them.
+    warned: u64,
 }
 
 pub async fn run(client: &Client, options: Options) -> Result<Exit, Failure> {
@@ -80,18 +85,35 @@ pub async fn run(client: &Client, options: Options) -> Result<Exit, Failure> {
         .format
         .unwrap_or_else(|| Format::guess(Path::new(&options.input)));
 
+    // Over a webhook the portal drops tags: a warning (said once), or with --strict an
+    // invalid row.
+    let webhook = !client.portal().is_oauth();
+    let mut tagged_over_webhook = 0u64;
+
     // Pass 1: check every row.
     let mut invalid: Vec<RowError> = Vec::new();
     let mut invalid_count = 0u64;
     let mut valid = 0u64;
+    let mut warned = 0u64;
+    let mut warnings_shown = 0usize;
     let mut last_line = 0u64;
     for raw in input::read_from(rewound(&input)?, format).map_err(Failure::Usage)? {
         last_line = last_line.max(match &raw {
             Ok(raw) => raw.line,
             Err(e) => e.line,
         });
-        match raw.and_then(|raw| input::check(client, &raw)) {
-            Ok(_) => valid += 1,
+        match raw.and_then(|raw| checked(&raw, options.strict, webhook)) {
+            Ok(row) => {
+                valid += 1;
+                tagged_over_webhook += u64::from(webhook && row.has_tag);
+                warned += u64::from(!row.warnings.is_empty() || (webhook && row.has_tag));
+                for w in &row.warnings {
+                    if warnings_shown < SHOWN_ERRORS {
+                        crate::severity::warn(&format!("line {}: {}", row.line, w.line));
+                    }
+                    warnings_shown += 1;
+                }
+            }
             Err(e) => {
                 invalid_count += 1;
                 if invalid.len() < SHOWN_ERRORS {
@@ -102,6 +124,19 @@ pub async fn run(client: &Client, options: Options) -> Result<Exit, Failure> {
     }
     for e in &invalid {
         eprintln!("line {}: {}", e.line, e.message);
+    }
+    if warnings_shown > SHOWN_ERRORS {
+        crate::output::note(&format!(
+            "… and {} more warnings",
+            warnings_shown - SHOWN_ERRORS
+        ));
+    }
+    if tagged_over_webhook > 0 {
+        // Not strict here: strict made these rows invalid above.
+        let _ = crate::severity::webhook_tag("tag", false);
+        crate::output::note(&format!(
+            "({tagged_over_webhook} rows have a tag; they are sent untagged)"
+        ));
     }
     if invalid_count > invalid.len() as u64 {
         eprintln!(
@@ -116,7 +151,9 @@ pub async fn run(client: &Client, options: Options) -> Result<Exit, Failure> {
         )));
     }
     if options.dry_run {
-        eprintln!("bulk: {valid} valid rows, {invalid_count} invalid; nothing sent (--dry-run)");
+        eprintln!(
+            "bulk: {valid} valid rows ({warned} with warnings), {invalid_count} invalid; nothing sent (--dry-run)"
+        );
         return Ok(Exit::Ok);
     }
 
@@ -151,6 +188,7 @@ pub async fn run(client: &Client, options: Options) -> Result<Exit, Failure> {
         tally: Tally::default(),
         progress: progress(valid),
         refused: None,
+        warnings: HashMap::new(),
     });
 
     let mut reader = input::read_from(rewound(&input)?, format).map_err(Failure::Usage)?;
@@ -161,16 +199,24 @@ pub async fn run(client: &Client, options: Options) -> Result<Exit, Failure> {
         for raw in reader.by_ref() {
             let mut run = state.borrow_mut();
             run.tally.rows += 1;
-            let row = match raw.and_then(|raw| input::check(client, &raw)) {
+            let mut row = match raw.and_then(|raw| checked(&raw, options.strict, webhook)) {
                 Ok(row) => row,
                 Err(e) => {
                     run.tally.invalid += 1;
-                    run.report(
-                        json!({"row": e.line, "error": "INVALID_ROW", "description": e.message}),
-                    );
+                    let mut line =
+                        json!({"row": e.line, "error": "INVALID_ROW", "description": e.message});
+                    if !e.rules.is_empty() {
+                        line["rules"] = json!(e.rules);
+                    }
+                    run.report(line);
                     continue;
                 }
             };
+            let warnings: Vec<Value> = std::mem::take(&mut row.warnings)
+                .into_iter()
+                .map(|w| json!({"rule": w.rule, "message": w.line}))
+                .collect();
+            run.tally.warned += u64::from(!warnings.is_empty() || (webhook && row.has_tag));
             let known = lock(run.journal)
                 .as_ref()
                 .map_or(State::Pending, |j| j.state(row.line));
@@ -195,6 +241,9 @@ pub async fn run(client: &Client, options: Options) -> Result<Exit, Failure> {
                     );
                 }
                 State::Unknown | State::Pending => {
+                    if !warnings.is_empty() {
+                        run.warnings.insert(row.line, Value::Array(warnings));
+                    }
                     chunk.push(row);
                     if chunk.len() == BATCH {
                         break;
@@ -265,12 +314,13 @@ pub async fn run(client: &Client, options: Options) -> Result<Exit, Failure> {
     }
     let t = &run.tally;
     eprintln!(
-        "bulk: {} rows: {} delivered, {} failed, {} outcome unknown, {} invalid{}; {:.1} s",
+        "bulk: {} rows: {} delivered, {} failed, {} outcome unknown, {} invalid, {} with warnings{}; {:.1} s",
         t.rows,
         t.delivered,
         t.failed,
         t.unknown,
         t.invalid,
+        t.warned,
         if t.earlier > 0 {
             format!(" ({} settled by an earlier run)", t.earlier)
         } else {
@@ -291,6 +341,20 @@ pub async fn run(client: &Client, options: Options) -> Result<Exit, Failure> {
     })
 }
 
+/// [`input::check`], and a tag over a webhook refused when `strict`.
+fn checked(raw: &input::RawRow, strict: bool, webhook: bool) -> Result<Row, RowError> {
+    let row = input::check(raw, strict)?;
+    if strict && webhook && row.has_tag {
+        let message = crate::severity::webhook_tag("tag", true).unwrap_err();
+        return Err(RowError {
+            line: row.line,
+            message,
+            rules: Vec::new(),
+        });
+    }
+    Ok(row)
+}
+
 /// A lock that a panic elsewhere does not poison (there is no invariant to protect).
 fn lock<T>(m: &Mutex<T>) -> MutexGuard<'_, T> {
     m.lock().unwrap_or_else(|e| e.into_inner())
@@ -303,6 +367,8 @@ struct Run<'j> {
     progress: indicatif::ProgressBar,
     /// The error code of the first batch refused for its credentials; nothing more is sent.
     refused: Option<String>,
+    /// The warnings of rows in flight, by line, for their report lines.
+    warnings: HashMap<u64, Value>,
 }
 
 impl Run<'_> {
@@ -351,7 +417,7 @@ impl Run<'_> {
             journal.record(&entries)?;
         }
         for (row, entry) in entries {
-            let line = match &entry {
+            let mut line = match &entry {
                 Entry::Delivered { id } => {
                     self.tally.delivered += 1;
                     json!({"row": row, "id": id})
@@ -365,6 +431,9 @@ impl Run<'_> {
                     json!({"row": row, "outcome": "outcome_unknown"})
                 }
             };
+            if let Some(warnings) = self.warnings.remove(&row) {
+                line["warnings"] = warnings;
+            }
             self.report(line);
             self.progress.inc(1);
         }
