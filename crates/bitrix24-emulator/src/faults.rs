@@ -224,6 +224,11 @@ impl Faults {
         self.lock().extend(rules);
     }
 
+    /// Replace every rule at once, so no call sees the old and new rules mixed.
+    pub fn replace(&self, rules: Vec<FaultRule>) {
+        *self.lock() = rules;
+    }
+
     pub fn clear(&self) {
         self.lock().clear();
     }
