@@ -88,7 +88,7 @@ pub type RequestRecord = Entry;
 impl AppState {
     /// Append fault rules (one rule object or an array, as `POST /_emulator/faults` takes
     /// them); answers the active rules. Nothing is added when a rule is invalid.
-    pub fn add_faults(&self, rules: &Value) -> Result<Value, ControlError> {
+    pub fn add_faults(&self, rules: &Value) -> Result<Vec<Value>, ControlError> {
         let rules =
             faults::parse_rules(rules).map_err(|e| ControlError::bad("INVALID_FAULT", e))?;
         self.pipeline.faults.add(rules);
@@ -96,7 +96,7 @@ impl AppState {
     }
 
     /// Replace every fault rule with these (same input as [`add_faults`](Self::add_faults)).
-    pub fn set_faults(&self, rules: &Value) -> Result<Value, ControlError> {
+    pub fn set_faults(&self, rules: &Value) -> Result<Vec<Value>, ControlError> {
         let rules =
             faults::parse_rules(rules).map_err(|e| ControlError::bad("INVALID_FAULT", e))?;
         self.pipeline.faults.replace(rules);
@@ -104,7 +104,7 @@ impl AppState {
     }
 
     /// The rules that have hits left, with their counters as they are now.
-    pub fn faults(&self) -> Value {
+    pub fn faults(&self) -> Vec<Value> {
         self.pipeline.faults.list()
     }
 
@@ -149,17 +149,17 @@ impl AppState {
 /// The same operations on a running emulator.
 impl Emulator {
     /// See [`AppState::add_faults`].
-    pub fn add_faults(&self, rules: &Value) -> Result<Value, ControlError> {
+    pub fn add_faults(&self, rules: &Value) -> Result<Vec<Value>, ControlError> {
         self.state.add_faults(rules)
     }
 
     /// See [`AppState::set_faults`].
-    pub fn set_faults(&self, rules: &Value) -> Result<Value, ControlError> {
+    pub fn set_faults(&self, rules: &Value) -> Result<Vec<Value>, ControlError> {
         self.state.set_faults(rules)
     }
 
     /// See [`AppState::faults`].
-    pub fn faults(&self) -> Value {
+    pub fn faults(&self) -> Vec<Value> {
         self.state.faults()
     }
 
@@ -236,7 +236,7 @@ async fn reset(State(state): State<AppState>) -> Response {
 async fn add_faults(State(state): State<AppState>, body: Bytes) -> Response {
     let parsed = serde_json::from_slice::<Value>(&body)
         .map_err(|e| ControlError::bad("INVALID_FAULT", format!("invalid JSON: {e}")));
-    answer(parsed.and_then(|v| state.add_faults(&v)))
+    answer(parsed.and_then(|v| state.add_faults(&v).map(Value::from)))
 }
 
 async fn list_faults(State(state): State<AppState>) -> Response {

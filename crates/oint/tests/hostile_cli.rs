@@ -81,7 +81,7 @@ fn assert_usage(o: &Output, want: &[&str], args: &[&str]) {
 
 async fn nothing_reached(emu: &bitrix24_emulator::Emulator) {
     assert!(emu.notifications().is_empty(), "nothing may be stored");
-    assert!(requests(emu).await.is_empty(), "nothing may be sent");
+    assert!(emu.requests().is_empty(), "nothing may be sent");
 }
 
 fn file(dir: &Path, name: &str, text: &str, mode: u32) -> PathBuf {
@@ -449,7 +449,7 @@ async fn tokens_are_cleaned_of_bom_and_blanks_and_refused_with_inner_blanks() {
     assert_eq!(emu.notifications().len(), count);
 
     // Refused: a space, tab or control character inside, with a hint; never echoed.
-    let before = requests(&emu).await.len();
+    let before = emu.requests().len();
     for bad in [
         format!("{TOKEN} {TOKEN_LIKE}"),
         format!("{TOKEN}\t{TOKEN_LIKE}"),
@@ -480,7 +480,7 @@ async fn tokens_are_cleaned_of_bom_and_blanks_and_refused_with_inner_blanks() {
         ];
         assert_usage(&run(&args, &[]).await, &["--token:", "one word"], &args);
     }
-    assert_eq!(requests(&emu).await.len(), before, "nothing more was sent");
+    assert_eq!(emu.requests().len(), before, "nothing more was sent");
 }
 
 // 3. Standard output that cannot be written.
@@ -833,5 +833,5 @@ async fn call_masks_credential_parameters_in_dry_run_and_debug() {
         }
     }
     // --dry-run sent nothing; --debug sent the two calls.
-    assert_eq!(requests(&emu).await.len(), 2);
+    assert_eq!(emu.requests().len(), 2);
 }

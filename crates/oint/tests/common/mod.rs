@@ -88,25 +88,3 @@ pub fn assert_no_secrets(o: &Output) {
         );
     }
 }
-
-/// Adds fault rules to the emulator; fails the test if it refuses them.
-pub async fn set_faults(emu: &Emulator, rules: Value) {
-    let status = reqwest::Client::new()
-        .post(format!("{}/_emulator/faults", emu.url()))
-        .json(&rules)
-        .send()
-        .await
-        .expect("the emulator answers")
-        .status();
-    assert!(status.is_success(), "fault rules refused: {status}");
-}
-
-/// Every REST call the emulator received, from its request log.
-pub async fn requests(emu: &Emulator) -> Vec<Value> {
-    reqwest::get(format!("{}/_emulator/requests", emu.url()))
-        .await
-        .expect("the emulator answers")
-        .json()
-        .await
-        .expect("the request log is JSON")
-}
