@@ -351,7 +351,7 @@ async fn execute(
         .remove("start")
         .map_or(0, |v| php::intval(&v).max(0) as u64);
     params.remove("state");
-    let params = upper_case_keys(params);
+    let params = php::upper_case_keys(params);
 
     let started = std::time::Instant::now();
     if !pipeline.processing.is_zero() {
@@ -453,15 +453,6 @@ fn take_credentials(
         Some(token) => Credentials::Token(token),
         None => Credentials::None,
     }
-}
-
-/// `array_change_key_case($params, CASE_UPPER)`: a later duplicate wins.
-fn upper_case_keys(params: Map<String, Value>) -> Map<String, Value> {
-    let mut out = Map::new();
-    for (k, v) in params {
-        out.insert(k.to_ascii_uppercase(), v);
-    }
-    out
 }
 
 fn error_answer(e: &ApiError) -> Response {

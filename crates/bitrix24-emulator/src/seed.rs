@@ -10,7 +10,7 @@
 //!   author_id?, tag?, sub_tag?, attach?, created_at?: unix seconds, read?: bool}`.
 //! Tags are stored as given (module tags carry no `MP|` prefix). An array is all-or-nothing.
 
-use serde_json::{Map, Value};
+use serde_json::Value;
 
 use crate::control::ControlError;
 use crate::store::NewNotification;
@@ -43,10 +43,7 @@ fn buttons(raw: &Value) -> Result<Value, String> {
         let Value::Object(map) = item else {
             return Err("each button must be an object".into());
         };
-        let mut button = Map::new();
-        for (k, v) in map {
-            button.insert(k.to_ascii_uppercase(), v.clone());
-        }
+        let mut button = php::upper_case_keys(map.clone());
         for key in ["TITLE", "VALUE"] {
             match button.get(key).and_then(php::scalar_string) {
                 Some(s) if !s.is_empty() => {
