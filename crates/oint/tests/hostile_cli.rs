@@ -20,28 +20,11 @@ const TOKEN_LIKE: &str = "4e8e0c5e0061ab5d006b8b1d00000001000003a9c11c";
 /// take: a read that blocks (a FIFO) or never ends (/dev/zero) fails the test instead of
 /// hanging it.
 async fn oint_io(args: &[&str], env: &[(&str, &str)], stdin: Stdio, stdout: Stdio) -> Output {
-    let mut cmd = tokio::process::Command::new(env!("CARGO_BIN_EXE_oint"));
-    cmd.args(args)
-        .env_remove("BITRIX24_URL")
-        .env_remove("BITRIX24_TOKEN")
-        .env_remove("OINT_PORTAL")
-        .env_remove("BITRIX24_CLIENT_ID")
-        .env_remove("BITRIX24_CLIENT_SECRET")
-        .env_remove("BITRIX24_REFRESH_TOKEN")
-        .env_remove("BITRIX24_OAUTH_URL")
-        .env_remove("BITRIX24_TOKEN_STORE")
-        .env("OINT_CONFIG", "/nonexistent/oint-test-config.toml")
-        .env(
-            "OINT_STATE_DIR",
-            std::env::temp_dir().join("oint-test-state"),
-        )
-        .stdin(stdin)
+    let mut cmd = oint_command(args, env);
+    cmd.stdin(stdin)
         .stdout(stdout)
         .stderr(Stdio::piped())
         .kill_on_drop(true);
-    for (k, v) in env {
-        cmd.env(k, v);
-    }
     let child = cmd.spawn().expect("oint starts");
     let output = tokio::time::timeout(Duration::from_secs(60), child.wait_with_output())
         .await
