@@ -224,13 +224,18 @@ impl Faults {
         self.lock().extend(rules);
     }
 
+    /// Replace every rule at once, so no call sees the old and new rules mixed.
+    pub fn replace(&self, rules: Vec<FaultRule>) {
+        *self.lock() = rules;
+    }
+
     pub fn clear(&self) {
         self.lock().clear();
     }
 
     /// The remaining rules, as JSON.
-    pub fn list(&self) -> Value {
-        Value::Array(self.lock().iter().map(FaultRule::to_value).collect())
+    pub fn list(&self) -> Vec<Value> {
+        self.lock().iter().map(FaultRule::to_value).collect()
     }
 
     /// Count a call to `method` against the rules and return the fault to apply, if any.
@@ -288,7 +293,7 @@ mod tests {
             ),
             [None, None, Some("reset_before"), Some("reset_before"), None]
         );
-        assert_eq!(f.list(), json!([]));
+        assert_eq!(Value::from(f.list()), json!([]));
     }
 
     #[test]
@@ -324,12 +329,12 @@ mod tests {
         f.take("x");
         f.take("x");
         assert_eq!(
-            f.list(),
+            Value::from(f.list()),
             json!([{"method": "x", "kind": "status", "count": 2, "after": 0, "status": 503,
                     "error": "E", "description": "Service Unavailable"}])
         );
         f.clear();
-        assert_eq!(f.list(), json!([]));
+        assert_eq!(Value::from(f.list()), json!([]));
     }
 
     #[test]

@@ -3,7 +3,7 @@
 //! Nothing here knows the API rules. A REST request is taken apart into a method name,
 //! credentials and PHP-style parameters (query and body merged, body winning), authenticated,
 //! and handed to [`crate::methods::call`]; the answer is encoded with PHP's `json_encode` flags
-//! and the portal's headers. The `/_emulator/*` control plane is plain JSON for test code.
+//! and the portal's headers. The `/_emulator/*` control plane is in [`crate::control`].
 //! Around the method call sit the rate limit, fault rules, the operating-time budget and the
 //! request log, in the order [`crate::pipeline`] describes.
 
@@ -13,13 +13,13 @@ use axum::extract::{ConnectInfo, Request, State};
 use axum::http::{HeaderMap, HeaderValue, Method, StatusCode, header};
 use axum::middleware::{self, Next};
 use axum::response::{IntoResponse, Response};
-use axum::routing::{get, post};
+use axum::routing::get;
 use serde_json::{Map, Value, json};
 
 use crate::AppState;
 use crate::auth::{self, Credentials};
 use crate::error::ApiError;
-use crate::faults::{self, FaultKind};
+use crate::faults::FaultKind;
 use crate::methods::{self, Call};
 use crate::oauth;
 use crate::operating;
@@ -35,16 +35,7 @@ const LINGER: std::time::Duration = std::time::Duration::from_secs(30);
 
 pub fn router(state: AppState) -> Router {
     Router::new()
-        .route(
-            "/_emulator/notifications",
-            get(list_notifications).post(crate::seed::seed_notifications),
-        )
-        .route("/_emulator/reset", post(reset))
-        .route(
-            "/_emulator/faults",
-            get(list_faults).post(add_faults).delete(clear_faults),
-        )
-        .route("/_emulator/requests", get(list_requests))
+        .merge(crate::control::router())
         .route(
             "/oauth/token/",
             get(oauth::token_endpoint).post(oauth::token_endpoint),
@@ -53,8 +44,6 @@ pub fn router(state: AppState) -> Router {
             "/oauth/token",
             get(oauth::token_endpoint).post(oauth::token_endpoint),
         )
-        .route("/_emulator/oauth/issue", post(oauth::issue_endpoint))
-        .route("/_emulator/oauth/refreshes", get(oauth::refreshes_endpoint))
         .fallback(rest)
         .layer(middleware::from_fn(crate::wire_headers::rest_headers))
         .layer(middleware::from_fn(log_requests))
@@ -362,7 +351,7 @@ async fn execute(
         .remove("start")
         .map_or(0, |v| php::intval(&v).max(0) as u64);
     params.remove("state");
-    let params = upper_case_keys(params);
+    let params = php::upper_case_keys(params);
 
     let started = std::time::Instant::now();
     if !pipeline.processing.is_zero() {
@@ -466,15 +455,6 @@ fn take_credentials(
     }
 }
 
-/// `array_change_key_case($params, CASE_UPPER)`: a later duplicate wins.
-fn upper_case_keys(params: Map<String, Value>) -> Map<String, Value> {
-    let mut out = Map::new();
-    for (k, v) in params {
-        out.insert(k.to_ascii_uppercase(), v);
-    }
-    out
-}
-
 fn error_answer(e: &ApiError) -> Response {
     let status = StatusCode::from_u16(e.status).unwrap_or(StatusCode::BAD_REQUEST);
     answer(
@@ -504,60 +484,6 @@ fn answer(status: StatusCode, body: &Value) -> Response {
         HeaderValue::from_static("nosniff"),
     );
     response
-}
-
-// ---------------------------------------------------------------------------------------------
-// Control plane
-// ---------------------------------------------------------------------------------------------
-
-async fn list_notifications(State(state): State<AppState>) -> Response {
-    axum::Json(state.notifications()).into_response()
-}
-
-/// `POST /_emulator/faults`: append rules (an array, or one object); answers the active rules.
-async fn add_faults(State(state): State<AppState>, body: axum::body::Bytes) -> Response {
-    let parsed = serde_json::from_slice::<Value>(&body)
-        .map_err(|e| format!("invalid JSON: {e}"))
-        .and_then(|v| faults::parse_rules(&v));
-    match parsed {
-        Ok(rules) => {
-            state.pipeline.faults.add(rules);
-            axum::Json(state.pipeline.faults.list()).into_response()
-        }
-        Err(why) => (
-            StatusCode::BAD_REQUEST,
-            axum::Json(json!({"error": "INVALID_FAULT", "error_description": why})),
-        )
-            .into_response(),
-    }
-}
-
-async fn list_faults(State(state): State<AppState>) -> Response {
-    axum::Json(state.pipeline.faults.list()).into_response()
-}
-
-async fn clear_faults(State(state): State<AppState>) -> Response {
-    state.pipeline.faults.clear();
-    axum::Json(json!({"result": true})).into_response()
-}
-
-async fn list_requests(State(state): State<AppState>) -> Response {
-    axum::Json(state.pipeline.log.snapshot()).into_response()
-}
-
-async fn reset(State(state): State<AppState>) -> Response {
-    state.pipeline.reset();
-    match state.store.reset() {
-        Ok(()) => axum::Json(json!({"result": true})).into_response(),
-        Err(e) => {
-            tracing::error!(error = %e, "reset failed");
-            (
-                StatusCode::INTERNAL_SERVER_ERROR,
-                axum::Json(json!({"error": "ERROR_CORE", "error_description": e.to_string()})),
-            )
-                .into_response()
-        }
-    }
 }
 
 // ---------------------------------------------------------------------------------------------

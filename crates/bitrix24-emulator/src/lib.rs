@@ -22,6 +22,7 @@ use tokio::task::JoinHandle;
 
 mod attach;
 mod auth;
+mod control;
 mod datafile;
 pub mod decode;
 mod error;
@@ -44,9 +45,11 @@ mod tls;
 mod users;
 mod wire_headers;
 
+pub use control::{ControlError, Refreshes, RequestRecord};
 pub use error::Error;
 pub use limits::Plan;
 pub use operating::Billing;
+pub use requests::AuthKind;
 pub use switches::{AuthErrorStatus, ReadAllResult, UnknownChoice};
 
 use store::{AccessToken, App, Seed, Store};

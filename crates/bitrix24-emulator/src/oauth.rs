@@ -24,8 +24,10 @@ use axum::http::{HeaderMap, HeaderValue, Method, StatusCode, header};
 use axum::response::{IntoResponse, Response};
 use md5::{Digest, Md5};
 use rusqlite::{Connection, params};
+use serde::Deserialize as _;
 use serde_json::{Map, Value, json};
 
+use crate::control::ControlError;
 use crate::store::{AccessToken, Store};
 use crate::{AppState, Error, php};
 
@@ -458,7 +460,7 @@ fn member_id() -> String {
 
 /// `http://HOST` of the request. The emulator is both the portal and the OAuth server, so
 /// `client_endpoint`, `server_endpoint` and `domain` all name it.
-fn origin(headers: &HeaderMap, uri: &axum::http::Uri) -> (String, String) {
+pub fn origin(headers: &HeaderMap, uri: &axum::http::Uri) -> (String, String) {
     let host = uri
         .authority()
         .map(|a| a.as_str().to_owned())
@@ -530,61 +532,50 @@ pub struct IssueRequest {
     refresh_ttl: Option<u64>,
 }
 
-fn control_error(description: &str) -> Response {
-    (
-        StatusCode::BAD_REQUEST,
-        axum::Json(json!({"error": "invalid_request", "error_description": description})),
-    )
-        .into_response()
+/// What `POST /_emulator/oauth/issue` expects, for the error answer.
+pub const ISSUE_USAGE: &str =
+    "expected JSON {\"user_id\": N, \"client_id\"?: str, \"ttl\"?: N, \"refresh_ttl\"?: N}";
+
+fn control_error(description: &str) -> ControlError {
+    ControlError::bad("invalid_request", description)
 }
 
-/// `POST /_emulator/oauth/issue` `{"user_id": 10, "client_id"?: "…", "ttl"?: s, "refresh_ttl"?: s}`.
-pub async fn issue_endpoint(
-    State(state): State<AppState>,
-    headers: HeaderMap,
-    uri: axum::http::Uri,
-    body: axum::body::Bytes,
-) -> Response {
-    let Ok(req) = serde_json::from_slice::<IssueRequest>(&body) else {
-        return control_error(
-            "expected JSON {\"user_id\": N, \"client_id\"?: str, \"ttl\"?: N, \"refresh_ttl\"?: N}",
-        );
+/// `POST /_emulator/oauth/issue` `{"user_id": 10, "client_id"?: "…", "ttl"?: s, "refresh_ttl"?: s}`:
+/// the token endpoint's answer plus `client_id`; its endpoints name `origin` (scheme, host).
+pub fn issue(state: &AppState, body: &Value, origin: (&str, &str)) -> Result<Value, ControlError> {
+    let Ok(req) = IssueRequest::deserialize(body) else {
+        return Err(control_error(ISSUE_USAGE));
     };
     if !state.store.is_active_user(req.user_id) {
-        return control_error("user_id must be an existing, active user");
+        return Err(control_error("user_id must be an existing, active user"));
     }
     let client_id = req
         .client_id
         .unwrap_or_else(|| crate::BUILTIN_CLIENT_ID.to_owned());
     if !state.oauth.has_app(&client_id) {
-        return control_error("unknown client_id: register it with --oauth-app");
+        return Err(control_error(
+            "unknown client_id: register it with --oauth-app",
+        ));
     }
-    match state.oauth.issue(
-        &state.store,
-        req.user_id,
-        &client_id,
-        req.ttl,
-        req.refresh_ttl,
-        now(),
-    ) {
-        Ok(issued) => {
-            let (scheme, host) = origin(&headers, &uri);
-            let mut body = token_body(&issued, &scheme, &host);
-            body["client_id"] = json!(issued.client_id);
-            axum::Json(body).into_response()
-        }
-        Err(e) => (
-            StatusCode::INTERNAL_SERVER_ERROR,
-            axum::Json(json!({"error": e.code, "error_description": e.description})),
+    let issued = state
+        .oauth
+        .issue(
+            &state.store,
+            req.user_id,
+            &client_id,
+            req.ttl,
+            req.refresh_ttl,
+            now(),
         )
-            .into_response(),
-    }
-}
-
-/// `GET /_emulator/oauth/refreshes`.
-pub async fn refreshes_endpoint(State(state): State<AppState>) -> Response {
-    let (succeeded, failed) = state.oauth.refreshes();
-    axum::Json(json!({"succeeded": succeeded, "failed": failed})).into_response()
+        .map_err(|e| ControlError {
+            status: 500,
+            code: e.code,
+            description: e.description.to_string(),
+        })?;
+    let (scheme, host) = origin;
+    let mut body = token_body(&issued, scheme, host);
+    body["client_id"] = json!(issued.client_id);
+    Ok(body)
 }
 
 #[cfg(test)]

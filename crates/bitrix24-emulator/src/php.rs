@@ -41,6 +41,15 @@ pub fn truthy(v: &Value) -> bool {
     }
 }
 
+/// `array_change_key_case($array, CASE_UPPER)` (ASCII, as PHP's): a later duplicate wins.
+pub fn upper_case_keys(map: Map<String, Value>) -> Map<String, Value> {
+    let mut out = Map::new();
+    for (k, v) in map {
+        out.insert(k.to_ascii_uppercase(), v);
+    }
+    out
+}
+
 /// A scalar as the string PHP would see; `None` for arrays, which PHP 7's string functions turn
 /// into `null` (with a warning) instead of a string.
 pub fn scalar_string(v: &Value) -> Option<String> {

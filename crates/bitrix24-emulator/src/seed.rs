@@ -10,12 +10,9 @@
 //!   author_id?, tag?, sub_tag?, attach?, created_at?: unix seconds, read?: bool}`.
 //! Tags are stored as given (module tags carry no `MP|` prefix). An array is all-or-nothing.
 
-use axum::body::Bytes;
-use axum::extract::State;
-use axum::http::StatusCode;
-use axum::response::{IntoResponse, Response};
-use serde_json::{Map, Value, json};
+use serde_json::Value;
 
+use crate::control::ControlError;
 use crate::store::NewNotification;
 use crate::{AppState, attach, php};
 
@@ -25,12 +22,8 @@ struct Seed {
     read: bool,
 }
 
-fn bad(description: impl Into<String>) -> Response {
-    (
-        StatusCode::BAD_REQUEST,
-        axum::Json(json!({"error": "INVALID_SEED", "error_description": description.into()})),
-    )
-        .into_response()
+fn bad(description: impl Into<String>) -> ControlError {
+    ControlError::bad("INVALID_SEED", description)
 }
 
 fn now() -> u64 {
@@ -50,10 +43,7 @@ fn buttons(raw: &Value) -> Result<Value, String> {
         let Value::Object(map) = item else {
             return Err("each button must be an object".into());
         };
-        let mut button = Map::new();
-        for (k, v) in map {
-            button.insert(k.to_ascii_uppercase(), v.clone());
-        }
+        let mut button = php::upper_case_keys(map.clone());
         for key in ["TITLE", "VALUE"] {
             match button.get(key).and_then(php::scalar_string) {
                 Some(s) if !s.is_empty() => {
@@ -67,7 +57,7 @@ fn buttons(raw: &Value) -> Result<Value, String> {
     Ok(Value::Array(out))
 }
 
-fn seed(state: &AppState, raw: &Value) -> Result<Seed, String> {
+fn one(state: &AppState, raw: &Value) -> Result<Seed, String> {
     let Value::Object(obj) = raw else {
         return Err("a notification must be a JSON object".into());
     };
@@ -148,25 +138,24 @@ fn seed(state: &AppState, raw: &Value) -> Result<Seed, String> {
     })
 }
 
-pub async fn seed_notifications(State(state): State<AppState>, body: Bytes) -> Response {
-    let Ok(raw) = serde_json::from_slice::<Value>(&body) else {
-        return bad("the body must be JSON");
-    };
-    let (items, single) = match &raw {
+/// Store one notification (answered as stored) or an array of them (all or nothing; answered
+/// as the list).
+pub fn seed(state: &AppState, raw: &Value) -> Result<Value, ControlError> {
+    let (items, single) = match raw {
         Value::Array(items) => (items.iter().collect::<Vec<_>>(), false),
         other => (vec![other], true),
     };
     let mut seeds = Vec::new();
     for (i, item) in items.into_iter().enumerate() {
-        match seed(&state, item) {
+        match one(state, item) {
             Ok(s) => seeds.push(s),
-            Err(e) if single => return bad(e),
-            Err(e) => return bad(format!("item {i}: {e}")),
+            Err(e) if single => return Err(bad(e)),
+            Err(e) => return Err(bad(format!("item {i}: {e}"))),
         }
     }
     let mut created = Vec::new();
     for s in seeds {
-        let stored = state
+        let id = state
             .store
             .add_notification_with_buttons(s.new, s.buttons)
             .and_then(|id| {
@@ -174,30 +163,25 @@ pub async fn seed_notifications(State(state): State<AppState>, body: Bytes) -> R
                     state.store.set_read_where(true, |n| n.id == id)?;
                 }
                 Ok(id)
-            });
-        match stored {
-            Ok(id) => created.push(id),
-            Err(e) => {
+            })
+            .map_err(|e| {
                 tracing::error!(error = %e, "seeding failed");
-                return (
-                    StatusCode::INTERNAL_SERVER_ERROR,
-                    axum::Json(json!({"error": "ERROR_CORE", "error_description": e.to_string()})),
-                )
-                    .into_response();
-            }
-        }
+                ControlError::core(e)
+            })?;
+        created.push(id);
     }
     let stored: Vec<crate::Notification> = state
         .notifications()
         .into_iter()
         .filter(|n| created.contains(&n.id))
         .collect();
-    if single {
-        match stored.into_iter().next() {
-            Some(n) => axum::Json(n).into_response(),
-            None => axum::Json(Value::Null).into_response(),
-        }
+    let answer = if single {
+        stored.into_iter().next().map(serde_json::to_value)
     } else {
-        axum::Json(stored).into_response()
-    }
+        Some(serde_json::to_value(stored))
+    };
+    answer
+        .transpose()
+        .map(Option::unwrap_or_default)
+        .map_err(ControlError::core)
 }

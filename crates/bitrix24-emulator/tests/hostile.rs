@@ -390,8 +390,8 @@ async fn stalled_body_gets_408_and_a_close() {
     let text = String::from_utf8_lossy(&got);
     assert!(text.starts_with("HTTP/1.1 408"), "{text}");
     assert!(emu.notifications().is_empty());
-    let log = common::requests(&emu).await;
-    assert_eq!(log.last().map(|e| e["status"].clone()), Some(json!(408)));
+    let log = emu.requests();
+    assert_eq!(log.last().map(|e| e.status), Some(408));
 }
 
 // ---------------------------------------------------------------------------------------------
@@ -466,12 +466,8 @@ async fn slowloris_headers_are_cut_off() {
 #[tokio::test]
 async fn busy_keep_alive_connection_is_not_cut() {
     let emu = start_with(short_idle()).await;
-    let (status, _) = common::set_faults(
-        &emu,
-        json!([{"method": "server.time", "kind": "delay", "ms": 1500, "count": 1}]),
-    )
-    .await;
-    assert_eq!(status, 200);
+    emu.add_faults(&json!([{"method": "server.time", "kind": "delay", "ms": 1500, "count": 1}]))
+        .expect("fault rules accepted");
     let mut stream = TcpStream::connect(emu.addr()).await.unwrap();
     // The first answer takes three idle timeouts to come; the connection stays.
     stream

@@ -133,7 +133,9 @@ async fn rate_limit_does_not_apply_to_the_control_plane() {
                 .0,
             200
         );
-        assert_eq!(requests(&emu).await.len(), 2);
+        let (status, log) = get_unpooled(&format!("{}/_emulator/requests", emu.url())).await;
+        assert_eq!(status, 200);
+        assert_eq!(log.as_array().map(Vec::len), Some(2));
     }
 }
 
@@ -301,14 +303,13 @@ async fn operating_budget_zero_disables_the_limit() {
 #[tokio::test]
 async fn fault_status_answers_the_error_and_executes_nothing() {
     let emu = start(base()).await;
-    let (status, rules) = set_faults(
-        &emu,
-        json!([{"method": "im.notify.personal.add", "kind": "status", "status": 500,
+    let rules = emu
+        .add_faults(
+            &json!([{"method": "im.notify.personal.add", "kind": "status", "status": 500,
                 "error": "INTERNAL_SERVER_ERROR", "description": "boom"}]),
-    )
-    .await;
-    assert_eq!(status, 200);
-    assert_eq!(rules.as_array().map(Vec::len), Some(1));
+        )
+        .expect("fault rules accepted");
+    assert_eq!(rules.len(), 1);
     assert_error(
         &notify(&emu, "a").await,
         500,
@@ -324,11 +325,7 @@ async fn fault_status_answers_the_error_and_executes_nothing() {
 #[tokio::test]
 async fn fault_status_comes_before_auth_and_uses_portal_headers() {
     let emu = start(base()).await;
-    set_faults(
-        &emu,
-        json!([{"method": "*", "kind": "status", "status": 503, "error": "OVERLOAD_LIMIT", "count": 2}]),
-    )
-    .await;
+    emu.add_faults(&json!([{"method": "*", "kind": "status", "status": 503, "error": "OVERLOAD_LIMIT", "count": 2}])).expect("fault rules accepted");
     let bad = format!("{}im.notify.personal.add", emu.webhook_url(1, "wrong"));
     assert_error(
         &post(&bad, notify_body("x")).await,
@@ -358,7 +355,8 @@ async fn fault_status_comes_before_auth_and_uses_portal_headers() {
 #[tokio::test]
 async fn fault_reset_before_closes_without_answer_and_executes_nothing() {
     let emu = start(base()).await;
-    set_faults(&emu, json!([{"method": "*", "kind": "reset_before"}])).await;
+    emu.add_faults(&json!([{"method": "*", "kind": "reset_before"}]))
+        .expect("fault rules accepted");
     let err = try_notify(&emu, "a")
         .await
         .expect_err("no HTTP response may arrive");
@@ -375,11 +373,8 @@ async fn fault_reset_before_closes_without_answer_and_executes_nothing() {
 #[tokio::test]
 async fn fault_reset_after_executes_then_closes_without_answer() {
     let emu = start(base()).await;
-    set_faults(
-        &emu,
-        json!([{"method": "im.notify.personal.add", "kind": "reset_after"}]),
-    )
-    .await;
+    emu.add_faults(&json!([{"method": "im.notify.personal.add", "kind": "reset_after"}]))
+        .expect("fault rules accepted");
     let err = try_notify(&emu, "stored")
         .await
         .expect_err("no HTTP response may arrive");
@@ -406,7 +401,8 @@ async fn fault_reset_after_on_a_kept_alive_connection() {
         .expect("first");
     assert_eq!(first.status().as_u16(), 200);
     let _ = first.bytes().await;
-    set_faults(&emu, json!([{"method": "*", "kind": "reset_after"}])).await;
+    emu.add_faults(&json!([{"method": "*", "kind": "reset_after"}]))
+        .expect("fault rules accepted");
     assert!(
         pooled
             .post(&url)
@@ -428,7 +424,8 @@ async fn fault_reset_after_on_a_kept_alive_connection() {
 #[tokio::test]
 async fn fault_delay_answers_late_and_executes() {
     let emu = start(base()).await;
-    set_faults(&emu, json!([{"method": "*", "kind": "delay", "ms": 300}])).await;
+    emu.add_faults(&json!([{"method": "*", "kind": "delay", "ms": 300}]))
+        .expect("fault rules accepted");
     let started = Instant::now();
     let (status, body) = notify(&emu, "a").await;
     assert_eq!(status, 200);
@@ -440,7 +437,8 @@ async fn fault_delay_answers_late_and_executes() {
 #[tokio::test]
 async fn fault_delay_past_a_client_timeout_still_executes() {
     let emu = start(base()).await;
-    set_faults(&emu, json!([{"method": "*", "kind": "delay", "ms": 2000}])).await;
+    emu.add_faults(&json!([{"method": "*", "kind": "delay", "ms": 2000}]))
+        .expect("fault rules accepted");
     let err = client()
         .post(format!(
             "{}im.notify.personal.add",
@@ -463,12 +461,11 @@ async fn fault_delay_past_a_client_timeout_still_executes() {
 #[tokio::test]
 async fn fault_after_skips_and_count_limits_matching_calls() {
     let emu = start(base()).await;
-    set_faults(
-        &emu,
-        json!([{"method": "im.notify.personal.add", "kind": "status", "status": 500,
+    emu.add_faults(
+        &json!([{"method": "im.notify.personal.add", "kind": "status", "status": 500,
                 "error": "INTERNAL_SERVER_ERROR", "after": 2, "count": 2}]),
     )
-    .await;
+    .expect("fault rules accepted");
     let mut statuses = Vec::new();
     for i in 0..3 {
         statuses.push(notify(&emu, &format!("m{i}")).await.0);
@@ -493,12 +490,12 @@ async fn fault_after_skips_and_count_limits_matching_calls() {
 #[tokio::test]
 async fn fault_rules_are_listed_and_deleted() {
     let emu = start(base()).await;
-    set_faults(
-        &emu,
-        json!([{"method": "IM.Notify.Personal.Add", "kind": "reset_before", "count": 3, "after": 1}]),
-    )
-    .await;
-    set_faults(&emu, json!({"method": "*", "kind": "delay", "ms": 10})).await;
+    // Over HTTP: this test is about the control plane's endpoints.
+    let url = format!("{}/_emulator/faults", emu.url());
+    let rule = json!([{"method": "IM.Notify.Personal.Add", "kind": "reset_before", "count": 3, "after": 1}]);
+    assert_eq!(post_unpooled(&url, rule).await.0, 200);
+    let rule = json!({"method": "*", "kind": "delay", "ms": 10});
+    assert_eq!(post_unpooled(&url, rule).await.0, 200);
     let (status, listed) = get(&format!("{}/_emulator/faults", emu.url())).await;
     assert_eq!(status, 200);
     assert_eq!(
@@ -577,11 +574,7 @@ async fn fault_rule_validation_gives_clear_400() {
 #[tokio::test]
 async fn faulted_calls_count_against_the_rate_limit() {
     let emu = start(base().rate(0.001).burst(2.0)).await;
-    set_faults(
-        &emu,
-        json!([{"method": "*", "kind": "status", "status": 500, "error": "INTERNAL_SERVER_ERROR"}]),
-    )
-    .await;
+    emu.add_faults(&json!([{"method": "*", "kind": "status", "status": 500, "error": "INTERNAL_SERVER_ERROR"}])).expect("fault rules accepted");
     assert_eq!(notify(&emu, "a").await.0, 500);
     assert_eq!(notify(&emu, "b").await.0, 200);
     assert_query_limit(&notify(&emu, "c").await);
@@ -591,7 +584,8 @@ async fn faulted_calls_count_against_the_rate_limit() {
 async fn rate_limited_calls_do_not_consume_fault_rules() {
     let emu = start(base().rate(0.001).burst(1.0)).await;
     assert_eq!(notify(&emu, "a").await.0, 200);
-    set_faults(&emu, json!([{"method": "*", "kind": "reset_before"}])).await;
+    emu.add_faults(&json!([{"method": "*", "kind": "reset_before"}]))
+        .expect("fault rules accepted");
     assert_query_limit(&notify(&emu, "b").await);
     assert_eq!(
         get(&format!("{}/_emulator/faults", emu.url()))
@@ -615,12 +609,16 @@ async fn requests_log_records_every_rest_call() {
     post(&format!("{}/rest/im.notify.personal.add", emu.url()), body).await; // oauth, 400
     get(&format!("{}/rest/im.notify", emu.url())).await; // none, 401
     get(&format!("{}/rest/1/{SECRET}/", emu.url())).await; // no method, 404
-    set_faults(&emu, json!([{"method": "*", "kind": "reset_after"}])).await;
+    emu.add_faults(&json!([{"method": "*", "kind": "reset_after"}]))
+        .expect("fault rules accepted");
     let _ = try_notify(&emu, "reset").await; // 0, reset_after
     notify(&emu, "limited").await; // 503
     let after = unix_now();
 
-    let log = requests(&emu).await;
+    // Over HTTP: the endpoint's JSON shape is what this test pins down.
+    let (status, log) = get_unpooled(&format!("{}/_emulator/requests", emu.url())).await;
+    assert_eq!(status, 200);
+    let log = log.as_array().cloned().expect("array");
     let summary: Vec<Value> = log
         .iter()
         .map(|e| json!([e["method"], e["auth"], e["status"], e["error"]]))
@@ -650,18 +648,19 @@ async fn requests_log_records_every_rest_call() {
     assert!(!text.contains(SECRET) && !text.contains(TOKEN));
     // reset clears it.
     post(&format!("{}/_emulator/reset", emu.url()), json!({})).await;
-    assert!(requests(&emu).await.is_empty());
+    assert!(emu.requests().is_empty());
 }
 
 #[tokio::test]
 async fn requests_log_shows_reset_before() {
     let emu = start(base()).await;
-    set_faults(&emu, json!([{"method": "*", "kind": "reset_before"}])).await;
+    emu.add_faults(&json!([{"method": "*", "kind": "reset_before"}]))
+        .expect("fault rules accepted");
     assert!(try_notify(&emu, "a").await.is_err());
-    let log = requests(&emu).await;
+    let log = emu.requests();
     assert_eq!(log.len(), 1);
-    assert_eq!(log[0]["status"], 0);
-    assert_eq!(log[0]["error"], "reset_before");
+    assert_eq!(log[0].status, 0);
+    assert_eq!(log[0].error.as_deref(), Some("reset_before"));
 }
 
 // --- TLS ----------------------------------------------------------------------------------------

@@ -42,7 +42,7 @@ fn oauth(emu: &Emulator) -> Client {
 }
 
 async fn request_count(emu: &Emulator) -> usize {
-    request_log(emu).await.len()
+    emu.requests().len()
 }
 
 fn id_of(result: Option<&CommandResult>) -> u64 {

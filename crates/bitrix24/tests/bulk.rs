@@ -109,16 +109,12 @@ async fn a_thousand_mixed_rows_are_each_accounted_for_once() {
 async fn faults_lose_nothing_duplicate_nothing_and_tagged_rows_are_delivered() {
     let emu = emulator(Config::default().plan(Plan::Unlimited)).await;
     let client = oauth(&emu);
-    faults(
-        &emu,
-        json!([
+    emu.add_faults(&json!([
             {"method": "batch", "kind": "status", "status": 503, "error": "QUERY_LIMIT_EXCEEDED", "count": 3},
             {"method": "batch", "kind": "status", "status": 500, "error": "INTERNAL_SERVER_ERROR", "after": 2, "count": 2},
             {"method": "batch", "kind": "reset_after", "after": 5, "count": 2},
             {"method": "batch", "kind": "reset_before", "after": 8, "count": 1},
-        ]),
-    )
-    .await;
+        ])).expect("fault rules accepted");
     // Every other row is tagged, so each fault hits a batch that may not be sent again as a
     // whole; its tagged rows are sent again in batches of their own, which may.
     let tagged = |row: u64| row.is_multiple_of(2);
@@ -170,7 +166,7 @@ async fn faults_lose_nothing_duplicate_nothing_and_tagged_rows_are_delivered() {
     // such fault (two 500s, two reset_after, one reset_before).
     let unknown = unknown_stored + unknown_lost;
     assert!((1..=5 * 25).contains(&unknown), "{unknown} unknown");
-    let remaining = remaining_faults(&emu).await;
+    let remaining = emu.faults();
     assert!(remaining.is_empty(), "every fault fired: {remaining:?}");
 }
 
@@ -205,7 +201,7 @@ async fn commands_blocked_for_operating_time_are_sent_again_then_failed() {
     assert_eq!((delivered, blocked), (1, 7), "{outcomes:?}");
     assert_eq!(emu.notifications().len(), delivered);
     // The blocked rows were offered again, up to the policy's attempts: more batches than one.
-    let log = request_log(&emu).await;
+    let log = emu.requests();
     assert_eq!(log.len() as u32, fast_retries().max_attempts, "{log:?}");
 }
 
@@ -271,11 +267,7 @@ async fn over_a_webhook_a_tag_does_not_make_a_doubtful_batch_safe_to_resend() {
     // The portal drops TAG for webhooks, so a resend could duplicate: the rows of a batch
     // that got a 500 are unknown, and nothing is sent twice.
     let emu = emulator(Config::default().plan(Plan::Unlimited)).await;
-    faults(
-        &emu,
-        json!({"method": "batch", "kind": "status", "status": 500, "error": "INTERNAL_SERVER_ERROR"}),
-    )
-    .await;
+    emu.add_faults(&json!({"method": "batch", "kind": "status", "status": 500, "error": "INTERNAL_SERVER_ERROR"})).expect("fault rules accepted");
     let items: Vec<BulkItem> = (1..=120u64)
         .map(|row| BulkItem {
             row,
@@ -288,6 +280,6 @@ async fn over_a_webhook_a_tag_does_not_make_a_doubtful_batch_safe_to_resend() {
         .collect();
     assert_eq!(unknown, (1..=50).collect::<Vec<_>>(), "the first batch");
     assert_eq!(emu.notifications().len(), 70);
-    let log = request_log(&emu).await;
+    let log = emu.requests();
     assert_eq!(log.len(), 3, "one attempt per batch");
 }

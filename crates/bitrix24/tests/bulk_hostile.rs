@@ -55,7 +55,7 @@ async fn a_batch_is_reported_when_it_leaves_not_while_it_waits_for_the_limiter()
     );
     let seen = seen.into_inner().unwrap();
     assert_eq!(seen.len(), 6, "one dispatch per batch request");
-    assert_eq!(request_log(&emu).await.len(), 6);
+    assert_eq!(emu.requests().len(), 6);
     for (i, (stored, rows)) in seen.iter().enumerate() {
         // Every earlier batch had reached the portal, and this one not yet: it was reported
         // on leaving, a slot after the one before, not when it was formed.
@@ -106,5 +106,5 @@ async fn a_refused_dispatch_sends_nothing_and_says_not_sent() {
         70,
         "the refused batch never left"
     );
-    assert_eq!(request_log(&emu).await.len(), 2);
+    assert_eq!(emu.requests().len(), 2);
 }

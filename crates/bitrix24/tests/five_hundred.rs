@@ -11,9 +11,6 @@ use bitrix24_emulator::{BUILTIN_CLIENT_ID, BUILTIN_CLIENT_SECRET, Config, Emulat
 use futures_util::StreamExt;
 use serde_json::json;
 
-mod common;
-use common::*;
-
 const N: usize = 500;
 
 #[derive(Debug, PartialEq)]
@@ -27,7 +24,9 @@ async fn five_hundred_notifications_through_faults_are_all_accounted_for() {
     let emu = Emulator::start(Config::default().plan(Plan::Unlimited))
         .await
         .unwrap();
-    let issued = issue_tokens(&emu, &json!({"user_id": 1})).await;
+    let issued = emu
+        .issue_tokens(&json!({"user_id": 1}))
+        .expect("tokens issued");
     let (access, refresh) = (
         issued["access_token"].as_str().unwrap(),
         issued["refresh_token"].as_str().unwrap(),
@@ -44,7 +43,7 @@ async fn five_hundred_notifications_through_faults_are_all_accounted_for() {
         {"method": m, "kind": "reset_after", "after": 300, "count": 25},
         {"method": m, "kind": "status", "status": 502, "error": "BAD_GATEWAY", "after": 400, "count": 10}
     ]);
-    faults(&emu, rules).await;
+    emu.add_faults(&rules).expect("fault rules accepted");
 
     let oauth = OAuthConfig::new(BUILTIN_CLIENT_ID, BUILTIN_CLIENT_SECRET)
         .token_url(format!("{}/oauth/token/", emu.url()))
@@ -129,8 +128,8 @@ async fn five_hundred_notifications_through_faults_are_all_accounted_for() {
         unknown > 0,
         "untagged rows hit by 5xx or dropped answers are reported"
     );
-    let refreshes = refresh_counters(&emu).await;
-    assert_eq!(refreshes["succeeded"], 1);
-    assert_eq!(refreshes["failed"], 0);
+    let refreshes = emu.refreshes();
+    assert_eq!(refreshes.succeeded, 1);
+    assert_eq!(refreshes.failed, 0);
     eprintln!("500 rows: {delivered} delivered once, {unknown} reported as outcome unknown");
 }

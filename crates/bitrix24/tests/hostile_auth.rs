@@ -37,17 +37,16 @@ async fn start(config: Config) -> Emulator {
 }
 
 async fn issue(emu: &Emulator, ttl: u64) -> (String, String) {
-    let body = issue_tokens(emu, &json!({"user_id": 1, "ttl": ttl})).await;
+    let body = emu
+        .issue_tokens(&json!({"user_id": 1, "ttl": ttl}))
+        .expect("tokens issued");
     let s = |k: &str| body[k].as_str().unwrap().to_string();
     (s("access_token"), s("refresh_token"))
 }
 
 async fn refreshes(emu: &Emulator) -> (u64, u64) {
-    let body = refresh_counters(emu).await;
-    (
-        body["succeeded"].as_u64().unwrap(),
-        body["failed"].as_u64().unwrap(),
-    )
+    let body = emu.refreshes();
+    (body.succeeded, body.failed)
 }
 
 fn oauth_client(emu: &Emulator, oauth: OAuthConfig) -> Client {
@@ -508,7 +507,7 @@ async fn a_token_store_others_can_read_or_write_is_refused_with_the_chmod_hint()
         assert_eq!(std::fs::read_to_string(&path).unwrap(), text);
     }
     assert_eq!(refreshes(&emu).await, (0, 0));
-    assert!(request_log(&emu).await.is_empty());
+    assert!(emu.requests().is_empty());
 }
 
 #[tokio::test(flavor = "multi_thread")]
@@ -859,7 +858,7 @@ async fn every_url_form_that_worked_still_reaches_the_portal() {
             "{url}"
         );
     }
-    assert_eq!(request_log(&emu).await.len(), reached);
+    assert_eq!(emu.requests().len(), reached);
 }
 
 // ---------------------------------------------------------------------------------------
@@ -876,7 +875,7 @@ async fn method_names_that_could_leave_rest_are_refused_before_sending() {
     let hook = fast_webhook(&emu, "m-secret");
     let oauth = fast_oauth(&emu, "m-token");
     hook.notify().personal(2, "keep me").send().await.unwrap();
-    let before = request_log(&emu).await.len();
+    let before = emu.requests().len();
     for method in [
         "../../../_emulator/reset",
         "../_emulator/reset",
@@ -905,7 +904,7 @@ async fn method_names_that_could_leave_rest_are_refused_before_sending() {
         }
         assert!(bitrix24::check_method(method).is_err(), "{method:?}");
     }
-    assert_eq!(request_log(&emu).await.len(), before, "nothing was sent");
+    assert_eq!(emu.requests().len(), before, "nothing was sent");
     assert_eq!(emu.notifications().len(), 1, "the emulator was not reset");
 
     for method in [

@@ -77,7 +77,7 @@ async fn a_process_with_a_tiny_rate_does_not_hold_back_the_next_one() {
     assert!(results.iter().all(|r| r.is_ok()), "{results:?}");
     assert!(waits(&notices).is_empty(), "{:?}", waits(&notices));
     assert_eq!(emu.notifications().len(), 11);
-    assert!(request_log(&emu).await.iter().all(|r| r["status"] == 200));
+    assert!(emu.requests().iter().all(|r| r.status == 200));
 }
 
 #[tokio::test]
@@ -196,20 +196,13 @@ async fn a_planted_state_path_is_refused_and_nothing_is_sent() {
         assert_eq!(text.lines().count(), 1, "{text}");
     }
     assert_eq!(std::fs::read_to_string(&victim).unwrap(), "precious");
-    assert!(
-        request_log(&emu).await.is_empty(),
-        "nothing reached the portal"
-    );
+    assert!(emu.requests().is_empty(), "nothing reached the portal");
 }
 
 #[tokio::test]
 async fn bounded_attempts_bound_query_limit_retries() {
     let emu = emulator().await;
-    faults(
-        &emu,
-        json!([{"method": "*", "kind": "status", "status": 503, "error": "QUERY_LIMIT_EXCEEDED", "count": 100}]),
-    )
-    .await;
+    emu.add_faults(&json!([{"method": "*", "kind": "status", "status": 503, "error": "QUERY_LIMIT_EXCEEDED", "count": 100}])).expect("fault rules accepted");
     for attempts in [1u32, 3] {
         let (c, _) = client(
             &emu,
@@ -220,7 +213,7 @@ async fn bounded_attempts_bound_query_limit_retries() {
                 ..RetryPolicy::attempts(attempts)
             },
         );
-        let before = request_log(&emu).await.len();
+        let before = emu.requests().len();
         let err = tokio::time::timeout(LIVENESS, c.notify().personal(1, "x").send())
             .await
             .expect("stops by the attempt count")
@@ -230,7 +223,7 @@ async fn bounded_attempts_bound_query_limit_retries() {
             Some("QUERY_LIMIT_EXCEEDED")
         );
         assert_eq!(
-            request_log(&emu).await.len() - before,
+            emu.requests().len() - before,
             attempts as usize,
             "exactly {attempts} attempts"
         );
@@ -241,11 +234,7 @@ async fn bounded_attempts_bound_query_limit_retries() {
 #[tokio::test]
 async fn huge_retry_durations_neither_panic_nor_hang() {
     let emu = emulator().await;
-    faults(
-        &emu,
-        json!([{"method": "*", "kind": "status", "status": 500, "error": "INTERNAL_SERVER_ERROR", "count": 100}]),
-    )
-    .await;
+    emu.add_faults(&json!([{"method": "*", "kind": "status", "status": 500, "error": "INTERNAL_SERVER_ERROR", "count": 100}])).expect("fault rules accepted");
     let (c, _) = client(
         &emu,
         Pacer::local(RateLimit::new(f64::MAX, f64::MAX).unwrap()),
@@ -272,11 +261,7 @@ async fn huge_retry_durations_neither_panic_nor_hang() {
 async fn an_operating_time_pause_is_announced_when_it_starts() {
     let emu = emulator().await;
     // Blocked with no reset time reported: the method waits a minute.
-    faults(
-        &emu,
-        json!([{"method": "im.notify.personal.add", "kind": "status", "status": 429, "error": "OPERATION_TIME_LIMIT", "count": 1}]),
-    )
-    .await;
+    emu.add_faults(&json!([{"method": "im.notify.personal.add", "kind": "status", "status": 429, "error": "OPERATION_TIME_LIMIT", "count": 1}])).expect("fault rules accepted");
     let (tx, mut rx) = tokio::sync::mpsc::unbounded_channel();
     let c = Client::builder(emu.webhook_url(1, SECRET))
         .pacer(Pacer::Off)

@@ -5,9 +5,6 @@ use bitrix24_emulator::{Config, Emulator, Plan};
 use futures_util::TryStreamExt;
 use serde_json::json;
 
-mod common;
-use common::*;
-
 const SECRET: &str = "methods-secret";
 const TOKEN: &str = "methods-token";
 
@@ -45,18 +42,12 @@ async fn inbox(client: &Client, n: usize) -> Vec<u64> {
 /// Seeds a confirmation notification through the control plane, as the portal's own
 /// modules create them (REST cannot).
 async fn seed_confirm(emu: &Emulator, user: u64) -> u64 {
-    let answer = control_post(
-        emu,
-        "/_emulator/notifications",
-        &json!({"user_id": user, "message": "Join the group?",
+    let answer = emu
+        .seed_notifications(&json!({"user_id": user, "message": "Join the group?",
                 "buttons": [{"TITLE": "Accept", "VALUE": "Y", "TYPE": "accept"},
-                            {"TITLE": "Decline", "VALUE": "N", "TYPE": "cancel"}]}),
-    )
-    .await;
-    answer["id"]
-        .as_u64()
-        .or_else(|| answer[0]["id"].as_u64())
-        .expect("seeded id")
+                            {"TITLE": "Decline", "VALUE": "N", "TYPE": "cancel"}]}))
+        .expect("seeded");
+    answer["id"].as_u64().expect("seeded id")
 }
 
 fn read_flags(emu: &Emulator) -> Vec<(u64, bool)> {

@@ -14,9 +14,6 @@ use bitrix24::{Client, Error, ErrorCode, FileTokenStore, OAuthConfig, TokenStore
 use bitrix24_emulator::{BUILTIN_CLIENT_ID, BUILTIN_CLIENT_SECRET, Config, Emulator};
 use serde_json::json;
 
-mod common;
-use common::*;
-
 /// Far beyond any honest run; only a hang reaches it.
 const GUARD: Duration = Duration::from_secs(60);
 
@@ -29,18 +26,17 @@ async fn start() -> Emulator {
 
 /// A fresh token pair for user 1 from the control plane.
 async fn issue(emu: &Emulator, ttl: u64) -> (String, String) {
-    let body = issue_tokens(emu, &json!({"user_id": 1, "ttl": ttl})).await;
+    let body = emu
+        .issue_tokens(&json!({"user_id": 1, "ttl": ttl}))
+        .expect("tokens issued");
     let s = |k: &str| body[k].as_str().unwrap().to_string();
     (s("access_token"), s("refresh_token"))
 }
 
 /// `(succeeded, failed)` refreshes seen by the OAuth server.
 async fn refreshes(emu: &Emulator) -> (u64, u64) {
-    let body = refresh_counters(emu).await;
-    (
-        body["succeeded"].as_u64().unwrap(),
-        body["failed"].as_u64().unwrap(),
-    )
+    let body = emu.refreshes();
+    (body.succeeded, body.failed)
 }
 
 fn token_url(emu: &Emulator) -> String {

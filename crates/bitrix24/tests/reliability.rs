@@ -29,14 +29,13 @@ fn oauth(emu: &Emulator) -> Client {
 
 /// `(method, status, error)` of every REST call the emulator received.
 async fn requests(emu: &Emulator) -> Vec<(String, u64, Option<String>)> {
-    request_log(emu)
-        .await
+    emu.requests()
         .iter()
         .map(|e| {
             (
-                e["method"].as_str().unwrap_or_default().to_string(),
-                e["status"].as_u64().unwrap_or(0),
-                e["error"].as_str().map(String::from),
+                e.method.clone().unwrap_or_default(),
+                u64::from(e.status),
+                e.error.clone(),
             )
         })
         .collect()
@@ -49,16 +48,13 @@ fn status_fault(method: &str, status: u16, error: &str, count: u32) -> Value {
 #[tokio::test]
 async fn query_limit_is_always_retried_and_delivers_once() {
     let emu = emulator(Config::default()).await;
-    faults(
-        &emu,
-        json!([status_fault(
-            "im.notify.personal.add",
-            503,
-            "QUERY_LIMIT_EXCEEDED",
-            2
-        )]),
-    )
-    .await;
+    emu.add_faults(&json!([status_fault(
+        "im.notify.personal.add",
+        503,
+        "QUERY_LIMIT_EXCEEDED",
+        2
+    )]))
+    .expect("fault rules accepted");
     let id = webhook(&emu)
         .notify()
         .personal(1, "untagged write")
@@ -74,16 +70,13 @@ async fn query_limit_is_always_retried_and_delivers_once() {
 #[tokio::test]
 async fn a_server_error_on_an_untagged_write_is_reported_as_unknown_not_resent() {
     let emu = emulator(Config::default()).await;
-    faults(
-        &emu,
-        json!([status_fault(
-            "im.notify.personal.add",
-            500,
-            "INTERNAL_SERVER_ERROR",
-            1
-        )]),
-    )
-    .await;
+    emu.add_faults(&json!([status_fault(
+        "im.notify.personal.add",
+        500,
+        "INTERNAL_SERVER_ERROR",
+        1
+    )]))
+    .expect("fault rules accepted");
     let err = webhook(&emu)
         .notify()
         .personal(1, "x")
@@ -101,11 +94,8 @@ async fn a_server_error_on_an_untagged_write_is_reported_as_unknown_not_resent()
 #[tokio::test]
 async fn a_dropped_answer_after_the_write_ran_is_unknown_and_never_duplicated() {
     let emu = emulator(Config::default()).await;
-    faults(
-        &emu,
-        json!([{"method": "im.notify.personal.add", "kind": "reset_after"}]),
-    )
-    .await;
+    emu.add_faults(&json!([{"method": "im.notify.personal.add", "kind": "reset_after"}]))
+        .expect("fault rules accepted");
     let err = webhook(&emu)
         .notify()
         .personal(1, "x")
@@ -123,16 +113,13 @@ async fn a_dropped_answer_after_the_write_ran_is_unknown_and_never_duplicated() 
 #[tokio::test]
 async fn a_tag_on_a_webhook_call_does_not_make_a_resend_safe() {
     let emu = emulator(Config::default()).await;
-    faults(
-        &emu,
-        json!([status_fault(
-            "im.notify.personal.add",
-            502,
-            "BAD_GATEWAY",
-            1
-        )]),
-    )
-    .await;
+    emu.add_faults(&json!([status_fault(
+        "im.notify.personal.add",
+        502,
+        "BAD_GATEWAY",
+        1
+    )]))
+    .expect("fault rules accepted");
     let err = webhook(&emu)
         .notify()
         .personal(1, "x")
@@ -149,15 +136,12 @@ async fn a_tag_on_a_webhook_call_does_not_make_a_resend_safe() {
 #[tokio::test]
 async fn tagged_writes_from_an_app_are_retried_and_end_as_one_notification() {
     let emu = emulator(Config::default()).await;
-    faults(
-        &emu,
-        json!([
-            {"method": "im.notify.system.add", "kind": "reset_after"},
-            status_fault("im.notify.system.add", 500, "INTERNAL_SERVER_ERROR", 1),
-            {"method": "im.notify.system.add", "kind": "reset_before"}
-        ]),
-    )
-    .await;
+    emu.add_faults(&json!([
+        {"method": "im.notify.system.add", "kind": "reset_after"},
+        status_fault("im.notify.system.add", 500, "INTERNAL_SERVER_ERROR", 1),
+        {"method": "im.notify.system.add", "kind": "reset_before"}
+    ]))
+    .expect("fault rules accepted");
     let id = oauth(&emu)
         .notify()
         .system(3, "Disk full")
@@ -175,15 +159,12 @@ async fn tagged_writes_from_an_app_are_retried_and_end_as_one_notification() {
 #[tokio::test]
 async fn reads_are_retried_after_server_errors_and_dropped_connections() {
     let emu = emulator(Config::default()).await;
-    faults(
-        &emu,
-        json!([
-            status_fault("im.notify.get", 500, "INTERNAL_SERVER_ERROR", 1),
-            {"method": "im.notify.get", "kind": "reset_before"},
-            {"method": "im.notify.get", "kind": "reset_after"}
-        ]),
-    )
-    .await;
+    emu.add_faults(&json!([
+        status_fault("im.notify.get", 500, "INTERNAL_SERVER_ERROR", 1),
+        {"method": "im.notify.get", "kind": "reset_before"},
+        {"method": "im.notify.get", "kind": "reset_after"}
+    ]))
+    .expect("fault rules accepted");
     let page = webhook(&emu).notify().get().send().await.unwrap();
     assert!(page.notifications.is_empty());
     assert_eq!(requests(&emu).await.len(), 4);
@@ -203,11 +184,13 @@ async fn refusals_are_not_retried() {
 #[tokio::test]
 async fn attempts_stop_at_the_limit() {
     let emu = emulator(Config::default()).await;
-    faults(
-        &emu,
-        json!([status_fault("*", 500, "INTERNAL_SERVER_ERROR", 100)]),
-    )
-    .await;
+    emu.add_faults(&json!([status_fault(
+        "*",
+        500,
+        "INTERNAL_SERVER_ERROR",
+        100
+    )]))
+    .expect("fault rules accepted");
     let client = Client::builder(emu.webhook_url(1, SECRET))
         .retry(RetryPolicy {
             max_attempts: 3,
@@ -227,11 +210,13 @@ async fn attempts_stop_at_the_limit() {
 #[tokio::test]
 async fn query_limit_retries_end_at_the_deadline() {
     let emu = emulator(Config::default()).await;
-    faults(
-        &emu,
-        json!([status_fault("*", 503, "QUERY_LIMIT_EXCEEDED", 1000)]),
-    )
-    .await;
+    emu.add_faults(&json!([status_fault(
+        "*",
+        503,
+        "QUERY_LIMIT_EXCEEDED",
+        1000
+    )]))
+    .expect("fault rules accepted");
     let client = Client::builder(emu.webhook_url(1, SECRET))
         .retry(RetryPolicy {
             max_attempts: 2,

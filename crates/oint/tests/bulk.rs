@@ -100,7 +100,7 @@ async fn jsonl_all_delivered_with_a_report() {
     ids_sorted.sort_unstable();
     stored_ids.sort_unstable();
     assert_eq!(ids_sorted, stored_ids);
-    let batches = requests(&emu).await;
+    let batches = emu.requests();
     assert_eq!(batches.len(), 3, "120 rows in 3 batch calls");
 }
 
@@ -216,7 +216,7 @@ async fn faults_during_a_run_are_accounted_for() {
         {"method": "batch", "kind": "status", "status": 500, "error": "INTERNAL_SERVER_ERROR", "after": 3, "count": 1},
         {"method": "batch", "kind": "reset_after", "after": 5, "count": 1}
     ]);
-    set_faults(&emu, rules).await;
+    emu.add_faults(&rules).expect("fault rules accepted");
     let dir = tempfile::tempdir().unwrap();
     let input = write(
         dir.path(),
@@ -368,7 +368,7 @@ async fn refused_credentials_exit_4_and_a_corrected_run_sends_every_row() {
     .await;
     assert_eq!(o.status.code(), Some(4), "{}", stderr(&o));
     assert!(emu.notifications().is_empty());
-    let calls = requests(&emu).await;
+    let calls = emu.requests();
     assert!(
         calls.len() <= 4,
         "it stops after the first refusal (4 in flight at most): {}",

@@ -119,11 +119,7 @@ async fn kill_at_random_points(auth: Auth, tagged: bool) {
     let emu = unlimited().await;
     let (mut partway, mut waiting_at_kill) = (0, 0);
     for trial in 0..TRIALS {
-        reqwest::Client::new()
-            .post(format!("{}/_emulator/reset", emu.url()))
-            .send()
-            .await
-            .unwrap();
+        emu.reset().expect("the emulator resets");
         let dir = tempfile::tempdir().unwrap();
         let input = write(dir.path(), "in.jsonl", &rows(ROWS, tagged));
         let journal = dir.path().join("run.journal");
@@ -170,10 +166,10 @@ async fn kill_at_random_points(auth: Auth, tagged: bool) {
         tokio::time::sleep(Duration::from_millis(100)).await;
 
         let first = stored_lines(&emu);
-        let logged = requests(&emu)
-            .await
+        let logged = emu
+            .requests()
             .iter()
-            .filter(|r| r["method"] == "batch")
+            .filter(|r| r.method.as_deref() == Some("batch"))
             .count();
         let sending = sending_lines(&journal);
         let what = format!(
@@ -266,7 +262,7 @@ async fn refused(extra: &[&str]) -> std::process::Output {
     let mut args = vec!["notify", "bulk", "--url", &url];
     args.extend_from_slice(extra);
     let o = oint(&args, &[]).await;
-    assert!(requests(&emu).await.is_empty(), "nothing sent: {args:?}");
+    assert!(emu.requests().is_empty(), "nothing sent: {args:?}");
     o
 }
 
@@ -356,7 +352,7 @@ async fn report_or_journal_that_is_the_input_or_each_other_is_refused() {
     assert_eq!(o.status.code(), Some(2), "{}", stderr(&o));
     assert!(one_line(&o).contains("--report and --input are the same file"));
     assert_eq!(std::fs::read_to_string(&input).unwrap(), text);
-    assert!(requests(&emu).await.is_empty());
+    assert!(emu.requests().is_empty());
     // Distinct files still work.
     let report = dir.path().join("report.jsonl");
     let url = emu.webhook_url(1, SECRET);
@@ -683,7 +679,7 @@ async fn endless_standard_input_stops_at_the_spool_limit_and_leaves_no_file() {
         "{err}"
     );
     assert!(entries(tmp.path()).is_empty(), "no spool file left");
-    assert!(requests(&emu).await.is_empty());
+    assert!(emu.requests().is_empty());
 }
 
 #[tokio::test(flavor = "multi_thread")]
@@ -736,7 +732,7 @@ async fn a_signal_mid_spool_leaves_no_file() {
         assert!(!status.success(), "{signal}: {status}");
         assert!(entries(&spool_dir).is_empty(), "{signal}: no file left");
     }
-    assert!(requests(&emu).await.is_empty());
+    assert!(emu.requests().is_empty());
 }
 
 #[test]

@@ -15,7 +15,7 @@ use bitrix24::{FileTokenStore, TokenStore};
 use bitrix24_emulator::{BUILTIN_CLIENT_ID, BUILTIN_CLIENT_SECRET, Config, Emulator};
 use common::*;
 use secrecy::ExposeSecret;
-use serde_json::{Value, json};
+use serde_json::json;
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 
 const GUARD: Duration = Duration::from_secs(120);
@@ -35,30 +35,16 @@ fn error_line(o: &Output) -> String {
 }
 
 async fn issue(emu: &Emulator, ttl: u64) -> (String, String) {
-    let body: Value = reqwest::Client::new()
-        .post(format!("{}/_emulator/oauth/issue", emu.url()))
-        .json(&json!({"user_id": 1, "ttl": ttl}))
-        .send()
-        .await
-        .unwrap()
-        .json()
-        .await
-        .unwrap();
+    let body = emu
+        .issue_tokens(&json!({"user_id": 1, "ttl": ttl}))
+        .expect("tokens issued");
     let s = |k: &str| body[k].as_str().unwrap().to_string();
     (s("access_token"), s("refresh_token"))
 }
 
 async fn refreshes(emu: &Emulator) -> (u64, u64) {
-    let body: Value = reqwest::get(format!("{}/_emulator/oauth/refreshes", emu.url()))
-        .await
-        .unwrap()
-        .json()
-        .await
-        .unwrap();
-    (
-        body["succeeded"].as_u64().unwrap(),
-        body["failed"].as_u64().unwrap(),
-    )
+    let counters = emu.refreshes();
+    (counters.succeeded, counters.failed)
 }
 
 fn oauth_env(emu: &Emulator, refresh: &str, store: &Path) -> Vec<(&'static str, String)> {
@@ -88,7 +74,7 @@ async fn a_method_name_that_leaves_rest_exits_2_and_reaches_nothing() {
     )
     .await;
     assert_eq!(o.status.code(), Some(0), "{}", stderr(&o));
-    let before = requests(&emu).await.len();
+    let before = emu.requests().len();
     let portal = emu.url();
     for method in [
         "../../../_emulator/reset",
@@ -115,7 +101,7 @@ async fn a_method_name_that_leaves_rest_exits_2_and_reaches_nothing() {
             }
         }
     }
-    assert_eq!(requests(&emu).await.len(), before, "nothing was sent");
+    assert_eq!(emu.requests().len(), before, "nothing was sent");
     assert_eq!(emu.notifications().len(), 1, "the emulator was not reset");
 }
 
@@ -167,7 +153,7 @@ async fn a_mistyped_url_scheme_or_userinfo_exits_2_naming_url_without_the_secret
         assert!(line.starts_with("error: --url: "), "{line}");
         assert!(line.contains(needle), "{url}: {line}");
     }
-    assert!(requests(&emu).await.is_empty());
+    assert!(emu.requests().is_empty());
     assert!(emu.notifications().is_empty());
     // The forms OPI takes still work.
     for url in [

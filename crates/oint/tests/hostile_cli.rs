@@ -20,28 +20,11 @@ const TOKEN_LIKE: &str = "4e8e0c5e0061ab5d006b8b1d00000001000003a9c11c";
 /// take: a read that blocks (a FIFO) or never ends (/dev/zero) fails the test instead of
 /// hanging it.
 async fn oint_io(args: &[&str], env: &[(&str, &str)], stdin: Stdio, stdout: Stdio) -> Output {
-    let mut cmd = tokio::process::Command::new(env!("CARGO_BIN_EXE_oint"));
-    cmd.args(args)
-        .env_remove("BITRIX24_URL")
-        .env_remove("BITRIX24_TOKEN")
-        .env_remove("OINT_PORTAL")
-        .env_remove("BITRIX24_CLIENT_ID")
-        .env_remove("BITRIX24_CLIENT_SECRET")
-        .env_remove("BITRIX24_REFRESH_TOKEN")
-        .env_remove("BITRIX24_OAUTH_URL")
-        .env_remove("BITRIX24_TOKEN_STORE")
-        .env("OINT_CONFIG", "/nonexistent/oint-test-config.toml")
-        .env(
-            "OINT_STATE_DIR",
-            std::env::temp_dir().join("oint-test-state"),
-        )
-        .stdin(stdin)
+    let mut cmd = oint_command(args, env);
+    cmd.stdin(stdin)
         .stdout(stdout)
         .stderr(Stdio::piped())
         .kill_on_drop(true);
-    for (k, v) in env {
-        cmd.env(k, v);
-    }
     let child = cmd.spawn().expect("oint starts");
     let output = tokio::time::timeout(Duration::from_secs(60), child.wait_with_output())
         .await
@@ -81,7 +64,7 @@ fn assert_usage(o: &Output, want: &[&str], args: &[&str]) {
 
 async fn nothing_reached(emu: &bitrix24_emulator::Emulator) {
     assert!(emu.notifications().is_empty(), "nothing may be stored");
-    assert!(requests(emu).await.is_empty(), "nothing may be sent");
+    assert!(emu.requests().is_empty(), "nothing may be sent");
 }
 
 fn file(dir: &Path, name: &str, text: &str, mode: u32) -> PathBuf {
@@ -449,7 +432,7 @@ async fn tokens_are_cleaned_of_bom_and_blanks_and_refused_with_inner_blanks() {
     assert_eq!(emu.notifications().len(), count);
 
     // Refused: a space, tab or control character inside, with a hint; never echoed.
-    let before = requests(&emu).await.len();
+    let before = emu.requests().len();
     for bad in [
         format!("{TOKEN} {TOKEN_LIKE}"),
         format!("{TOKEN}\t{TOKEN_LIKE}"),
@@ -480,7 +463,7 @@ async fn tokens_are_cleaned_of_bom_and_blanks_and_refused_with_inner_blanks() {
         ];
         assert_usage(&run(&args, &[]).await, &["--token:", "one word"], &args);
     }
-    assert_eq!(requests(&emu).await.len(), before, "nothing more was sent");
+    assert_eq!(emu.requests().len(), before, "nothing more was sent");
 }
 
 // 3. Standard output that cannot be written.
@@ -833,5 +816,5 @@ async fn call_masks_credential_parameters_in_dry_run_and_debug() {
         }
     }
     // --dry-run sent nothing; --debug sent the two calls.
-    assert_eq!(requests(&emu).await.len(), 2);
+    assert_eq!(emu.requests().len(), 2);
 }

@@ -99,17 +99,13 @@ async fn a_state_file_with_a_future_time_is_reset_with_one_line() {
 async fn attempts_1_stops_after_one_query_limit_exceeded() {
     let emu = emulator().await;
     let state = tempfile::tempdir().unwrap();
-    set_faults(
-        &emu,
-        json!([{"method": "*", "kind": "status", "status": 503, "error": "QUERY_LIMIT_EXCEEDED", "count": 100}]),
-    )
-    .await;
+    emu.add_faults(&json!([{"method": "*", "kind": "status", "status": 503, "error": "QUERY_LIMIT_EXCEEDED", "count": 100}])).expect("fault rules accepted");
     let o = send(&emu, state.path(), &["--attempts", "1"], "x").await;
     assert_eq!(o.status.code(), Some(1), "{}", stderr(&o));
     let err = stderr(&o);
     assert_eq!(err.lines().count(), 1, "{err}");
     assert!(err.contains("QUERY_LIMIT_EXCEEDED"), "{err}");
-    assert_eq!(requests(&emu).await.len(), 1, "one attempt");
+    assert_eq!(emu.requests().len(), 1, "one attempt");
     assert!(emu.notifications().is_empty());
     let help = oint(&["--help"], &[]).await;
     assert!(
@@ -146,11 +142,7 @@ async fn an_operating_time_pause_is_named_on_stderr_when_it_starts() {
     let emu = emulator().await;
     let state = tempfile::tempdir().unwrap();
     // Blocked with no reset time: oint pauses the method for a minute.
-    set_faults(
-        &emu,
-        json!([{"method": "im.notify.personal.add", "kind": "status", "status": 429, "error": "OPERATION_TIME_LIMIT", "count": 1}]),
-    )
-    .await;
+    emu.add_faults(&json!([{"method": "im.notify.personal.add", "kind": "status", "status": 429, "error": "OPERATION_TIME_LIMIT", "count": 1}])).expect("fault rules accepted");
     let url = emu.webhook_url(1, SECRET);
     let mut child = tokio::process::Command::new(env!("CARGO_BIN_EXE_oint"))
         .args([
@@ -219,5 +211,5 @@ async fn a_planted_state_file_is_refused_in_one_line_and_never_followed() {
         assert!(err.contains(want) && err.contains("remove it"), "{err}");
     }
     assert_eq!(std::fs::read_to_string(&victim).unwrap(), "precious");
-    assert!(requests(&emu).await.is_empty(), "nothing was sent");
+    assert!(emu.requests().is_empty(), "nothing was sent");
 }

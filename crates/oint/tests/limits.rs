@@ -36,11 +36,11 @@ async fn four_processes_with_the_portals_plan_never_trip_it() {
     for status in futures_util::future::join_all(processes).await {
         assert!(status.unwrap().success(), "a send failed");
     }
-    let log = requests(&emu).await;
+    let log = emu.requests();
     assert_eq!(log.len(), 300, "--attempts 1: no retries hid a refusal");
     let refused = log
         .iter()
-        .filter(|r| r["error"] == "QUERY_LIMIT_EXCEEDED")
+        .filter(|r| r.error.as_deref() == Some("QUERY_LIMIT_EXCEEDED"))
         .count();
     assert_eq!(refused, 0);
     assert_eq!(emu.notifications().len(), 300);
@@ -50,7 +50,7 @@ async fn four_processes_with_the_portals_plan_never_trip_it() {
 async fn debug_shows_each_attempt_its_wait_and_why() {
     let emu = emulator().await;
     let rules = json!([{"method": "*", "kind": "status", "status": 503, "error": "QUERY_LIMIT_EXCEEDED", "count": 1}]);
-    set_faults(&emu, rules).await;
+    emu.add_faults(&rules).expect("fault rules accepted");
     let url = emu.webhook_url(1, SECRET);
     let o = oint(
         &[
@@ -78,7 +78,7 @@ async fn debug_shows_each_attempt_its_wait_and_why() {
 async fn an_unknown_outcome_exits_5_and_says_what_to_do() {
     let emu = emulator().await;
     let rules = json!([{"method": "im.notify.personal.add", "kind": "reset_after"}]);
-    set_faults(&emu, rules).await;
+    emu.add_faults(&rules).expect("fault rules accepted");
     let url = emu.webhook_url(1, SECRET);
     let o = oint(
         &[
@@ -101,7 +101,7 @@ async fn an_unknown_outcome_exits_5_and_says_what_to_do() {
     );
     // The OPI command reports it the same way.
     let rules = json!([{"method": "im.notify.personal.add", "kind": "reset_after"}]);
-    set_faults(&emu, rules).await;
+    emu.add_faults(&rules).expect("fault rules accepted");
     let o = oint(
         &[
             "bitrix24",

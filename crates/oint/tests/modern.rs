@@ -523,15 +523,9 @@ async fn list_search_read_answer_and_confirm() {
     assert_eq!(answered.status.code(), Some(0), "{}", stderr(&answered));
     assert!(json(&answered)["messages"].is_array());
 
-    let seeded: serde_json::Value = reqwest::Client::new()
-        .post(format!("{}/_emulator/notifications", emu.url()))
-        .json(&json!({"user_id": 1, "message": "Join?", "buttons": [{"TITLE": "Yes", "VALUE": "Y", "TYPE": "accept"}]}))
-        .send()
-        .await
-        .unwrap()
-        .json()
-        .await
-        .unwrap();
+    let seeded = emu
+        .seed_notifications(&json!({"user_id": 1, "message": "Join?", "buttons": [{"TITLE": "Yes", "VALUE": "Y", "TYPE": "accept"}]}))
+        .expect("seeded");
     let confirm = seeded["id"].to_string();
     let o = oint(
         &[

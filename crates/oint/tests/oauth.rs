@@ -13,7 +13,7 @@ use bitrix24::{FileTokenStore, TokenStore, Tokens};
 use bitrix24_emulator::{BUILTIN_CLIENT_ID, BUILTIN_CLIENT_SECRET, Config, Emulator};
 use common::*;
 use secrecy::ExposeSecret;
-use serde_json::{Value, json};
+use serde_json::json;
 
 async fn start() -> Emulator {
     Emulator::start(Config::default())
@@ -23,31 +23,17 @@ async fn start() -> Emulator {
 
 /// A fresh token pair for user 1.
 async fn issue(emu: &Emulator, ttl: u64) -> (String, String) {
-    let body: Value = reqwest::Client::new()
-        .post(format!("{}/_emulator/oauth/issue", emu.url()))
-        .json(&json!({"user_id": 1, "ttl": ttl}))
-        .send()
-        .await
-        .unwrap()
-        .json()
-        .await
-        .unwrap();
+    let body = emu
+        .issue_tokens(&json!({"user_id": 1, "ttl": ttl}))
+        .expect("tokens issued");
     let s = |k: &str| body[k].as_str().unwrap().to_string();
     (s("access_token"), s("refresh_token"))
 }
 
 /// `(succeeded, failed)` refreshes at the OAuth server.
 async fn refreshes(emu: &Emulator) -> (u64, u64) {
-    let body: Value = reqwest::get(format!("{}/_emulator/oauth/refreshes", emu.url()))
-        .await
-        .unwrap()
-        .json()
-        .await
-        .unwrap();
-    (
-        body["succeeded"].as_u64().unwrap(),
-        body["failed"].as_u64().unwrap(),
-    )
+    let counters = emu.refreshes();
+    (counters.succeeded, counters.failed)
 }
 
 /// The OAuth environment for `emu`, with `store` as the token store.

@@ -150,7 +150,7 @@ fn run_command(call: &Call<'_>, command: &Value, sections: &Sections) -> Result<
     }
     params.remove("start");
     params.remove("state");
-    let params = upper_case_keys(params);
+    let params = php::upper_case_keys(params);
 
     let timing = Timing::start();
     let sub = Call {
@@ -194,15 +194,6 @@ fn lift_paging(result: Value) -> (Value, Option<i64>, Option<i64>) {
     };
     let total = map.remove("total").map(|v| php::intval(&v));
     (Value::Object(map), next, total)
-}
-
-/// `array_change_key_case($params, CASE_UPPER)`: a later duplicate wins.
-fn upper_case_keys(params: Map<String, Value>) -> Map<String, Value> {
-    let mut out = Map::new();
-    for (k, v) in params {
-        out.insert(k.to_ascii_uppercase(), v);
-    }
-    out
 }
 
 // ---------------------------------------------------------------------------------------------

@@ -1,4 +1,4 @@
-//! The REST methods the emulator serves, behind one dispatch function.
+//! The REST methods the emulator serves, behind one dispatch function and one [`registry`].
 //!
 //! Handlers decode the wire and authenticate; everything after that (which method, its
 //! validation order, its result) is here, away from HTTP. A later `batch` can then call
@@ -12,12 +12,12 @@ use crate::operating::Operating;
 use crate::store::Store;
 
 pub mod batch;
-mod catalog;
 mod notify;
 mod notify_get;
 mod notify_read;
 mod notify_reply;
 mod probe;
+pub mod registry;
 
 /// Everything a method needs: the state, who calls, and the upper-cased parameters.
 pub struct Call<'a> {
@@ -41,32 +41,12 @@ impl Call<'_> {
     }
 }
 
-/// Run `method` (already lower-cased, without `.json`). Unknown methods give
-/// ERROR_METHOD_NOT_FOUND.
+/// Run `method` (already lower-cased, without `.json`) from the [`registry`]. Unknown methods
+/// give ERROR_METHOD_NOT_FOUND.
 pub fn call(method: &str, call: &Call<'_>) -> Result<Value, ApiError> {
-    match method {
-        "im.notify" => notify::add(call, notify::Kind::FromParam),
-        "im.notify.personal.add" => notify::add(call, notify::Kind::User),
-        "im.notify.system.add" => notify::add(call, notify::Kind::System),
-        "im.notify.delete" => notify::delete(call),
-        "im.notify.read" => notify_read::read(call),
-        "im.notify.read.list" => notify_read::read_list(call),
-        "im.notify.read.all" => notify_read::read_all(call),
-        "im.notify.confirm" => notify_reply::confirm(call),
-        "im.notify.answer" => notify_reply::answer(call),
-        "im.notify.get" => notify_get::get(call),
-        "im.notify.history.search" => notify_get::history_search(call),
-        "im.notify.schema.get" => notify_get::schema_get(call),
-        "user.current" => probe::user_current(call),
-        "user.get" => probe::user_get(call),
-        "profile" => probe::profile(call),
-        "server.time" => probe::server_time(call),
-        "methods" => probe::methods(call),
-        "method.get" => probe::method_get(call),
-        "scope" => probe::scope(call),
-        // Sub-commands come back here; `batch::run` refuses a nested batch first.
-        "batch" => batch::run(call),
-        _ => Err(ApiError::method_not_found()),
+    match registry::find(method) {
+        Some(m) => (m.handler)(call),
+        None => Err(ApiError::method_not_found()),
     }
 }
 

@@ -8,7 +8,8 @@ use std::cmp::Ordering;
 
 use serde_json::{Value, json};
 
-use super::{Call, catalog, paged};
+use super::registry::{self, Visibility};
+use super::{Call, paged};
 use crate::error::ApiError;
 use crate::php;
 use crate::timing::iso8601;
@@ -49,9 +50,9 @@ pub fn server_time(call: &Call<'_>) -> Result<Value, ApiError> {
 pub fn scope(call: &Call<'_>) -> Result<Value, ApiError> {
     let full = call.param("FULL").is_some_and(php::truthy);
     let list = if full {
-        catalog::ALL_SCOPES
+        registry::ALL_SCOPES
     } else {
-        catalog::GRANTED_SCOPES
+        registry::GRANTED_SCOPES
     };
     Ok(json!(list))
 }
@@ -61,14 +62,14 @@ pub fn scope(call: &Call<'_>) -> Result<Value, ApiError> {
 pub fn methods(call: &Call<'_>) -> Result<Value, ApiError> {
     let wanted = call.param("SCOPE").map(php::strval);
     let full = call.param("FULL").is_some_and(php::truthy);
-    let names: Vec<&str> = catalog::METHODS
+    let names: Vec<&str> = registry::METHODS
         .iter()
-        .filter(|e| !e.private)
-        .filter(|e| match &wanted {
-            Some(scope) => e.scope == scope,
-            None => full || e.scope.is_empty() || catalog::GRANTED_SCOPES.contains(&e.scope),
+        .filter(|m| m.visibility == Visibility::Listed)
+        .filter(|m| match &wanted {
+            Some(scope) => m.scope == scope,
+            None => full || m.is_available(),
         })
-        .map(|e| e.name)
+        .map(|m| m.name)
         .collect();
     Ok(json!(names))
 }
@@ -76,10 +77,9 @@ pub fn methods(call: &Call<'_>) -> Result<Value, ApiError> {
 /// `method.get`: whether a (lower-case) method name exists and is callable here.
 pub fn method_get(call: &Call<'_>) -> Result<Value, ApiError> {
     let name = call.param("NAME").map(php::strval).unwrap_or_default();
-    let entry = catalog::find(&name);
-    let available =
-        entry.is_some_and(|e| e.scope.is_empty() || catalog::GRANTED_SCOPES.contains(&e.scope));
-    Ok(json!({"isExisting": entry.is_some(), "isAvailable": available}))
+    let method = registry::find(&name);
+    let available = method.is_some_and(registry::Method::is_available);
+    Ok(json!({"isExisting": method.is_some(), "isAvailable": available}))
 }
 
 /// A `user.get` filter condition: `[prefix]FIELD => value`.

@@ -123,18 +123,6 @@ pub async fn oauth(emu: &Emulator, method: &str, body: Value) -> (u16, Value) {
     oauth_as(emu, TOKEN, method, body).await
 }
 
-/// Replace the fault rules (`POST /_emulator/faults`, unpooled); returns the answer.
-pub async fn set_faults(emu: &Emulator, rules: Value) -> (u16, Value) {
-    post_unpooled(&format!("{}/_emulator/faults", emu.url()), rules).await
-}
-
-/// The request log (`GET /_emulator/requests`, unpooled); asserts HTTP 200.
-pub async fn requests(emu: &Emulator) -> Vec<Value> {
-    let (status, body) = get_unpooled(&format!("{}/_emulator/requests", emu.url())).await;
-    assert_eq!(status, 200);
-    body.as_array().cloned().expect("array")
-}
-
 /// The keys of a JSON object, in the order the answer gave them; panics on a non-object.
 pub fn object_keys(v: &Value) -> Vec<&str> {
     v.as_object().unwrap().keys().map(String::as_str).collect()

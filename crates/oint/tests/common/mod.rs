@@ -20,9 +20,9 @@ pub async fn emulator() -> Emulator {
     .expect("emulator starts")
 }
 
-/// Runs `oint` with `args` and a clean environment: no BITRIX24_* or OINT_* settings and no
-/// config file from the caller, unless `env` gives them.
-pub async fn oint(args: &[&str], env: &[(&str, &str)]) -> Output {
+/// The `oint` command with `args` and a clean environment: no BITRIX24_* or OINT_* settings
+/// and no config file from the caller, unless `env` gives them.
+pub fn oint_command(args: &[&str], env: &[(&str, &str)]) -> tokio::process::Command {
     let mut cmd = tokio::process::Command::new(env!("CARGO_BIN_EXE_oint"));
     cmd.args(args)
         .env_remove("BITRIX24_URL")
@@ -41,7 +41,12 @@ pub async fn oint(args: &[&str], env: &[(&str, &str)]) -> Output {
     for (k, v) in env {
         cmd.env(k, v);
     }
-    let output = cmd.output().await.expect("oint runs");
+    cmd
+}
+
+/// Runs [`oint_command`] to its end.
+pub async fn oint(args: &[&str], env: &[(&str, &str)]) -> Output {
+    let output = oint_command(args, env).output().await.expect("oint runs");
     // Every run in the suite, whatever it tests, must keep the known secrets out of its
     // output: the webhook secret, the access token, the OAuth client secret, and any
     // secret handed over in the environment.
@@ -87,26 +92,4 @@ pub fn assert_no_secrets(o: &Output) {
             "secret leaked: {text}"
         );
     }
-}
-
-/// Adds fault rules to the emulator; fails the test if it refuses them.
-pub async fn set_faults(emu: &Emulator, rules: Value) {
-    let status = reqwest::Client::new()
-        .post(format!("{}/_emulator/faults", emu.url()))
-        .json(&rules)
-        .send()
-        .await
-        .expect("the emulator answers")
-        .status();
-    assert!(status.is_success(), "fault rules refused: {status}");
-}
-
-/// Every REST call the emulator received, from its request log.
-pub async fn requests(emu: &Emulator) -> Vec<Value> {
-    reqwest::get(format!("{}/_emulator/requests", emu.url()))
-        .await
-        .expect("the emulator answers")
-        .json()
-        .await
-        .expect("the request log is JSON")
 }
