@@ -318,13 +318,18 @@ async fn execute(
 /// JSON for `application/json` (invalid or non-object JSON is no parameters), `parse_str` for
 /// anything else, as `CRestUtil::getRequestData` does.
 fn parse_body(headers: &HeaderMap, body: &[u8]) -> Map<String, Value> {
-    if body.is_empty() {
-        return Map::new();
-    }
     let content_type = headers
         .get(header::CONTENT_TYPE)
         .and_then(|v| v.to_str().ok())
         .unwrap_or("");
+    parse_body_as(content_type, body)
+}
+
+/// [`parse_body`] with the `Content-Type` value already taken out of the headers.
+pub(crate) fn parse_body_as(content_type: &str, body: &[u8]) -> Map<String, Value> {
+    if body.is_empty() {
+        return Map::new();
+    }
     let mime = content_type
         .split(';')
         .next()

@@ -21,6 +21,7 @@ use tokio::task::JoinHandle;
 
 mod attach;
 mod auth;
+pub mod decode;
 mod error;
 mod faults;
 mod handlers;

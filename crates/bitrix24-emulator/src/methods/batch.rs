@@ -135,23 +135,7 @@ pub fn run(call: &Call<'_>) -> Result<Value, ApiError> {
 }
 
 fn run_command(call: &Call<'_>, command: &Value, sections: &Sections) -> Result<Success, ApiError> {
-    // `parse_url` of an array fails (no path, no query), which ends as "method not found".
-    let command = php::scalar_string(command).unwrap_or_default();
-    let (path, query) = parse_url(&command);
-    // `download`/`upload` are compared as written; a nested batch is refused whatever its
-    // case, since the emulator must never recurse.
-    let method = path.to_lowercase();
-    if path == "download" || path == "upload" || method == METHOD {
-        return Err(method_not_allowed());
-    }
-    let mut params = parse_batch_query(query, sections);
-    for key in AUTH_KEYS {
-        params.remove(key);
-    }
-    params.remove("start");
-    params.remove("state");
-    let params = upper_case_keys(params);
-
+    let (method, params) = decode_command(command, sections)?;
     let timing = Timing::start();
     let sub = Call {
         params: &params,
@@ -174,6 +158,42 @@ fn run_command(call: &Call<'_>, command: &Value, sections: &Sections) -> Result<
         total,
         time,
     })
+}
+
+/// One command's method (lower-cased) and parameters, with earlier results substituted.
+fn decode_command(
+    command: &Value,
+    sections: &Sections,
+) -> Result<(String, Map<String, Value>), ApiError> {
+    // `parse_url` of an array fails (no path, no query), which ends as "method not found".
+    let command = php::scalar_string(command).unwrap_or_default();
+    let (path, query) = parse_url(&command);
+    // `download`/`upload` are compared as written; a nested batch is refused whatever its
+    // case, since the emulator must never recurse.
+    let method = path.to_lowercase();
+    if path == "download" || path == "upload" || method == METHOD {
+        return Err(method_not_allowed());
+    }
+    let mut params = parse_batch_query(query, sections);
+    for key in AUTH_KEYS {
+        params.remove(key);
+    }
+    params.remove("start");
+    params.remove("state");
+    Ok((method, upper_case_keys(params)))
+}
+
+/// [`decode_command`] with earlier commands' results (`$result[...]`) given as a map by
+/// command key; `Err` holds the error code of a refused command.
+pub fn decode_command_with(
+    command: &Value,
+    results: &Map<String, Value>,
+) -> Result<(String, Map<String, Value>), String> {
+    let sections = Sections {
+        result: results.clone(),
+        ..Sections::default()
+    };
+    decode_command(command, &sections).map_err(|e| e.code.to_string())
 }
 
 /// The path and query of `parse_url($call)` for a relative `method?query#fragment`.
