@@ -111,16 +111,33 @@ fn csv_rows(file: File) -> Result<impl Iterator<Item = Result<RawRow, RowError>>
         if !headers.iter().any(|h| h == required) {
             return Err(format!(
                 "--input: the CSV header line has no {required:?} column (it has: {}); the columns are user,text,tag,sub_tag,system,attach",
-                headers.join(",")
+                // Quoted: a header field may hold line breaks, and the message is one line.
+                headers
+                    .iter()
+                    .map(|h| format!("{h:?}"))
+                    .collect::<Vec<_>>()
+                    .join(",")
             ));
         }
     }
+    // Row numbers key the journal, so they must be unique and increasing; the csv crate counts
+    // only `\n`, which would number every row of a file with `\r` line ends "line 1".
+    let mut last = 1u64;
+    let mut number = move |line: Option<u64>| {
+        last = line.unwrap_or(0).max(last + 1);
+        last
+    };
     Ok(reader.into_records().map(move |record| {
-        let record = record.map_err(|e| RowError {
-            line: e.position().map_or(0, |p| p.line()),
-            message: format!("cannot read the CSV row: {e}"),
-        })?;
-        let line = record.position().map_or(0, |p| p.line());
+        let record = match record {
+            Ok(record) => record,
+            Err(e) => {
+                return Err(RowError {
+                    line: number(e.position().map(|p| p.line())),
+                    message: format!("cannot read the CSV row: {e}"),
+                });
+            }
+        };
+        let line = number(record.position().map(|p| p.line()));
         let fields = headers
             .iter()
             .zip(record.iter())

@@ -11,8 +11,8 @@
 //! already delivered or refused are skipped, and rows whose fate is unknown are sent again only
 //! when a resend cannot duplicate them (a tag, from an OAuth application).
 
-mod input;
-mod journal;
+pub mod input;
+pub mod journal;
 
 use std::cell::RefCell;
 use std::io::{BufWriter, Read, Write};
