@@ -121,6 +121,11 @@ impl Journal {
                 }
             }
         }
+        if exists && !ends_with_newline(path).map_err(what)? {
+            // End a line torn by kill -9, or the next record would join it and be lost.
+            file.write_all(b"\n").map_err(what)?;
+            file.sync_data().map_err(what)?;
+        }
         if !exists {
             writeln!(file, "{}", json!({"journal": 1, "input": fingerprint})).map_err(what)?;
             file.sync_data().map_err(what)?;
@@ -186,6 +191,18 @@ impl Journal {
         self.file.write_all(text.as_bytes()).map_err(what)?;
         self.file.sync_data().map_err(what)
     }
+}
+
+fn ends_with_newline(path: &Path) -> std::io::Result<bool> {
+    use std::io::{Read, Seek, SeekFrom};
+    let mut file = File::open(path)?;
+    if file.seek(SeekFrom::End(0))? == 0 {
+        return Ok(true);
+    }
+    file.seek(SeekFrom::End(-1))?;
+    let mut last = [0u8];
+    file.read_exact(&mut last)?;
+    Ok(last[0] == b'\n')
 }
 
 /// Only rows of the input reach here (their numbers are bounded by its line count).
