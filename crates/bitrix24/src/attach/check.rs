@@ -363,7 +363,11 @@ struct Walker {
 }
 
 fn child(path: &str, key: &str) -> String {
-    if path.is_empty() {
+    // A key with control characters (a newline…) is quoted, so that a path stays one line
+    // whatever the input's keys hold.
+    if key.chars().any(char::is_control) {
+        format!("{path}[{}]", show(&Value::String(key.into())))
+    } else if path.is_empty() {
         key.to_owned()
     } else {
         format!("{path}.{key}")

@@ -204,6 +204,9 @@ struct CsvRecords<R> {
     out: Vec<u8>,
     ends: Vec<usize>,
     done: bool,
+    /// The line the previous record started on: csv_core counts only `\n`, so with `\r` line
+    /// ends every record would be "line 1". Rows are the journal's key: they must differ.
+    last_line: u64,
 }
 
 /// One CSV record: the line it starts on, and its fields, or why it was not read.
@@ -217,6 +220,7 @@ impl<R: BufRead> CsvRecords<R> {
             out: vec![0; MAX_ROW_BYTES],
             ends: vec![0; MAX_CSV_FIELDS],
             done: false,
+            last_line: 0,
         }
     }
 
@@ -246,7 +250,8 @@ impl<R: BufRead> CsvRecords<R> {
                 break;
             }
         }
-        let line = self.core.line();
+        let line = self.core.line().max(self.last_line + 1);
+        self.last_line = line;
         let (mut nout, mut nends) = (0usize, 0usize);
         // Why the record is skipped: too long, or too many fields.
         let mut skip: Option<String> = None;
@@ -339,7 +344,12 @@ fn csv_rows(
         if !headers.iter().any(|h| h == required) {
             return Err(format!(
                 "--input: the CSV header line has no {required:?} column (it has: {}); the columns are user,text,tag,sub_tag,system,attach",
-                headers.join(",")
+                // Quoted, so that a header field with a line break keeps the error on one line.
+                headers
+                    .iter()
+                    .map(|h| format!("{h:?}"))
+                    .collect::<Vec<_>>()
+                    .join(",")
             ));
         }
     }
