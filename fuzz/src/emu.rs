@@ -2,7 +2,8 @@
 //! `parse_str` and the form/multipart bodies built on it, and `batch` commands.
 
 use bitrix24_emulator::decode;
-use serde_json::{Map, Value, json};
+use bitrix24_emulator::decode::InputLimits;
+use serde_json::{Map, Value};
 
 /// How deep a decoded parameter may nest: PHP's `max_input_nesting_level` (64) levels of
 /// brackets under the top-level name.
@@ -34,18 +35,34 @@ fn check_params(params: &Map<String, Value>, pairs: usize, what: &str) {
     assert!(d <= MAX_DEPTH + 1, "{what}: nested {d} deep");
 }
 
-/// Fuzz input: a JSON request body (and the same text as a lenient JS-literal ATTACH).
+/// Fuzz input: a JSON request body.
 pub fn run_json(data: &[u8]) {
-    let params = decode::body("application/json; charset=utf-8", data);
+    let params = decode::json_body(data);
     match serde_json::from_slice::<Value>(data) {
-        Ok(Value::Object(map)) => assert_eq!(params, map, "a JSON object body decodes as itself"),
+        Ok(Value::Object(map)) if decode::json_depth(data) <= decode::JSON_MAX_DEPTH => {
+            assert_eq!(params, map, "a JSON object body decodes as itself")
+        }
         _ => assert!(
             params.is_empty(),
-            "a body that is no JSON object has no parameters"
+            "a body that is no JSON object (or too deep) has no parameters"
         ),
     }
-    // The lenient reader also takes a bare scalar (`'a'`, `5`): only no panic, no overflow.
-    let _ = decode::js_object(&String::from_utf8_lossy(data));
+    let by_type = decode::request_body("application/json; charset=utf-8", data, &limits());
+    assert_eq!(by_type, params, "the content type picks the JSON decoder");
+}
+
+fn limits() -> InputLimits {
+    InputLimits::default()
+}
+
+/// Every map decoded under the limits keeps at most `max_input_vars` (+1 for `$_POST`'s
+/// off-by-one) top-level variables.
+fn check_limits(params: &Map<String, Value>, what: &str) {
+    assert!(
+        params.len() <= limits().max_input_vars + 1,
+        "{what}: {} variables kept over max_input_vars",
+        params.len()
+    );
 }
 
 /// Fuzz input: a form body; the first byte chooses urlencoded, multipart or decoded pairs.
@@ -57,65 +74,39 @@ pub fn run_form(data: &[u8]) {
         0 => {
             let text = String::from_utf8_lossy(body);
             let pairs = form_urlencoded::parse(text.as_bytes()).count();
-            check_params(&decode::parse_str(&text), pairs, "parse_str");
-            let params = decode::body("application/x-www-form-urlencoded", body);
+            let params = decode::query_string(&text, &limits());
+            check_params(&params, pairs, "parse_str");
+            check_limits(&params, "parse_str");
+            let params = decode::form_body(body, &limits());
             check_params(&params, pairs.max(1), "a form body");
+            check_limits(&params, "a form body");
         }
         1 => {
             // Text fields only: at most one value per part.
             let parts = body.windows(8).filter(|w| w == b"--XyZzy7").count();
-            let params = decode::body("multipart/form-data; boundary=XyZzy7", body);
+            let params = decode::multipart_body("multipart/form-data; boundary=XyZzy7", body, &limits());
             check_params(&params, parts, "a multipart body");
+            check_limits(&params, "a multipart body");
         }
         _ => {
-            // NAME=VALUE lines, already decoded, as multipart fields arrive.
+            // Any other content type: parse_str of the raw body.
             let text = String::from_utf8_lossy(body);
-            let pairs: Vec<(String, String)> = text
-                .lines()
-                .map(|l| {
-                    let (k, v) = l.split_once('=').unwrap_or((l, ""));
-                    (k.to_string(), v.to_string())
-                })
-                .collect();
-            let n = pairs.len();
-            check_params(&decode::register_pairs(pairs), n, "register_pairs");
+            let pairs = form_urlencoded::parse(text.as_bytes()).count();
+            let params = decode::request_body("text/plain", body, &limits());
+            check_params(&params, pairs.max(1), "a raw body");
+            check_limits(&params, "a raw body");
         }
     }
 }
 
-/// Fuzz input: `COMMAND`, or `RESULTS\0COMMAND` with the earlier results as a JSON object; a
-/// command that is JSON (an array, a number) is passed as that value.
+/// Fuzz input: one `batch` command (`method?query`).
 pub fn run_batch(data: &[u8]) {
     let text = String::from_utf8_lossy(data);
-    let (results, command) = match text.split_once('\0') {
-        Some((r, c)) => (
-            serde_json::from_str::<Map<String, Value>>(r).unwrap_or_default(),
-            c.to_string(),
-        ),
-        None => (
-            json!({"a": {"ID": "7", "LIST": [10, 20], "NAME": "hello"}, "n": 42})
-                .as_object()
-                .cloned()
-                .unwrap_or_default(),
-            text.to_string(),
-        ),
-    };
-    let value = match serde_json::from_str::<Value>(&command) {
-        Ok(v @ (Value::Array(_) | Value::Object(_) | Value::Number(_) | Value::Bool(_))) => v,
-        _ => Value::String(command.clone()),
-    };
-    match decode::batch_command(&value, &results) {
-        Ok((method, params)) => {
-            assert_ne!(method, "batch", "a nested batch must be refused");
-            assert_eq!(method, method.to_lowercase(), "the method is lower-cased");
-            for key in params.keys() {
-                assert_eq!(
-                    *key,
-                    key.to_ascii_uppercase(),
-                    "parameter keys are upper-cased"
-                );
-            }
-        }
-        Err(code) => assert!(code.starts_with("ERROR_"), "unexpected refusal {code}"),
-    }
+    let (method, params) = decode::batch_command(&text, &limits());
+    assert!(text.starts_with(method.as_str()), "the method is the command's start");
+    let pairs = text
+        .split_once('?')
+        .map_or(0, |(_, q)| form_urlencoded::parse(q.as_bytes()).count());
+    check_params(&params, pairs, "a batch command");
+    check_limits(&params, "a batch command");
 }
