@@ -38,3 +38,28 @@ fn journal_inputs() {
     let n = replay::replay("journal", journal::run);
     assert!(n > 0, "no kept inputs");
 }
+
+#[path = "../../../fuzz/src/portal.rs"]
+#[allow(dead_code)]
+mod portal;
+#[path = "../../../fuzz/src/url.rs"]
+mod url;
+
+/// `--url` inputs whose secret (a password in `user:SECRET@host`, control characters in the
+/// host) reached `Display` or an error message: now refused without echoing it.
+#[test]
+fn url_inputs() {
+    let n = replay::replay("url", url::run);
+    assert!(n > 0, "no kept inputs");
+}
+
+#[path = "../../../fuzz/src/config.rs"]
+mod config;
+
+/// Config files whose secret reached an error (`rate`, `token_env`, a webhook URL as
+/// `default_portal` or as a `[portals]` key): the error names the setting instead.
+#[test]
+fn config_inputs() {
+    let n = replay::replay("config", config::run);
+    assert!(n > 0, "no kept inputs");
+}
