@@ -6,7 +6,7 @@
 //! an attach can pass or fail depending on escaping the client never sees; the emulator has to
 //! rebuild the same shape to give the same answer.
 //!
-//! Where the two server versions differ, this follows the newer one (source B in the reference):
+//! Where the two server versions differ, this follows the newer one (source B, docs/portal-behaviour.md §1.1; see §4.7, §4.12):
 //! the attach `ID` is the current time, `DESCRIPTION` is read from the full form and a MESSAGE
 //! block may be `{TEXT, AS_DESCRIPTION}`.
 
@@ -324,7 +324,7 @@ impl Attach {
     }
 
     fn add_message(&mut self, v: &Value) {
-        // Source B also accepts `{TEXT, AS_DESCRIPTION}`; the text is what gets stored.
+        // Source B also accepts `{TEXT, AS_DESCRIPTION}` (docs/portal-behaviour.md §4.7); the text is what gets stored.
         let raw = match v {
             Value::Object(_) | Value::Array(_) => text(v, "TEXT"),
             other => php::scalar_string(other),

@@ -2,7 +2,7 @@
 //!
 //! `ApiError` is what the portal answers with (`{"error": CODE, "error_description": MSG}` and an
 //! HTTP status). Every code the emulator can produce has a constructor here, so codes, texts and
-//! statuses are written once and match the reference, and later work (switchable statuses, fault
+//! statuses are written once and match docs/portal-behaviour.md §2.12, §3.3, and later work (switchable statuses, fault
 //! injection) has a single place to hook into.
 
 use std::net::SocketAddr;

@@ -2,7 +2,7 @@
 //!
 //! Real portals cannot be used in automated tests: they need an account, rate-limit, and keep
 //! what you send. This crate serves the same REST surface on `127.0.0.1` and reproduces the
-//! portal's behaviour as documented in the project's REST reference (validation order, error
+//! portal's behaviour as described in docs/portal-behaviour.md (validation order, error
 //! codes and HTTP statuses, PHP parameter decoding, ATTACH normalisation, the quirks of TAG for
 //! webhooks and apps), so a client that passes against it has a good chance of passing against
 //! a real portal. It runs in-process ([`Emulator`], [`app`]) or as the `b24-emulator` binary.

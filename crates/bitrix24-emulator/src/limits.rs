@@ -1,6 +1,6 @@
 //! The request-rate limit: a leaky bucket per (portal, client IP).
 //!
-//! A portal limits how fast one source address may call it (reference §5): every request pours
+//! A portal limits how fast one source address may call it (docs/portal-behaviour.md §8.1, §8.2): every request pours
 //! one unit into a bucket that drains continuously at `R` units per second, and a request that
 //! would make the bucket overflow its block threshold `B` is refused with HTTP 503
 //! `QUERY_LIMIT_EXCEEDED` and not executed. Clients are meant to model this exactly, so the rule
@@ -31,7 +31,7 @@ const EPSILON: f64 = 1e-9;
 /// Buckets kept before idle (fully drained) ones are dropped.
 const PRUNE_ABOVE: usize = 4096;
 
-/// A portal plan, which decides the limit (reference §5).
+/// A portal plan, which decides the limit (docs/portal-behaviour.md §8.1).
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
 pub enum Plan {
     /// Drains 2 requests per second, blocks above 50 (every plan but Enterprise).

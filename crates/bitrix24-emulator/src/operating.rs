@@ -1,7 +1,7 @@
 //! The operating-time limit: execution time per (caller, method) over a sliding 10 minutes.
 //!
 //! Cloud portals bill the time each call spends executing to its method, for each application
-//! or webhook, in ten one-minute buckets (reference §5). When a method has used its budget
+//! or webhook, in ten one-minute buckets (docs/portal-behaviour.md §8.4; batch: §8.5). When a method has used its budget
 //! (480 s by default), the *next* call to that method is refused with HTTP 429
 //! `OPERATION_TIME_LIMIT` and not executed; other methods keep working. Every answer's `time`
 //! reports the running total as `operating` and, as `operating_reset_at`, when the oldest

@@ -1,4 +1,4 @@
-//! Conformance tests for `batch` (reference §6), one portal rule per test, over raw HTTP.
+//! Conformance tests for `batch` (docs/portal-behaviour.md §7), one portal rule per test, over raw HTTP.
 
 use bitrix24_emulator::{Config, Emulator};
 use serde_json::{Value, json};

@@ -1,4 +1,4 @@
-//! Conformance tests for the OAuth server (reference §3 OAuth): `/oauth/token/` refresh with
+//! Conformance tests for the OAuth server (docs/portal-behaviour.md §3.5–§3.8): `/oauth/token/` refresh with
 //! single-use refresh tokens, its errors, and the `/_emulator/oauth/*` control plane.
 //!
 //! Expiry is made deterministic with `ttl: 0` (a token that expires the second it is issued),

@@ -38,7 +38,7 @@
 //! assert_eq!(attach.as_json()["COLOR"], "#29619b");
 //! ```
 //!
-//! Known gaps, from the reference: the portal passes LINK's `HTML` through a sanitizer whose
+//! Known gaps (docs/portal-behaviour.md §4.6, §4.12): the portal passes LINK's `HTML` through a sanitizer whose
 //! output length is not known here (the text as sent is measured), and `COLOR_TOKEN` is checked
 //! but, as in the server source, not part of the stored form.
 

@@ -1,6 +1,6 @@
 //! The library's ATTACH checks against the emulator's parser, over one corpus.
 //!
-//! Two independent readings of the same reference (§2 of the portal notes): the library's
+//! Two independent readings of the same rules (docs/portal-behaviour.md §4): the library's
 //! validator, which explains mistakes, and the emulator's normaliser, which stores what the
 //! portal would store. Every ATTACH example from the official docs plus hand-made edge cases
 //! (`tests/data/attach-corpus.json`) and generated size boundaries go through both; for each

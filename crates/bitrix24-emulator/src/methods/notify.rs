@@ -1,9 +1,9 @@
 //! The `im.notify.*` rules, following `im_rest.php` (`notifyAdd`, `notifyDelete`) and
-//! `CIMMessenger::Add` as described in §1 of the reference.
+//! `CIMMessenger::Add` as described in docs/portal-behaviour.md §5.3–§5.6 and §6.
 //!
 //! The order of checks matters to clients (an empty USER_ID is reported before an empty
 //! MESSAGE, a bad ATTACH before a missing recipient), so each step below is numbered like the
-//! reference and runs in that order.
+//! list in docs/portal-behaviour.md §5.3 and runs in that order.
 
 use md5::{Digest, Md5};
 use serde_json::Value;

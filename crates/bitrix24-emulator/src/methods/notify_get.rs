@@ -1,4 +1,4 @@
-//! `im.notify.get`, `im.notify.history.search` and `im.notify.schema.get` (reference §1.3 and
+//! `im.notify.get`, `im.notify.history.search` and `im.notify.schema.get` (docs/portal-behaviour.md §5.12–§5.14 and
 //! the docs pages of the same names).
 //!
 //! Notifications are listed newest first (date, then id, both descending). `get` pages in two

@@ -1,4 +1,4 @@
-//! `im.notify.read`, `im.notify.read.list` and `im.notify.read.all` (reference §1.3).
+//! `im.notify.read`, `im.notify.read.list` and `im.notify.read.all` (docs/portal-behaviour.md §5.7–§5.9).
 //!
 //! All three act on the caller's own notifications only. Confirm notifications (with buttons)
 //! are not marked: they stay unread until answered with `im.notify.confirm`, as the docs say

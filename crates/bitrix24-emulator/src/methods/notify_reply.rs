@@ -1,4 +1,4 @@
-//! `im.notify.confirm` and `im.notify.answer` (reference §1.3, `CIMNotify::Confirm/Answer`).
+//! `im.notify.confirm` and `im.notify.answer` (docs/portal-behaviour.md §5.10, §5.11; `CIMNotify::Confirm/Answer`).
 //!
 //! A confirm notification has buttons; choosing one deletes the notification and answers with
 //! the messages the owning module returns, or "you chose `<button>`" when it returns none (the
