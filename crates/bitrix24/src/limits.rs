@@ -382,9 +382,18 @@ fn with_locked_state<T>(
     };
     let mut level = Level { requests };
     let result = f(&mut level);
+    // `now` was read before the lock was won; the process that held it may have written a
+    // later time. Writing the earlier one would let the next reader drain the same interval
+    // twice, and the processes together would outrun the portal's bucket.
+    let written_at = text
+        .split_whitespace()
+        .nth(1)
+        .and_then(|at| at.parse::<f64>().ok())
+        .filter(|at| at.is_finite() && *at <= now + CLOCK_SLACK);
+    let stamp = written_at.map_or(now, |at| at.max(now));
     file.seek(SeekFrom::Start(0)).map_err(|e| io("rewind", e))?;
     file.set_len(0).map_err(|e| io("truncate", e))?;
-    file.write_all(format!("{:.6} {:.6}\n", level.requests, now).as_bytes())
+    file.write_all(format!("{:.6} {:.6}\n", level.requests, stamp).as_bytes())
         .map_err(|e| io("write", e))?;
     // Dropping the file releases the lock.
     Ok(result)
