@@ -7,20 +7,9 @@ use std::collections::HashMap;
 use std::path::Path;
 use std::time::Duration;
 
-use bitrix24_emulator::{Config, Emulator, Plan};
+use bitrix24_emulator::{Config, Emulator};
 use common::*;
 use serde_json::{Value, json};
-
-async fn unlimited() -> Emulator {
-    Emulator::start(
-        Config::default()
-            .webhook(1, SECRET)
-            .access_token(1, TOKEN)
-            .plan(Plan::Unlimited),
-    )
-    .await
-    .unwrap()
-}
 
 fn write(dir: &Path, name: &str, text: &str) -> String {
     let path = dir.join(name);

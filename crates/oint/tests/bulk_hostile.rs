@@ -10,20 +10,9 @@ use std::path::{Path, PathBuf};
 use std::process::Stdio;
 use std::time::Duration;
 
-use bitrix24_emulator::{Config, Emulator, Plan};
+use bitrix24_emulator::Emulator;
 use common::*;
 use serde_json::{Value, json};
-
-async fn unlimited() -> Emulator {
-    Emulator::start(
-        Config::default()
-            .webhook(1, SECRET)
-            .access_token(1, TOKEN)
-            .plan(Plan::Unlimited),
-    )
-    .await
-    .unwrap()
-}
 
 fn write(dir: &Path, name: &str, text: &str) -> PathBuf {
     let path = dir.join(name);

@@ -7,15 +7,13 @@
 mod common;
 
 use std::os::unix::fs::PermissionsExt;
-use std::path::Path;
 use std::process::Output;
 use std::time::Duration;
 
 use bitrix24::{FileTokenStore, TokenStore};
-use bitrix24_emulator::{BUILTIN_CLIENT_ID, BUILTIN_CLIENT_SECRET, Config, Emulator};
+use bitrix24_emulator::{Config, Emulator};
 use common::*;
 use secrecy::ExposeSecret;
-use serde_json::json;
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 
 const GUARD: Duration = Duration::from_secs(120);
@@ -32,30 +30,6 @@ fn error_line(o: &Output) -> String {
     let lines: Vec<&str> = err.lines().filter(|l| l.starts_with("error:")).collect();
     assert_eq!(lines.len(), 1, "one error line: {err}");
     lines[0].to_string()
-}
-
-async fn issue(emu: &Emulator, ttl: u64) -> (String, String) {
-    let body = emu
-        .issue_tokens(&json!({"user_id": 1, "ttl": ttl}))
-        .expect("tokens issued");
-    let s = |k: &str| body[k].as_str().unwrap().to_string();
-    (s("access_token"), s("refresh_token"))
-}
-
-async fn refreshes(emu: &Emulator) -> (u64, u64) {
-    let counters = emu.refreshes();
-    (counters.succeeded, counters.failed)
-}
-
-fn oauth_env(emu: &Emulator, refresh: &str, store: &Path) -> Vec<(&'static str, String)> {
-    vec![
-        ("BITRIX24_URL", emu.url()),
-        ("BITRIX24_CLIENT_ID", BUILTIN_CLIENT_ID.into()),
-        ("BITRIX24_CLIENT_SECRET", BUILTIN_CLIENT_SECRET.into()),
-        ("BITRIX24_REFRESH_TOKEN", refresh.into()),
-        ("BITRIX24_OAUTH_URL", format!("{}/oauth/token/", emu.url())),
-        ("BITRIX24_TOKEN_STORE", store.display().to_string()),
-    ]
 }
 
 fn borrow<'a>(env: &'a [(&'static str, String)]) -> Vec<(&'static str, &'a str)> {

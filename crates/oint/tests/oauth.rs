@@ -13,39 +13,11 @@ use bitrix24::{FileTokenStore, TokenStore, Tokens};
 use bitrix24_emulator::{BUILTIN_CLIENT_ID, BUILTIN_CLIENT_SECRET, Config, Emulator};
 use common::*;
 use secrecy::ExposeSecret;
-use serde_json::json;
 
 async fn start() -> Emulator {
     Emulator::start(Config::default())
         .await
         .expect("emulator starts")
-}
-
-/// A fresh token pair for user 1.
-async fn issue(emu: &Emulator, ttl: u64) -> (String, String) {
-    let body = emu
-        .issue_tokens(&json!({"user_id": 1, "ttl": ttl}))
-        .expect("tokens issued");
-    let s = |k: &str| body[k].as_str().unwrap().to_string();
-    (s("access_token"), s("refresh_token"))
-}
-
-/// `(succeeded, failed)` refreshes at the OAuth server.
-async fn refreshes(emu: &Emulator) -> (u64, u64) {
-    let counters = emu.refreshes();
-    (counters.succeeded, counters.failed)
-}
-
-/// The OAuth environment for `emu`, with `store` as the token store.
-fn oauth_env(emu: &Emulator, refresh: &str, store: &Path) -> Vec<(&'static str, String)> {
-    vec![
-        ("BITRIX24_URL", emu.url()),
-        ("BITRIX24_CLIENT_ID", BUILTIN_CLIENT_ID.into()),
-        ("BITRIX24_CLIENT_SECRET", BUILTIN_CLIENT_SECRET.into()),
-        ("BITRIX24_REFRESH_TOKEN", refresh.into()),
-        ("BITRIX24_OAUTH_URL", format!("{}/oauth/token/", emu.url())),
-        ("BITRIX24_TOKEN_STORE", store.display().to_string()),
-    ]
 }
 
 async fn run(args: &[&str], env: &[(&'static str, String)]) -> Output {

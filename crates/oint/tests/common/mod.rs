@@ -1,10 +1,11 @@
 //! Helpers shared by the CLI test files: run the built `oint`, read its output.
 #![allow(dead_code)]
 
+use std::path::Path;
 use std::process::Output;
 
-use bitrix24_emulator::{Config, Emulator};
-use serde_json::Value;
+use bitrix24_emulator::{BUILTIN_CLIENT_ID, BUILTIN_CLIENT_SECRET, Config, Emulator, Plan};
+use serde_json::{Value, json};
 
 pub const SECRET: &str = "cli-webhook-secret-93d2";
 pub const TOKEN: &str = "cli-oauth-token-5e07";
@@ -92,4 +93,43 @@ pub fn assert_no_secrets(o: &Output) {
             "secret leaked: {text}"
         );
     }
+}
+
+/// An emulator without a rate limit, for runs that send many notifications.
+pub async fn unlimited() -> Emulator {
+    Emulator::start(
+        Config::default()
+            .webhook(1, SECRET)
+            .access_token(1, TOKEN)
+            .plan(Plan::Unlimited),
+    )
+    .await
+    .unwrap()
+}
+
+/// A fresh token pair for user 1.
+pub async fn issue(emu: &Emulator, ttl: u64) -> (String, String) {
+    let body = emu
+        .issue_tokens(&json!({"user_id": 1, "ttl": ttl}))
+        .expect("tokens issued");
+    let s = |k: &str| body[k].as_str().unwrap().to_string();
+    (s("access_token"), s("refresh_token"))
+}
+
+/// `(succeeded, failed)` refreshes at the OAuth server.
+pub async fn refreshes(emu: &Emulator) -> (u64, u64) {
+    let counters = emu.refreshes();
+    (counters.succeeded, counters.failed)
+}
+
+/// The OAuth environment for `emu`, with `store` as the token store.
+pub fn oauth_env(emu: &Emulator, refresh: &str, store: &Path) -> Vec<(&'static str, String)> {
+    vec![
+        ("BITRIX24_URL", emu.url()),
+        ("BITRIX24_CLIENT_ID", BUILTIN_CLIENT_ID.into()),
+        ("BITRIX24_CLIENT_SECRET", BUILTIN_CLIENT_SECRET.into()),
+        ("BITRIX24_REFRESH_TOKEN", refresh.into()),
+        ("BITRIX24_OAUTH_URL", format!("{}/oauth/token/", emu.url())),
+        ("BITRIX24_TOKEN_STORE", store.display().to_string()),
+    ]
 }
