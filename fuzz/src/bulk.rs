@@ -4,7 +4,7 @@
 
 use std::io::Write;
 
-use oint::bulk::input::{self, Format, RawRow, RowError};
+use oint::commands::bulk::input::{self, Format, RawRow, RowError};
 
 /// Reads `data` as a file in `format`, the way `notify bulk` does.
 fn read(data: &[u8], format: Format) -> Result<Vec<Result<RawRow, RowError>>, String> {

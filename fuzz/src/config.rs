@@ -4,8 +4,8 @@
 use std::io::Write;
 use std::path::PathBuf;
 
-use oint::cli::Connection;
-use oint::config::World;
+use oint::flags::Connection;
+use oint::settings::World;
 
 use crate::portal::MARKER;
 
@@ -57,8 +57,8 @@ pub fn run(data: &[u8]) {
     };
     let shown_ok = marker_only_in_shown_keys(&text);
     let results = [
-        oint::config::resolve(&conn, &world).map(|_| ()),
-        oint::config::entry_limits(&conn, &world).map(|_| ()),
+        oint::settings::target(&conn, &world).map(|_| ()),
+        oint::settings::entry_limits(&conn, &world).map(|_| ()),
     ];
     for message in results.into_iter().filter_map(Result::err) {
         assert!(

@@ -1,10 +1,10 @@
-//! The bulk journal (`oint::bulk::journal`): any file content as an existing journal. No panic,
+//! The bulk journal (`oint::commands::bulk::journal`): any file content as an existing journal. No panic,
 //! and what a run records is what the next run reads back, whatever the file held before
 //! (a torn last line from `kill -9` included).
 
 use std::io::Write;
 
-use oint::bulk::journal::{Entry, Journal, State};
+use oint::commands::bulk::journal::{Entry, Journal, State};
 
 const FINGERPRINT: &str = "fuzz-input";
 const LAST_ROW: u64 = 64;

@@ -3,8 +3,8 @@
 
 use std::path::PathBuf;
 
-use oint::cli::Connection;
-use oint::config::World;
+use oint::flags::Connection;
+use oint::settings::World;
 
 use crate::portal::{assert_no_secret, url_and_token};
 
@@ -35,9 +35,9 @@ pub fn run(data: &[u8]) {
         token: token.clone(),
         ..Connection::default()
     };
-    match oint::config::resolve(&conn, &world) {
+    match oint::settings::target(&conn, &world) {
         Ok(target) => {
-            if let oint::resolve::Target::Portal {
+            if let oint::settings::Target::Portal {
                 oauth: Some(creds), ..
             } = &target
             {

@@ -1,14 +1,16 @@
-//! The command's flow: parse, resolve, run, report. `main.rs` only calls [`main`].
+//! The app: parse, settle the global settings, run one command family on one runtime, and
+//! report. The only module that prints a command's result or error and picks the exit code;
+//! `main.rs` only calls [`main`].
 
 use std::ffi::OsString;
+use std::future::Future;
 
 use clap::{CommandFactory, Parser};
 
-use crate::cli::{self, Cli, Command, Method, SandboxAction};
+use crate::commands::{self, opi};
+use crate::flags::{self, Cli, Command, Method, NotifyAction, NotifyArgs};
 use crate::output::{self, Exit, Failure, Success};
-use crate::resolve::{self, Job};
-use crate::transport::Transport;
-use crate::{modern, run, sandbox};
+use crate::settings::{self, Global};
 
 pub fn main(args: Vec<OsString>) -> Exit {
     let args = canonicalize_method(args);
@@ -16,17 +18,13 @@ pub fn main(args: Vec<OsString>) -> Exit {
         Ok(cli) => cli,
         Err(e) => return clap_error(e, &args),
     };
-    let transport = match Transport::from_flags(&cli.limits) {
-        Ok(transport) => transport,
-        Err(e) => return output::report(Err(Failure::Usage(e)), None),
-    };
     // A value that is not UTF-8 is not a valid setting either: said, not ignored.
     let env_strict = std::env::var_os("OINT_STRICT").map(|v| {
         v.to_str()
             .map_or_else(|| "\u{fffd}".to_string(), str::to_string)
     });
-    let strict = match crate::severity::flag_or_env(cli.checks.strict, env_strict) {
-        Ok(strict) => strict,
+    let global = match settings::global(&cli.limits, &cli.checks, env_strict) {
+        Ok(global) => global,
         Err(e) => return output::report(Err(Failure::Usage(e)), None),
     };
     match cli.command {
@@ -49,11 +47,32 @@ pub fn main(args: Vec<OsString>) -> Exit {
                     None => Exit::Ok,
                 }
             }
-            Some(method) => run_method(method, &transport, strict),
+            Some(method) => run_opi(method, &global),
         },
-        Some(Command::Sandbox(args)) => run_sandbox(args.action),
-        Some(Command::Notify(args)) => modern::notify(args, &transport, strict),
-        Some(Command::Call(args)) => modern::call(args, &transport, strict),
+        Some(Command::Sandbox(args)) => {
+            output::report(block_on(commands::sandbox::command(args.action)), None)
+        }
+        Some(Command::Notify(NotifyArgs { connection, action })) => {
+            if connection.debug {
+                init_debug_logging();
+            }
+            let outcome = match action {
+                NotifyAction::Bulk(flags) => {
+                    block_on(commands::bulk::command(flags, &connection, &global))
+                }
+                action => block_on(commands::notify::command(
+                    NotifyArgs { connection, action },
+                    &global,
+                )),
+            };
+            output::report(outcome, None)
+        }
+        Some(Command::Call(args)) => {
+            if args.connection.debug {
+                init_debug_logging();
+            }
+            output::report(block_on(commands::call::command(args, &global)), None)
+        }
         Some(Command::Completions { shell }) => {
             let mut script = Vec::new();
             clap_complete::generate(shell, &mut Cli::command(), "oint", &mut script);
@@ -85,14 +104,17 @@ fn print_styled(text: clap::builder::StyledStr) -> Exit {
     output::print(text.as_bytes())
 }
 
-fn run_method(method: Method, transport: &Transport, strict: bool) -> Exit {
-    let job = match resolve::resolve(method, strict) {
+fn run_opi(method: Method, global: &Global) -> Exit {
+    // OPI's commands use no config portal, but the file's top-level `strict` holds for them.
+    let strict = match settings::real_world(settings::top_level_strict) {
+        Ok(from_file) => global.strict || from_file,
+        Err(e) => return output::report(Err(Failure::Usage(e)), None),
+    };
+    let job = match opi::plan(method, strict) {
         Ok(job) => job,
         Err(e) => return output::report(Err(Failure::Usage(e.0)), None),
     };
-    let common = match &job {
-        Job::Send { common, .. } | Job::Print { common, .. } => common.clone(),
-    };
+    let common = job.common().clone();
     if common.debug {
         init_debug_logging();
     }
@@ -102,38 +124,22 @@ fn run_method(method: Method, transport: &Transport, strict: bool) -> Exit {
         Some(Err(e)) => return output::report(Err(Failure::Usage(e)), None),
         None => None,
     };
-    let outcome = match runtime() {
-        Ok(rt) => rt.block_on(run::run(job, transport)),
-        Err(failure) => Err(failure),
-    };
-    output::report(outcome, out)
+    output::report(block_on(opi::execute(job, &global.transport)), out)
 }
 
-fn run_sandbox(action: SandboxAction) -> Exit {
-    let outcome = match action {
-        SandboxAction::Path => sandbox::data_path()
-            .map(|p| Success::Text(p.display().to_string()))
-            .map_err(Failure::Local),
-        SandboxAction::Reset => sandbox::reset()
-            .map(|p| Success::Text(format!("sandbox cleared ({})", p.display())))
-            .map_err(Failure::Local),
-        SandboxAction::List => runtime().and_then(|rt| {
-            rt.block_on(sandbox::notifications())
-                .map(|n| Success::Json(serde_json::to_value(n).expect("notifications are JSON")))
-                .map_err(Failure::Local)
-        }),
-    };
-    output::report(outcome, None)
+/// The one runtime a command runs on.
+fn block_on(command: impl Future<Output = Result<Success, Failure>>) -> Result<Success, Failure> {
+    runtime()?.block_on(command)
 }
 
-pub(crate) fn runtime() -> Result<tokio::runtime::Runtime, Failure> {
+fn runtime() -> Result<tokio::runtime::Runtime, Failure> {
     tokio::runtime::Builder::new_current_thread()
         .enable_all()
         .build()
         .map_err(|e| Failure::Local(format!("cannot start the async runtime: {e}")))
 }
 
-pub(crate) fn init_debug_logging() {
+fn init_debug_logging() {
     use std::io::IsTerminal;
     // Directives match target prefixes, so the sandbox's own server logs need their own line.
     let filter = "bitrix24=debug,bitrix24_emulator=warn,oint=debug";
@@ -148,7 +154,7 @@ pub(crate) fn init_debug_logging() {
 fn canonicalize_method(mut args: Vec<OsString>) -> Vec<OsString> {
     if args.len() > 2
         && args[1] == "bitrix24"
-        && let Some(name) = args[2].to_str().and_then(cli::canonical_method)
+        && let Some(name) = args[2].to_str().and_then(flags::canonical_method)
     {
         args[2] = name.into();
     }
@@ -159,18 +165,18 @@ fn method_list() -> String {
     let mut text = String::from(
         "oint bitrix24 <METHOD> [OPTIONS]   (oint bitrix24 <METHOD> --help for its options)\n",
     );
-    for (region, methods) in cli::REGIONS {
+    for (region, methods) in flags::REGIONS {
         text.push_str(&format!("\n{region}:\n"));
         for (name, about) in *methods {
             text.push_str(&format!("  {name:<28} {about}\n"));
         }
     }
     text.push('\n');
-    text.push_str(cli::EXIT_CODES);
+    text.push_str(flags::EXIT_CODES);
     text
 }
 
-/// The global flags whose values [`crate::transport`] checks against its ranges.
+/// The global flags whose values are checked against [`crate::ranges`].
 const LIMIT_FLAGS: &[&str] = &[
     "--rate",
     "--burst",
@@ -229,7 +235,7 @@ fn clap_error(e: clap::Error, args: &[OsString]) -> Exit {
             // A token or webhook URL typed into the wrong flag must not be echoed back.
             if let Some(clap::error::ContextValue::String(value)) =
                 e.get(clap::error::ContextKind::InvalidValue)
-                && crate::config::may_be_secret(value)
+                && crate::secrets::may_be_secret(value)
             {
                 first = first.replace(value.as_str(), "(value not shown)");
             }

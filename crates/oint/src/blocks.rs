@@ -52,7 +52,7 @@ pub const FILE_CAP: u64 = 16 * 1024 * 1024;
 /// A JSON file named on the command line: a regular file (never a FIFO or device, which could
 /// block or never end), read up to [`FILE_CAP`].
 pub fn read_file(path: &Path) -> Result<String, String> {
-    let (bytes, _) = crate::config::read_regular(path, FILE_CAP)
+    let (bytes, _) = crate::files::read_regular(path, FILE_CAP)
         .map_err(|e| format!("file {:?} {e}", path.display().to_string()))?;
     String::from_utf8(bytes)
         .map_err(|_| format!("file {:?} is not UTF-8 text", path.display().to_string()))

@@ -26,6 +26,8 @@ pub enum Success {
     Json(Value),
     /// Plain text already formatted (help, listings).
     Text(String),
+    /// A run that reported as it went (`notify bulk`): only its exit code is left.
+    Finished(Exit),
 }
 
 pub enum Failure {
@@ -71,6 +73,12 @@ pub fn report(outcome: Result<Success, Failure>, out: Option<OutFile>) -> Exit {
     let (body, failure) = match outcome {
         Ok(Success::Json(value)) => (Some(to_pretty_json(&value)), None),
         Ok(Success::Text(text)) => (Some(text), None),
+        Ok(Success::Finished(exit)) => {
+            if let Some(out) = out {
+                out.discard();
+            }
+            return exit;
+        }
         Err(Failure::Portal {
             body,
             message,
@@ -178,7 +186,7 @@ impl OutFile {
     /// directories, devices and FIFOs (`/dev/full` would swallow the answer), and a path in a
     /// missing directory.
     pub fn prepare(path: &Path) -> Result<OutFile, String> {
-        use crate::config::{ReadError, kind_of, open_nonblocking};
+        use crate::files::{ReadError, kind_of, open_nonblocking};
         let shown = path.display();
         let not_regular = |meta: &std::fs::Metadata| {
             format!(

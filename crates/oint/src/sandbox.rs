@@ -11,7 +11,7 @@ use bitrix24::Client;
 use bitrix24_emulator::{Config, Emulator, Notification};
 use secrecy::{ExposeSecret, SecretString};
 
-use crate::transport::Transport;
+use crate::settings::Transport;
 
 /// The sandbox webhook belongs to user 1; its secret is not secret.
 pub const WEBHOOK_USER: u64 = 1;

@@ -16,6 +16,15 @@ pub fn line(finding: &Finding, flag: &dyn Fn(&Finding) -> String) -> String {
     }
 }
 
+/// `flag: finding`, once for each line when a check found several things.
+pub fn flagged(flag: &str, message: &str) -> String {
+    message
+        .lines()
+        .map(|line| format!("{flag}: {line}"))
+        .collect::<Vec<_>>()
+        .join("\n")
+}
+
 /// Refuses the call when the report has errors (or warnings, when `strict`), with one line
 /// per refusing finding; otherwise prints each warning on stderr and lets the call go.
 pub fn admit(
@@ -118,40 +127,9 @@ impl Notification {
     }
 }
 
-/// `--strict`, or `OINT_STRICT` (1/0, true/false, yes/no, on/off; empty is off).
-pub fn flag_or_env(flag: bool, env: Option<String>) -> Result<bool, String> {
-    if flag {
-        return Ok(true);
-    }
-    match env
-        .as_deref()
-        .map(|v| v.trim().to_ascii_lowercase())
-        .as_deref()
-    {
-        None | Some("" | "0" | "false" | "no" | "off") => Ok(false),
-        Some("1" | "true" | "yes" | "on") => Ok(true),
-        Some(_) => Err("OINT_STRICT: expected 1 or 0 (or true/false, yes/no, on/off)".into()),
-    }
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
-
-    #[test]
-    fn strict_comes_from_the_flag_or_the_environment() {
-        let env = |v: &str| Some(v.to_string());
-        assert_eq!(flag_or_env(true, env("0")), Ok(true), "the flag wins");
-        for on in ["1", "true", "YES", " on "] {
-            assert_eq!(flag_or_env(false, env(on)), Ok(true), "{on}");
-        }
-        for off in ["", "0", "false", "no", "off"] {
-            assert_eq!(flag_or_env(false, env(off)), Ok(false), "{off}");
-        }
-        assert_eq!(flag_or_env(false, None), Ok(false));
-        let e = flag_or_env(false, env("maybe")).unwrap_err();
-        assert!(e.starts_with("OINT_STRICT: expected 1 or 0") && !e.contains("maybe"));
-    }
 
     #[test]
     fn errors_always_refuse_warnings_only_when_strict() {

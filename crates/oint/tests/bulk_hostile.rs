@@ -726,8 +726,8 @@ async fn a_signal_mid_spool_leaves_no_file() {
 
 #[test]
 fn readers_never_panic_on_arbitrary_bytes() {
-    use oint::bulk::input::{Format, RowError, read_from};
-    use oint::bulk::journal::parse_journal;
+    use oint::commands::bulk::input::{Format, RowError, read_from};
+    use oint::commands::bulk::journal::parse_journal;
     use proptest::prelude::*;
     let header = "{\"journal\":1,\"input\":\"f\"}\n";
     proptest!(ProptestConfig::with_cases(2000), |(bytes in proptest::collection::vec(any::<u8>(), 0..400), pick in 0usize..3)| {

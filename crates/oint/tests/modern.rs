@@ -129,7 +129,7 @@ async fn delete_by_id_and_by_tag() {
     let o = oint(&["notify", "delete", "--url", &hook, "--tag", "alert"], &[]).await;
     assert_eq!(o.status.code(), Some(2));
     assert!(
-        stderr(&o).contains("CLIENT_ID: is required"),
+        stderr(&o).contains("--client-id: is required"),
         "{}",
         stderr(&o)
     );
@@ -397,7 +397,7 @@ async fn usage_errors_are_one_line_and_exit_2() {
         ),
         (
             vec!["notify", "search", "--url", "sandbox", "ab"],
-            "SEARCH_TEXT: needs at least 3 characters",
+            "error: TEXT: needs at least 3 characters",
         ),
     ];
     let dir = tempfile::tempdir().unwrap();

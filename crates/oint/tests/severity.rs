@@ -302,6 +302,37 @@ async fn config_file_strict_top_level_and_per_portal() {
     );
     assert_eq!(warning_lines(&o).len(), 1, "{}", stderr(&o));
     assert_eq!(stored(&emu, "c2"), 1);
+    // OPI's commands use no config portal; the file's top-level strict holds for them too.
+    let opi = |text: &'static str| {
+        [
+            "bitrix24",
+            "CreatePersonalNotification",
+            "--url",
+            hook.as_str(),
+            "--user",
+            "1",
+            "--text",
+            text,
+            "--blocks",
+            attach,
+        ]
+    };
+    let o = oint(&opi("c3"), &env).await;
+    assert_eq!(
+        o.status.code(),
+        Some(2),
+        "OPI, top-level strict: {}",
+        stderr(&o)
+    );
+    assert!(
+        stderr(&o).contains("(a warning, refused: --strict)"),
+        "{}",
+        stderr(&o)
+    );
+    assert_eq!(stored(&emu, "c3"), 0);
+    let o = oint(&opi("c4"), &[]).await;
+    assert_eq!(o.status.code(), Some(0), "without the file: {}", stderr(&o));
+    assert_eq!(stored(&emu, "c4"), 1);
 }
 
 #[tokio::test(flavor = "multi_thread")]

@@ -22,7 +22,9 @@ use std::path::PathBuf;
 use bitrix24::{HttpPolicy, OAuthConfig, Portal};
 use secrecy::{ExposeSecret, SecretString};
 
-use crate::config::{PortalEntry, World};
+use super::config_file::PortalEntry;
+use super::world::World;
+use crate::secrets::clean_secret;
 
 /// The OAuth application to refresh tokens as.
 #[derive(Clone)]
@@ -95,7 +97,7 @@ impl Sources<'_> {
 /// The OAuth settings for `url`, or `None` when no client id and secret are set or `url` is a
 /// webhook URL or the sandbox. `entry` is
 /// the config file's portal, if one is used; `read_secret` reads a private secret file.
-pub fn resolve(
+pub fn credentials(
     url: &str,
     entry: Option<&PortalEntry>,
     entry_first: bool,
@@ -128,7 +130,7 @@ pub fn resolve(
         (None, None) => return Ok(None),
         (Some(id), Some(secret)) => (
             id.trim().to_string(),
-            crate::config::clean_secret(
+            clean_secret(
                 &secret,
                 "BITRIX24_CLIENT_SECRET (or client_secret in the config file)",
             )?,
@@ -147,7 +149,7 @@ pub fn resolve(
     let refresh_token = src
         .pick("BITRIX24_REFRESH_TOKEN", |e| e.refresh_token.clone())
         .map(|t| {
-            crate::config::clean_secret(
+            clean_secret(
                 &t,
                 "BITRIX24_REFRESH_TOKEN (or refresh_token in the config file)",
             )
@@ -178,17 +180,7 @@ fn default_store(url: &str, world: &World<'_>) -> Result<PathBuf, String> {
     let dir = world.data_dir.clone().ok_or(
         "BITRIX24_TOKEN_STORE: cannot find a data directory for the OAuth token store; set BITRIX24_TOKEN_STORE to a file path",
     )?;
-    let name: String = portal
-        .authority()
-        .chars()
-        .map(|c| {
-            if c.is_ascii_alphanumeric() || c == '.' || c == '-' {
-                c
-            } else {
-                '_'
-            }
-        })
-        .collect();
+    let name = crate::files::file_name_for(portal.authority());
     Ok(dir.join("oint").join("tokens").join(format!("{name}.json")))
 }
 
@@ -226,7 +218,7 @@ mod tests {
         };
         let w = world(&env);
         let url = "Portal.Bitrix24.com:8443";
-        let env_first = resolve(url, Some(&entry), false, &w, &no_files)
+        let env_first = credentials(url, Some(&entry), false, &w, &no_files)
             .unwrap()
             .unwrap();
         assert_eq!(env_first.client_id, "env-app");
@@ -236,30 +228,36 @@ mod tests {
             "cfg-refresh"
         );
         assert_eq!(env_first.store, PathBuf::from("/home/u/t.json"));
-        let named = resolve(url, Some(&entry), true, &w, &no_files)
+        let named = credentials(url, Some(&entry), true, &w, &no_files)
             .unwrap()
             .unwrap();
         assert_eq!(named.client_id, "cfg-app");
         assert!(!format!("{named:?}").contains("cfg-secret"));
 
         // Default store: one file per portal host under the data directory.
-        let plain = resolve(url, None, false, &w, &no_files).unwrap().unwrap();
+        let plain = credentials(url, None, false, &w, &no_files)
+            .unwrap()
+            .unwrap();
         assert_eq!(
             plain.store,
             PathBuf::from("/home/u/.local/share/oint/tokens/portal.bitrix24.com_8443.json")
         );
         // Webhook URLs and the sandbox carry their own credentials.
         for url in ["https://p.bitrix24.com/rest/1/s/", "sandbox"] {
-            assert!(resolve(url, None, false, &w, &no_files).unwrap().is_none());
+            assert!(
+                credentials(url, None, false, &w, &no_files)
+                    .unwrap()
+                    .is_none()
+            );
         }
         let nothing = |_: &str| None;
         assert!(
-            resolve(url, None, false, &world(&nothing), &no_files)
+            credentials(url, None, false, &world(&nothing), &no_files)
                 .unwrap()
                 .is_none()
         );
         let half = |k: &str| (k == "BITRIX24_CLIENT_ID").then(|| "a".to_string());
-        let err = resolve(url, None, false, &world(&half), &no_files).unwrap_err();
+        let err = credentials(url, None, false, &world(&half), &no_files).unwrap_err();
         assert!(err.starts_with("BITRIX24_CLIENT_SECRET:"), "{err}");
     }
 }

@@ -1,8 +1,9 @@
 //! Stage one of argument parsing: the raw flags, exactly as OPI's `oint` names them.
 //!
 //! Everything here is declarative so that `--help` and the parser can never disagree. Values
-//! stay strings; [`crate::resolve`] checks and converts them, so that every mistake gets a
-//! one-line message naming the flag.
+//! stay strings where OPI takes strings; the settings and the command families check and
+//! convert them, so that every mistake gets a one-line message naming the flag. A leaf: it
+//! uses nothing of the crate but the ranges its number flags are parsed into.
 
 use std::path::PathBuf;
 
@@ -79,9 +80,9 @@ pub struct Cli {
 pub struct CheckFlags {
     /// Refuse warnings too (exit 2, nothing sent): an attachment part the portal would drop or
     /// change, or a tag over a webhook. Without it each warning is one `warning: …` line on
-    /// stderr and the notification is sent. Also OINT_STRICT=1, and for notify and call
-    /// `strict = true` in the config file (top level or a portal); errors, which the portal
-    /// would refuse, are always refused
+    /// stderr and the notification is sent. Also OINT_STRICT=1, and `strict = true` in the
+    /// config file (top level, or for notify and call the portal used); errors, which the
+    /// portal would refuse, are always refused
     #[arg(long, global = true)]
     pub strict: bool,
 }
@@ -94,21 +95,21 @@ pub struct LimitFlags {
     #[arg(long, global = true, value_name = "PLAN")]
     pub plan: Option<String>,
     /// Override the plan's drain rate, in requests per second (0.0001 to 10000)
-    #[arg(long, global = true, value_name = "R", value_parser = crate::transport::parse_rate)]
+    #[arg(long, global = true, value_name = "R", value_parser = crate::ranges::parse_rate)]
     pub rate: Option<f64>,
     /// Override the plan's burst, in requests (1 to 100000)
-    #[arg(long, global = true, value_name = "B", value_parser = crate::transport::parse_burst)]
+    #[arg(long, global = true, value_name = "B", value_parser = crate::ranges::parse_burst)]
     pub burst: Option<f64>,
     /// Seconds to wait for a connection, 0.001 to 3600 [default: 10]
-    #[arg(long, global = true, value_name = "SECONDS", value_parser = crate::transport::parse_connect_timeout)]
+    #[arg(long, global = true, value_name = "SECONDS", value_parser = crate::ranges::parse_connect_timeout)]
     pub connect_timeout: Option<f64>,
     /// Seconds to wait for each answer, 0.001 to 86400 [default: 65]
-    #[arg(long, global = true, value_name = "SECONDS", value_parser = crate::transport::parse_timeout)]
+    #[arg(long, global = true, value_name = "SECONDS", value_parser = crate::ranges::parse_timeout)]
     pub timeout: Option<f64>,
     /// Attempts per request, the first included, 1 to 100, for every failure that may be
     /// retried (QUERY_LIMIT_EXCEEDED too); retries also stop 180 s after the first attempt
     /// [default: 6]
-    #[arg(long, global = true, value_name = "N", value_parser = crate::transport::parse_attempts)]
+    #[arg(long, global = true, value_name = "N", value_parser = crate::ranges::parse_attempts)]
     pub attempts: Option<u32>,
 }
 
@@ -183,7 +184,7 @@ pub struct Connection {
 
 impl std::fmt::Debug for Connection {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        use crate::config::masked;
+        let masked = |v: &Option<String>| v.as_ref().map(|_| bitrix24::MASK);
         f.debug_struct("Connection")
             .field("portal", &self.portal)
             .field("url", &masked(&self.url))
@@ -246,6 +247,18 @@ Examples:
   psql -c \"copy (select id as user, 'Timesheet due' as text from staff) to stdout csv header\" |
     oint notify bulk --input - --format csv";
 
+/// `--format` of `notify bulk`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
+pub enum InputFormat {
+    /// One JSON object a line: {"user": 10, "text": "…", "tag": "…", "system": false, "attach": […]}
+    Jsonl,
+    /// A header line with the column names (user,text,tag,sub_tag,system,attach), then one row a line
+    Csv,
+}
+
+/// The most standard input `notify bulk --input -` spools by default, in MiB.
+pub const DEFAULT_STDIN_LIMIT_MIB: u64 = 1024;
+
 #[derive(Debug, Args, Clone)]
 pub struct BulkFlags {
     /// Input file, or - for standard input
@@ -253,7 +266,7 @@ pub struct BulkFlags {
     pub input: String,
     /// Input format [default: csv for *.csv, else jsonl]
     #[arg(long, value_enum, value_name = "FORMAT")]
-    pub format: Option<crate::bulk::Format>,
+    pub format: Option<InputFormat>,
     /// Send the valid rows even if some rows are invalid
     #[arg(long)]
     pub skip_invalid: bool,
@@ -268,7 +281,7 @@ pub struct BulkFlags {
     pub concurrency: u64,
     /// With --input -: the most standard input spooled to an unnamed temporary file (in
     /// TMPDIR, removed when oint ends), in MiB; longer input is refused (exit 2)
-    #[arg(long, value_name = "MIB", default_value_t = crate::bulk::DEFAULT_STDIN_LIMIT >> 20, value_parser = clap::value_parser!(u64).range(1..=1 << 30))]
+    #[arg(long, value_name = "MIB", default_value_t = DEFAULT_STDIN_LIMIT_MIB, value_parser = clap::value_parser!(u64).range(1..=1 << 30))]
     pub stdin_limit: u64,
 }
 

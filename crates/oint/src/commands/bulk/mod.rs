@@ -38,7 +38,10 @@ pub use input::Format;
 use input::{Row, RowError};
 use journal::{Entry, Journal, State};
 
-use crate::output::{Exit, Failure};
+use crate::connect::connect;
+use crate::flags::{BulkFlags, Connection};
+use crate::output::{Exit, Failure, Success, note};
+use crate::settings::{self, Global};
 
 /// Rows per `batch` call: the portal's maximum.
 const BATCH: usize = 50;
@@ -60,9 +63,6 @@ pub struct Options {
     pub strict: bool,
 }
 
-/// The default `--stdin-limit`: 1 GiB.
-pub const DEFAULT_STDIN_LIMIT: u64 = 1 << 30;
-
 #[derive(Default)]
 struct Tally {
     rows: u64,
@@ -75,6 +75,31 @@ struct Tally {
     earlier: u64,
     /// Rows sent with warnings: the portal drops or changes part of them.
     warned: u64,
+}
+
+/// Runs `oint notify bulk`: its own exit codes (0 all delivered, 3 some, 1 none…), and its
+/// own per-row report as it goes.
+pub async fn command(
+    flags: BulkFlags,
+    conn: &Connection,
+    global: &Global,
+) -> Result<Success, Failure> {
+    let resolved =
+        settings::real_world(|world| settings::resolve_connection(conn, &global.transport, world))
+            .map_err(Failure::Usage)?;
+    let options = Options {
+        input: flags.input,
+        format: flags.format,
+        skip_invalid: flags.skip_invalid,
+        report: flags.report,
+        journal: flags.journal,
+        concurrency: flags.concurrency as usize,
+        dry_run: conn.dry_run,
+        stdin_limit: flags.stdin_limit.saturating_mul(1 << 20),
+        strict: global.strict || resolved.strict,
+    };
+    let (client, _sandbox) = connect(resolved.target, &resolved.transport).await?;
+    run(&client, options).await.map(Success::Finished)
 }
 
 pub async fn run(client: &Client, options: Options) -> Result<Exit, Failure> {
@@ -123,10 +148,10 @@ pub async fn run(client: &Client, options: Options) -> Result<Exit, Failure> {
         }
     }
     for e in &invalid {
-        eprintln!("line {}: {}", e.line, e.message);
+        note(&format!("line {}: {}", e.line, e.message));
     }
     if warnings_shown > SHOWN_ERRORS {
-        crate::output::note(&format!(
+        note(&format!(
             "… and {} more warnings",
             warnings_shown - SHOWN_ERRORS
         ));
@@ -134,15 +159,15 @@ pub async fn run(client: &Client, options: Options) -> Result<Exit, Failure> {
     if tagged_over_webhook > 0 {
         // Not strict here: strict made these rows invalid above.
         let _ = crate::severity::webhook_tag("tag", false);
-        crate::output::note(&format!(
+        note(&format!(
             "({tagged_over_webhook} rows have a tag; they are sent untagged)"
         ));
     }
     if invalid_count > invalid.len() as u64 {
-        eprintln!(
+        note(&format!(
             "… and {} more invalid rows",
             invalid_count - invalid.len() as u64
-        );
+        ));
     }
     if invalid_count > 0 && !options.skip_invalid {
         return Err(Failure::Usage(format!(
@@ -151,9 +176,9 @@ pub async fn run(client: &Client, options: Options) -> Result<Exit, Failure> {
         )));
     }
     if options.dry_run {
-        eprintln!(
+        note(&format!(
             "bulk: {valid} valid rows ({warned} with warnings), {invalid_count} invalid; nothing sent (--dry-run)"
-        );
+        ));
         return Ok(Exit::Ok);
     }
 
@@ -313,7 +338,7 @@ pub async fn run(client: &Client, options: Options) -> Result<Exit, Failure> {
             .map_err(|e| Failure::Local(format!("--report: cannot write: {e}")))?;
     }
     let t = &run.tally;
-    eprintln!(
+    note(&format!(
         "bulk: {} rows: {} delivered, {} failed, {} outcome unknown, {} invalid, {} with warnings{}; {:.1} s",
         t.rows,
         t.delivered,
@@ -327,7 +352,7 @@ pub async fn run(client: &Client, options: Options) -> Result<Exit, Failure> {
             String::new()
         },
         started.elapsed().as_secs_f64()
-    );
+    ));
     Ok(if t.delivered == t.rows {
         Exit::Ok
     } else if t.delivered > 0 {

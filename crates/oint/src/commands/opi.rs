@@ -1,7 +1,9 @@
-//! Stage two of argument parsing: raw flags become a checked [`Job`].
+//! The OPI-compatible commands, `oint bitrix24 <Method>`: flags with OPI's names become a
+//! checked [`Job`] ([`plan`]), which is then sent ([`execute`]).
 //!
-//! Every check that can be made without the network is made here, so that a mistake is
-//! reported with the flag's name and exit code 2 before anything is sent.
+//! Every check that can be made without the network is made in [`plan`], so that a mistake is
+//! reported with OPI's flag name and exit code 2 before anything is sent. The mapping from a
+//! request field to OPI's flag ([`opi_flag`]) lives here, and nowhere else.
 
 use std::path::PathBuf;
 
@@ -10,7 +12,12 @@ use secrecy::SecretString;
 use serde_json::Value;
 
 use crate::blocks;
-use crate::cli::{BlockFlags, CommonFlags, DeleteFlags, Method, NotificationFlags};
+use crate::connect::connect;
+use crate::flags::{BlockFlags, CommonFlags, DeleteFlags, Method, NotificationFlags};
+use crate::output::{Failure, Success};
+use crate::portal_errors;
+use crate::settings::{Target, Transport};
+use crate::severity::flagged;
 
 /// What the user asked for, checked.
 pub enum Job {
@@ -25,16 +32,13 @@ pub enum Job {
     Print { value: Value, common: Common },
 }
 
-/// Where to send.
-pub enum Target {
-    /// A real portal: webhook URL, or domain plus token, or domain plus OAuth application.
-    Portal {
-        url: String,
-        token: Option<SecretString>,
-        oauth: Option<crate::oauth::OAuthCreds>,
-    },
-    /// The embedded sandbox portal (`--url sandbox`).
-    Sandbox { token: Option<SecretString> },
+impl Job {
+    /// The OPI options every method has.
+    pub fn common(&self) -> &Common {
+        match self {
+            Job::Send { common, .. } | Job::Print { common, .. } => common,
+        }
+    }
 }
 
 /// How to judge a `result` that is not an error.
@@ -64,17 +68,9 @@ fn usage(flag: &str, message: impl std::fmt::Display) -> UsageError {
     UsageError(flagged(flag, &message.to_string()))
 }
 
-/// `flag: finding`, once for each line when a check found several things.
-pub fn flagged(flag: &str, message: &str) -> String {
-    message
-        .lines()
-        .map(|line| format!("{flag}: {line}"))
-        .collect::<Vec<_>>()
-        .join("\n")
-}
-
-/// `strict` refuses warnings too (`--strict`, `OINT_STRICT`).
-pub fn resolve(method: Method, strict: bool) -> Result<Job, UsageError> {
+/// Checks an OPI method's flags and makes its job; `strict` refuses warnings too
+/// (`--strict`, `OINT_STRICT`).
+pub fn plan(method: Method, strict: bool) -> Result<Job, UsageError> {
     match method {
         Method::CreatePersonalNotification(flags) => notification(flags, false, strict),
         Method::CreateSystemNotification(flags) => notification(flags, true, strict),
@@ -176,7 +172,7 @@ fn target(url: Option<String>, token: Option<String>) -> Result<Target, UsageErr
         "a webhook URL (https://PORTAL/rest/USER_ID/SECRET/), a portal domain with --token, or \"sandbox\"; BITRIX24_URL works too",
     )?;
     let token = token
-        .map(|t| crate::config::clean_secret(&t, "--token"))
+        .map(|t| crate::secrets::clean_secret(&t, "--token"))
         .transpose()
         .map_err(UsageError)?
         .filter(|t| !t.is_empty())
@@ -185,8 +181,8 @@ fn target(url: Option<String>, token: Option<String>) -> Result<Target, UsageErr
         return Ok(Target::Sandbox { token });
     }
     // OPI has no OAuth flags; the BITRIX24_CLIENT_ID… environment turns refresh on.
-    let oauth = crate::config::real_world(|world| {
-        crate::oauth::resolve(&url, None, false, world, &|_, _| {
+    let oauth = crate::settings::real_world(|world| {
+        crate::settings::oauth::credentials(&url, None, false, world, &|_, _| {
             Err("no secret files without a config file".into())
         })
     })
@@ -229,6 +225,75 @@ fn unescape_newlines(text: &str) -> String {
     text.replace("\\n", "\n")
 }
 
+/// Sends a planned job (or prints what it made locally) and judges the answer.
+pub async fn execute(job: Job, transport: &Transport) -> Result<Success, Failure> {
+    match job {
+        Job::Print { value, .. } => Ok(Success::Json(value)),
+        Job::Send {
+            target,
+            request,
+            expect,
+            common,
+        } => {
+            // Before anything connects: a bad name could leave /rest/ with the credentials.
+            bitrix24::check_method(request.method()).map_err(failure)?;
+            // Keep the sandbox alive until the call is done.
+            let (client, _sandbox) = connect(target, transport).await?;
+            if common.debug {
+                crate::output::note(&format!("portal : {}", client.portal()));
+            }
+            if request.params().contains_key("TAG") && !client.portal().is_oauth() {
+                crate::severity::webhook_tag("--tag", common.strict).map_err(Failure::Usage)?;
+            }
+            if common.test {
+                let preview = client.preview(&request);
+                return Ok(Success::Json(
+                    serde_json::to_value(preview).expect("a preview is JSON"),
+                ));
+            }
+            let answer = client.execute(&request).await.map_err(failure)?;
+            judge(expect, &request, answer.raw)
+        }
+    }
+}
+
+/// A `false` result is the portal saying "not done" without an error; scripts must see it.
+fn judge(expect: Expect, request: &bitrix24::Request, body: Value) -> Result<Success, Failure> {
+    let result = body.get("result").cloned().unwrap_or(Value::Null);
+    let failed = matches!(result, Value::Bool(false) | Value::Null);
+    if !failed {
+        return Ok(Success::Json(body));
+    }
+    let param = |k: &str| {
+        request
+            .params()
+            .get(k)
+            .and_then(Value::as_str)
+            .unwrap_or("?")
+            .to_string()
+    };
+    let message = match expect {
+        Expect::Created => format!(
+            "the portal did not create the notification (result false): user {} does not exist or is inactive",
+            param("USER_ID")
+        ),
+        Expect::Deleted => format!(
+            "the portal did not delete notification {} (result false): it does not exist or is not among the caller's own notifications",
+            param("ID")
+        ),
+    };
+    Err(Failure::Portal {
+        body: Some(body),
+        message,
+        auth: false,
+    })
+}
+
+/// A library error, with request fields named by OPI's flags.
+fn failure(error: bitrix24::Error) -> Failure {
+    portal_errors::failure(error, &|field| opi_flag(field).to_string())
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -255,7 +320,7 @@ mod tests {
         let mut f = flags("https://x.bitrix24.com/rest/1/s/", "10", "Line 1\\nLine 2");
         f.tag = Some("New".into());
         f.blocks = Some("[{'IMAGE':{'NAME':'i','LINK':'https://x/p.png'}}]".into());
-        let r = request_of(resolve(Method::CreatePersonalNotification(f), false).unwrap());
+        let r = request_of(plan(Method::CreatePersonalNotification(f), false).unwrap());
         assert_eq!(r.method(), "im.notify.personal.add");
         assert_eq!(
             Value::Object(r.params().clone()),
@@ -266,7 +331,7 @@ mod tests {
         let mut f = flags("sandbox", "1", "x");
         f.tag = Some(String::new());
         f.blocks = Some("  ".into());
-        let r = request_of(resolve(Method::CreateSystemNotification(f), false).unwrap());
+        let r = request_of(plan(Method::CreateSystemNotification(f), false).unwrap());
         assert_eq!(r.method(), "im.notify.system.add");
         assert_eq!(
             Value::Object(r.params().clone()),
@@ -332,7 +397,7 @@ mod tests {
             ),
         ];
         for (method, want) in cases {
-            let err = resolve(method, false).err().expect(want).0;
+            let err = plan(method, false).err().expect(want).0;
             assert!(err.starts_with(want), "{err}");
             assert!(!err.contains('\n'));
         }
@@ -345,9 +410,9 @@ mod tests {
             blocks: Some(r#"[{"DELIMITER": true}]"#.into()),
             ..flags("sandbox", "1", "x")
         };
-        let r = request_of(resolve(Method::CreatePersonalNotification(f()), false).unwrap());
+        let r = request_of(plan(Method::CreatePersonalNotification(f()), false).unwrap());
         assert_eq!(r.params()["ATTACH"], json!([{"DELIMITER": true}]));
-        let err = resolve(Method::CreatePersonalNotification(f()), true)
+        let err = plan(Method::CreatePersonalNotification(f()), true)
             .err()
             .unwrap()
             .0;
@@ -360,7 +425,7 @@ mod tests {
 
     #[test]
     fn sandbox_is_recognised_in_any_case() {
-        let job = resolve(
+        let job = plan(
             Method::CreatePersonalNotification(flags(" SandBox ", "1", "x")),
             false,
         )
@@ -376,7 +441,7 @@ mod tests {
 
     #[test]
     fn block_helpers_make_opi_blocks() {
-        let job = resolve(
+        let job = plan(
             Method::GetPictureBlock(BlockFlags {
                 title: Some("Image1".into()),
                 url: Some("https://x/p.jpg".into()),

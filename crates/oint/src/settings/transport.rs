@@ -13,97 +13,8 @@ use bitrix24::{
     ClientBuilder, HttpPolicy, Notice, Pacer, Portal, RateLimit, RetryPolicy, WaitReason,
 };
 
-use crate::cli::LimitFlags;
-
-/// A number the user gives (flag or config setting) and the range where it means something.
-/// Every such number passes [`Range::check`] before it becomes a `Duration` or a limit:
-/// `Duration::from_secs_f64(1e300)` panics, and NaN or 0 mean nothing.
-#[derive(Debug, Clone, Copy, PartialEq)]
-pub struct Range {
-    pub min: f64,
-    pub max: f64,
-    pub unit: &'static str,
-}
-
-/// `--timeout`: seconds to wait for each answer.
-pub const TIMEOUT: Range = Range {
-    min: 0.001,
-    max: 86_400.0,
-    unit: "seconds",
-};
-/// `--connect-timeout`: seconds to wait for a connection.
-pub const CONNECT_TIMEOUT: Range = Range {
-    min: 0.001,
-    max: 3_600.0,
-    unit: "seconds",
-};
-/// `--rate` and the config file's `rate`.
-pub const RATE: Range = Range {
-    min: 0.0001,
-    max: 10_000.0,
-    unit: "requests per second",
-};
-/// `--burst` and the config file's `burst`.
-pub const BURST: Range = Range {
-    min: 1.0,
-    max: 100_000.0,
-    unit: "requests",
-};
-/// `--attempts`.
-pub const ATTEMPTS: std::ops::RangeInclusive<u32> = 1..=100;
-
-impl Range {
-    /// `value` if it is in range; else what is expected (never the value: it may be a secret
-    /// typed in the wrong place).
-    pub fn check(&self, value: f64) -> Result<f64, String> {
-        if value.is_finite() && value >= self.min && value <= self.max {
-            Ok(value)
-        } else {
-            Err(self.expected())
-        }
-    }
-
-    /// Parses a flag's text, for clap's `value_parser`.
-    pub fn parse(&self, text: &str) -> Result<f64, String> {
-        text.trim()
-            .parse::<f64>()
-            .map_err(|_| self.expected())
-            .and_then(|v| self.check(v))
-    }
-
-    fn expected(&self) -> String {
-        format!(
-            "must be at least {} and at most {} ({})",
-            self.min, self.max, self.unit
-        )
-    }
-}
-
-pub fn parse_timeout(text: &str) -> Result<f64, String> {
-    TIMEOUT.parse(text)
-}
-pub fn parse_connect_timeout(text: &str) -> Result<f64, String> {
-    CONNECT_TIMEOUT.parse(text)
-}
-pub fn parse_rate(text: &str) -> Result<f64, String> {
-    RATE.parse(text)
-}
-pub fn parse_burst(text: &str) -> Result<f64, String> {
-    BURST.parse(text)
-}
-pub fn parse_attempts(text: &str) -> Result<u32, String> {
-    text.trim()
-        .parse::<u32>()
-        .ok()
-        .filter(|n| ATTEMPTS.contains(n))
-        .ok_or_else(|| {
-            format!(
-                "must be at least {} and at most {} (a whole number; the first attempt counts)",
-                ATTEMPTS.start(),
-                ATTEMPTS.end()
-            )
-        })
-}
+use crate::flags::LimitFlags;
+use crate::ranges::{ATTEMPTS, BURST, CONNECT_TIMEOUT, RATE, Range, TIMEOUT};
 
 /// Rate-limit settings of a config-file portal.
 #[derive(Debug, Clone, Default, PartialEq)]
@@ -126,11 +37,11 @@ pub struct Transport {
 impl Transport {
     /// From the global flags alone.
     pub fn from_flags(flags: &LimitFlags) -> Result<Transport, String> {
-        Transport::resolve(flags, &EntryLimits::default())
+        Transport::over_entry(flags, &EntryLimits::default())
     }
 
     /// Flags first, then the config file's portal, then the standard plan.
-    pub fn resolve(flags: &LimitFlags, entry: &EntryLimits) -> Result<Transport, String> {
+    pub fn over_entry(flags: &LimitFlags, entry: &EntryLimits) -> Result<Transport, String> {
         let plan = flags
             .plan
             .as_deref()
@@ -185,7 +96,7 @@ impl Transport {
 
     /// The same flags over a config-file portal's settings.
     pub fn with_entry(&self, entry: &EntryLimits) -> Result<Transport, String> {
-        Transport::resolve(&self.flags, entry)
+        Transport::over_entry(&self.flags, entry)
     }
 
     /// Applies the settings to a client for `url`.
@@ -253,17 +164,7 @@ fn bucket_path(url: &str, token: Option<&str>) -> Option<PathBuf> {
         Some(dir) => PathBuf::from(dir),
         None => dirs::data_local_dir()?.join("oint"),
     };
-    let name: String = portal
-        .authority()
-        .chars()
-        .map(|c| {
-            if c.is_ascii_alphanumeric() || c == '.' || c == '-' {
-                c
-            } else {
-                '_'
-            }
-        })
-        .collect();
+    let name = crate::files::file_name_for(portal.authority());
     Some(dir.join("ratelimit").join(format!("{name}.bucket")))
 }
 
@@ -285,7 +186,7 @@ mod tests {
             rate: None,
             burst: Some(100.0),
         };
-        let t = Transport::resolve(&LimitFlags::default(), &entry).unwrap();
+        let t = Transport::over_entry(&LimitFlags::default(), &entry).unwrap();
         assert_eq!(
             t.limit,
             RateLimit {
@@ -297,7 +198,7 @@ mod tests {
             rate: Some(1.5),
             ..LimitFlags::default()
         };
-        let t = Transport::resolve(&flags, &entry).unwrap();
+        let t = Transport::over_entry(&flags, &entry).unwrap();
         assert_eq!(
             t.limit,
             RateLimit {
@@ -351,23 +252,7 @@ mod tests {
     }
 
     #[test]
-    fn ranges_refuse_what_cannot_be_a_duration_or_a_limit() {
-        for range in [TIMEOUT, CONNECT_TIMEOUT, RATE, BURST] {
-            for bad in [f64::NAN, f64::INFINITY, f64::NEG_INFINITY, 1e300, -1.0, 0.0] {
-                let err = range.check(bad).unwrap_err();
-                assert!(err.starts_with("must be at least"), "{err}");
-                assert!(!err.contains("NaN") && !err.contains("inf"), "{err}");
-            }
-            assert_eq!(range.check(range.min), Ok(range.min));
-            assert_eq!(range.check(range.max), Ok(range.max));
-            // The largest value still makes a Duration.
-            let _ = Duration::from_secs_f64(range.max);
-            assert!(range.parse("abc").is_err() && range.parse(" 1e300 ").is_err());
-        }
-        assert_eq!(parse_attempts("100"), Ok(100));
-        for bad in ["0", "101", "-1", "1.5", "x", "4294967296"] {
-            assert!(parse_attempts(bad).is_err(), "{bad}");
-        }
+    fn a_connect_timeout_that_cannot_be_a_duration_is_refused() {
         let flags = LimitFlags {
             connect_timeout: Some(1e20),
             ..LimitFlags::default()

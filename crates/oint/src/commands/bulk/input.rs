@@ -15,14 +15,8 @@ use std::path::Path;
 use bitrix24::{Attach, Request};
 use serde_json::{Map, Value};
 
-/// The input formats.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, clap::ValueEnum)]
-pub enum Format {
-    /// One JSON object a line: {"user": 10, "text": "…", "tag": "…", "system": false, "attach": […]}
-    Jsonl,
-    /// A header line with the column names (user,text,tag,sub_tag,system,attach), then one row a line
-    Csv,
-}
+/// The input formats (`--format`).
+pub use crate::flags::InputFormat as Format;
 
 impl Format {
     /// From the file name when not given: `.csv` is CSV, anything else JSON Lines.

@@ -1,0 +1,423 @@
+//! `oint notify send|delete|read|answer|confirm|list|search`: the whole notification API
+//! in a modern grammar. (`notify bulk` is [`super::bulk`].)
+//!
+//! Each command resolves its flags and connection first (usage errors exit 2 before anything
+//! is sent), builds its request with the library's client-free builders, sends it, and
+//! renders the result as JSON, tab-separated text or a table. Errors name this grammar's
+//! flags (`--id`, `--attach`), never OPI's.
+
+use bitrix24::notify::{Delete, Read, ReadAll, ReadList, Respond, Search};
+use bitrix24::{Attach, Client};
+use futures_util::TryStreamExt;
+use serde_json::{Value, json};
+
+use super::render::{self, Outcome, preview};
+use crate::blocks;
+use crate::connect::connect;
+use crate::flags::{Connection, NotifyAction, NotifyArgs, SendFlags};
+use crate::output::{Failure, Success};
+use crate::portal_errors;
+use crate::settings::{self, Global};
+use crate::severity;
+
+/// Runs `oint notify …` (but `bulk`). The config file's `strict` is added to the global one.
+pub async fn command(args: NotifyArgs, global: &Global) -> Result<Success, Failure> {
+    let format = render::format(&args.connection);
+    let outcome = notify(args, global).await;
+    render::render(outcome, format)
+}
+
+async fn notify(args: NotifyArgs, global: &Global) -> Result<Outcome, Failure> {
+    let resolved = settings::real_world(|world| {
+        settings::resolve_connection(&args.connection, &global.transport, world)
+    })
+    .map_err(Failure::Usage)?;
+    let (client, _sandbox) = connect(resolved.target, &resolved.transport).await?;
+    run_notify(
+        &client,
+        args.action,
+        &args.connection,
+        global.strict || resolved.strict,
+    )
+    .await
+}
+
+/// The `oint notify` flag that sets a request field.
+fn notify_flag(field: &str) -> String {
+    match field {
+        "USER_ID" => "--user",
+        "MESSAGE" => "--text",
+        "ATTACH" => "--attach",
+        "TAG" => "--tag",
+        "SUB_TAG" => "--sub-tag",
+        "MESSAGE_OUT" => "--message-out",
+        "CLIENT_ID" => "--client-id",
+        "ID" => "--id",
+        "IDS" => "--ids",
+        "NOTIFY_ID" => "--id",
+        "ANSWER_TEXT" => "--text",
+        "NOTIFY_VALUE" => "--value",
+        "SEARCH_TEXT" => "TEXT",
+        "LIMIT" => "--limit",
+        other => other,
+    }
+    .to_string()
+}
+
+/// A library error, with request fields named by this grammar's flags.
+fn failure(error: bitrix24::Error) -> Failure {
+    portal_errors::failure(error, &notify_flag)
+}
+
+async fn run_notify(
+    client: &Client,
+    action: NotifyAction,
+    conn: &Connection,
+    strict: bool,
+) -> Result<Outcome, Failure> {
+    let err = failure;
+    match action {
+        NotifyAction::Send(flags) => {
+            let user = flags.user;
+            let (report, request) = build_send(flags)?.build(strict);
+            severity::admit(&report, strict, &send_flag).map_err(Failure::Usage)?;
+            let request = request.map_err(err)?;
+            if request.params().contains_key("TAG") && !client.portal().is_oauth() {
+                severity::webhook_tag("--tag", strict).map_err(Failure::Usage)?;
+            }
+            if conn.dry_run {
+                return Ok(preview(client, &request));
+            }
+            let created = client.send::<bitrix24::Created>(&request).await;
+            match created.map_err(err)?.result.0 {
+                Some(id) => Ok(Outcome::Value {
+                    json: json!({"id": id}),
+                    plain: id.to_string(),
+                }),
+                None => Err(not_done(format!(
+                    "the portal did not create the notification (result false): user {user} does not exist or is inactive"
+                ))),
+            }
+        }
+        NotifyAction::Delete(flags) => {
+            let target = flags.target;
+            // The client-bound builder for tags: it knows a webhook needs CLIENT_ID, and says
+            // so before anything is sent, --dry-run included.
+            let n = client.notify();
+            let tagged = |by: bitrix24::DeleteByTag<'_>| match flags.client_id.clone() {
+                Some(id) => by.client_id(id).to_request(),
+                None => by.to_request(),
+            };
+            let (request, by_id) = match (target.id, target.tag, target.sub_tag) {
+                (Some(id), _, _) => (Delete::new(id).to_request(), Some(id)),
+                (_, Some(tag), _) => (tagged(n.delete_by_tag(tag)), None),
+                (_, _, Some(sub)) => (tagged(n.delete_by_sub_tag(sub)), None),
+                _ => unreachable!("clap requires one of --id, --tag, --sub-tag"),
+            };
+            let request = request.map_err(err)?;
+            if conn.dry_run {
+                return Ok(preview(client, &request));
+            }
+            let deleted = client
+                .send::<bitrix24::Flag>(&request)
+                .await
+                .map_err(err)?
+                .result
+                .0;
+            match (deleted, by_id) {
+                (false, Some(id)) => Err(not_done(format!(
+                    "the portal did not delete notification {id} (result false): it does not exist or is not among your own notifications"
+                ))),
+                _ => Ok(Outcome::Value {
+                    json: json!({"deleted": deleted}),
+                    plain: deleted.to_string(),
+                }),
+            }
+        }
+        NotifyAction::Read(flags) => {
+            let target = flags.target;
+            let request = if target.all {
+                ReadAll::new().to_request()
+            } else if let Some(id) = target.id {
+                let mut read = Read::new(id);
+                if flags.unread {
+                    read = read.unread();
+                }
+                if flags.only_current {
+                    read = read.only_current();
+                }
+                read.to_request()
+            } else {
+                let mut read = ReadList::new(target.ids);
+                if flags.unread {
+                    read = read.unread();
+                }
+                read.to_request()
+            };
+            let request = request.map_err(err)?;
+            if conn.dry_run {
+                return Ok(preview(client, &request));
+            }
+            client.execute(&request).await.map_err(err)?;
+            Ok(Outcome::Value {
+                json: json!({"ok": true}),
+                plain: "ok".into(),
+            })
+        }
+        NotifyAction::Answer(flags) => {
+            reply(
+                client,
+                Respond::answer(flags.id, flags.text),
+                flags.id,
+                conn.dry_run,
+            )
+            .await
+        }
+        NotifyAction::Confirm(flags) => {
+            reply(
+                client,
+                Respond::confirm(flags.id, flags.value),
+                flags.id,
+                conn.dry_run,
+            )
+            .await
+        }
+        NotifyAction::List(flags) => {
+            // Every page is one stream over both of the portal's cursor stages.
+            let get = client.notify().get().limit(flags.limit);
+            if conn.dry_run {
+                return Ok(preview(client, &get.to_request().map_err(err)?));
+            }
+            let items = if flags.all {
+                get.stream().try_collect().await.map_err(err)?
+            } else {
+                get.send().await.map_err(err)?.notifications
+            };
+            Ok(Outcome::Notifications(items))
+        }
+        NotifyAction::Bulk(_) => unreachable!("the app runs bulk as its own command"),
+        NotifyAction::Search(flags) => {
+            let search = Search::new(flags.text).limit(flags.limit);
+            let request = search.to_request().map_err(err)?;
+            if conn.dry_run {
+                return Ok(preview(client, &request));
+            }
+            Ok(Outcome::Notifications(
+                search.send(client).await.map_err(err)?.notifications,
+            ))
+        }
+    }
+}
+
+async fn reply(
+    client: &Client,
+    reply: Respond,
+    id: u64,
+    dry_run: bool,
+) -> Result<Outcome, Failure> {
+    if dry_run {
+        return Ok(preview(client, &reply.to_request().map_err(failure)?));
+    }
+    match reply.send(client).await.map_err(failure)? {
+        Some(messages) => Ok(Outcome::Value {
+            plain: messages.join("\n"),
+            json: json!({"messages": messages}),
+        }),
+        None => Err(not_done(format!(
+            "the portal answered false: notification {id} does not exist, is not yours, or cannot take this reply"
+        ))),
+    }
+}
+
+fn not_done(message: String) -> Failure {
+    Failure::Portal {
+        body: None,
+        message,
+        auth: false,
+    }
+}
+
+/// Turns the send flags into a notification for the library's builder.
+fn build_send(flags: SendFlags) -> Result<severity::Notification, Failure> {
+    let attach = build_attach(&flags.attach, &flags.image, &flags.file, &flags.color)
+        .map_err(Failure::Usage)?;
+    Ok(severity::Notification {
+        system: flags.system,
+        user: flags.user,
+        text: flags.text,
+        tag: flags.tag,
+        sub_tag: flags.sub_tag,
+        message_out: flags.message_out,
+        client_id: flags.client_id,
+        attach,
+    })
+}
+
+/// The `notify send` flag that set what a finding is about.
+fn send_flag(finding: &bitrix24::Finding) -> String {
+    match (finding.field.as_str(), finding.path.as_str()) {
+        ("USER_ID", _) => "--user",
+        ("MESSAGE", _) => "--text",
+        ("ATTACH", "COLOR") => "--color",
+        ("ATTACH", _) => "--attach",
+        (other, _) => other,
+    }
+    .to_string()
+}
+
+/// Joins `--attach`, `--image`, `--file` and `--color` into one attachment.
+fn build_attach(
+    attach: &Option<String>,
+    images: &[String],
+    files: &[String],
+    color: &Option<String>,
+) -> Result<Option<Attach>, String> {
+    let base = match attach {
+        Some(text) => blocks::parse(text)
+            .map_err(|e| severity::flagged("--attach", &e.to_string()))?
+            .map(|a| a.as_json().clone()),
+        None => None,
+    };
+    let mut extra = Vec::new();
+    for (flag, kind, items) in [("--image", "IMAGE", images), ("--file", "FILE", files)] {
+        for item in items {
+            let (name, link) = item
+                .split_once('=')
+                .filter(|(n, l)| !n.trim().is_empty() && !l.trim().is_empty())
+                .ok_or_else(|| format!("{flag}: expected NAME=URL, got {item:?}"))?;
+            // The link is checked with the rest of the attach, by the library's rule.
+            let link = link.trim();
+            extra.push(json!({ kind: {"NAME": name.trim(), "LINK": link} }));
+        }
+    }
+    if base.is_none() && extra.is_empty() {
+        return match color {
+            Some(_) => {
+                Err("--color: colours an attachment; add --attach, --image or --file".into())
+            }
+            None => Ok(None),
+        };
+    }
+    // Full form when there is one already or a colour needs a place; a plain list otherwise.
+    let value = match base {
+        Some(Value::Object(mut full)) => {
+            let key = full
+                .keys()
+                .find(|k| k.eq_ignore_ascii_case("BLOCKS"))
+                .cloned()
+                .unwrap_or("BLOCKS".into());
+            if let Some(Value::Array(list)) = full.get_mut(&key) {
+                list.extend(extra);
+            }
+            if let Some(c) = color {
+                full.insert("COLOR".into(), Value::String(c.clone()));
+            }
+            Value::Object(full)
+        }
+        base => {
+            let mut list = match base {
+                Some(Value::Array(list)) => list,
+                _ => Vec::new(),
+            };
+            list.extend(extra);
+            match color {
+                Some(c) => json!({"COLOR": c, "BLOCKS": list}),
+                None => Value::Array(list),
+            }
+        }
+    };
+    // Errors are refused with the rest of the notification's findings, warnings shown.
+    let attach = Attach::from_value(value);
+    Ok((!attach.is_empty()).then_some(attach))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn attach_flags_combine() {
+        let images = vec!["chart=https://x/c.png".to_string()];
+        let files = vec!["log.txt=/upload/log.txt".to_string()];
+        let a = build_attach(&Some("[{'MESSAGE':'hi'}]".into()), &images, &files, &None)
+            .unwrap()
+            .unwrap();
+        assert_eq!(
+            a.as_json(),
+            &json!([{"MESSAGE": "hi"}, {"IMAGE": {"NAME": "chart", "LINK": "https://x/c.png"}},
+                    {"FILE": {"NAME": "log.txt", "LINK": "/upload/log.txt"}}])
+        );
+        let a = build_attach(&None, &images, &[], &Some("#29619b".into()))
+            .unwrap()
+            .unwrap();
+        assert_eq!(
+            a.as_json(),
+            &json!({"COLOR": "#29619b", "BLOCKS": [{"IMAGE": {"NAME": "chart", "LINK": "https://x/c.png"}}]})
+        );
+        assert!(build_attach(&None, &[], &[], &None).unwrap().is_none());
+        let table = [
+            (None, vec!["noequals"], None, "--image: expected NAME=URL"),
+            (None, vec![], Some("#fff"), "--color: colours an attachment"),
+            (
+                Some("nope"),
+                vec![],
+                None,
+                "--attach: expected a JSON array",
+            ),
+        ];
+        for (attach, images, color, want) in table {
+            let images: Vec<String> = images.iter().map(|s| s.to_string()).collect();
+            let e = build_attach(
+                &attach.map(String::from),
+                &images,
+                &[],
+                &color.map(String::from),
+            )
+            .unwrap_err();
+            assert!(e.starts_with(want), "{e}");
+        }
+    }
+
+    /// A link or colour the portal drops or replaces is the library's warning, not a refusal;
+    /// strict refuses it, and what the portal refuses stays refused.
+    #[test]
+    fn attach_flags_are_checked_by_the_library() {
+        let findings = |images: &[&str], color: Option<&str>, strict: bool| {
+            let images: Vec<String> = images.iter().map(|s| s.to_string()).collect();
+            let attach = build_attach(&None, &images, &[], &color.map(String::from)).unwrap();
+            let (report, _) = severity::Notification {
+                user: 1,
+                text: "x".into(),
+                attach,
+                ..Default::default()
+            }
+            .build(strict);
+            (severity::admit_quietly(&report, strict, &send_flag), report)
+        };
+        let (admitted, report) = findings(&["a=ftp://x", "b=https://x/b.png"], Some("red"), false);
+        assert!(admitted.is_ok());
+        let lines: Vec<&str> = report.warnings.iter().map(|f| f.message.as_str()).collect();
+        assert!(
+            lines
+                .iter()
+                .any(|l| l.starts_with("\"ftp://x\" is not a link")),
+            "{lines:?}"
+        );
+        assert!(
+            lines
+                .iter()
+                .any(|l| l.starts_with("\"red\" is not a colour")),
+            "{lines:?}"
+        );
+        let (refused, _) = findings(&["a=ftp://x", "b=https://x/b.png"], Some("red"), true);
+        let refused = refused.unwrap_err();
+        assert!(refused.starts_with("--color: COLOR: "), "{refused}");
+        assert!(
+            refused.contains("\n--attach: BLOCKS[0].IMAGE.LINK: "),
+            "{refused}"
+        );
+        assert_eq!(refused.lines().count(), 2, "{refused}");
+        let (clean, report) = findings(&["b=https://x/b.png"], Some("#29619b"), true);
+        assert!(clean.is_ok() && report.is_clean());
+    }
+}

@@ -1,0 +1,44 @@
+//! A [`Client`] for a resolved [`Target`]: the real portal with the settings' pacing and
+//! OAuth, or the embedded sandbox, started for the length of the command.
+
+use bitrix24::Client;
+use secrecy::ExposeSecret;
+
+use crate::output::Failure;
+use crate::portal_errors;
+use crate::sandbox;
+use crate::settings::{Target, Transport};
+
+/// A client for the target; the sandbox, when used, lives as long as the returned guard.
+pub async fn connect(
+    target: Target,
+    transport: &Transport,
+) -> Result<(Client, Option<sandbox::Sandbox>), Failure> {
+    match target {
+        Target::Portal { url, token, oauth } => {
+            // The bucket is the portal's: an app with no token yet still has a domain.
+            let bucket_token = token
+                .as_ref()
+                .map(|t| t.expose_secret())
+                .or(oauth.as_ref().map(|_| "oauth"));
+            let mut builder = transport.configure(Client::builder(&url), &url, bucket_token);
+            match (&oauth, &token) {
+                (Some(oauth), token) => builder = builder.oauth(oauth.config(token.as_ref())),
+                (None, Some(token)) => builder = builder.token(token.expose_secret()),
+                (None, None) => {}
+            }
+            Ok((
+                builder
+                    .build()
+                    .map_err(|e| portal_errors::failure(e, &portal_errors::as_named))?,
+                None,
+            ))
+        }
+        Target::Sandbox { token } => {
+            let sandbox = sandbox::start(token.as_ref(), transport)
+                .await
+                .map_err(Failure::Local)?;
+            Ok((sandbox.client.clone(), Some(sandbox)))
+        }
+    }
+}
