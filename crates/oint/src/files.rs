@@ -111,3 +111,33 @@ pub fn file_name_for(authority: &str) -> String {
         })
         .collect()
 }
+
+/// Largest `--text -`: far above any notification a person reads.
+pub const STDIN_TEXT_CAP: u64 = 1024 * 1024;
+
+/// All of standard input as text, for `--text -`: at most `cap` bytes (more is refused, never
+/// cut), UTF-8, one trailing line break dropped (`echo`, `df -h` end with one).
+pub fn read_stdin_text(cap: u64) -> Result<String, String> {
+    use std::io::Read;
+    let mut bytes = Vec::new();
+    std::io::stdin()
+        .lock()
+        .take(cap + 1)
+        .read_to_end(&mut bytes)
+        .map_err(|e| format!("cannot read standard input: {e}"))?;
+    if bytes.len() as u64 > cap {
+        return Err(format!(
+            "standard input is longer than {} KiB; send a summary, or attach the rest as a file link",
+            cap / 1024
+        ));
+    }
+    let mut text =
+        String::from_utf8(bytes).map_err(|_| "standard input is not UTF-8 text".to_string())?;
+    if text.ends_with('\n') {
+        text.pop();
+        if text.ends_with('\r') {
+            text.pop();
+        }
+    }
+    Ok(text)
+}

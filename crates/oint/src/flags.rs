@@ -47,6 +47,26 @@ Examples:
 key=value pairs are sent as strings; key[sub]=v and key[]=v nest as in Bitrix24's PHP syntax.
 --params (JSON, or @FILE) is read first, then key=value pairs are laid over it.";
 
+const SEND_EXAMPLES: &str = "\
+Examples:
+  oint notify send --url sandbox --user 1 --text \"Build #42 passed\"
+  oint notify send --user 10 --text \"Disk 91% full\" --system --tag disk-alert --sub-tag host-7
+  oint notify send --user 10 --text Deployed --image chart=https://ci.example.com/c.png --color #29619b
+  oint notify send --user 10 --text Report --attach report-blocks.json
+  df -h | oint notify send --user 10 --text -";
+
+const BITRIX24_EXAMPLES: &str = "\
+Examples:
+  oint bitrix24
+  oint bitrix24 CreatePersonalNotification --url sandbox --user 1 --text Hello
+  oint bitrix24 GetPictureBlock --title Chart --url https://example.com/chart.png";
+
+const SANDBOX_EXAMPLES: &str = "\
+Examples:
+  oint notify send --url sandbox --user 1 --text Hello
+  oint sandbox list
+  oint sandbox reset";
+
 const TOP_EXAMPLES: &str = "\
 Examples:
   oint bitrix24 CreatePersonalNotification --url sandbox --user 1 --text Hello
@@ -116,10 +136,10 @@ pub struct LimitFlags {
 #[derive(Debug, Subcommand)]
 pub enum Command {
     /// Bitrix24 methods, with OPI's names and options
-    #[command(name = "bitrix24", disable_help_subcommand = true)]
+    #[command(name = "bitrix24", disable_help_subcommand = true, after_help = BITRIX24_EXAMPLES)]
     Bitrix24(Bitrix24),
     /// Inspect or clear the local sandbox portal used by --url sandbox
-    #[command(name = "sandbox", disable_help_subcommand = true)]
+    #[command(name = "sandbox", disable_help_subcommand = true, after_help = SANDBOX_EXAMPLES)]
     Sandbox(SandboxArgs),
     /// Send, list, read, answer and delete notifications
     #[command(disable_help_subcommand = true, after_help = NOTIFY_EXAMPLES)]
@@ -128,11 +148,17 @@ pub enum Command {
     #[command(after_help = CALL_EXAMPLES)]
     Call(CallArgs),
     /// Print a shell completion script: oint completions bash > /etc/bash_completion.d/oint
+    #[command(
+        after_help = "Examples:\n  oint completions bash > /etc/bash_completion.d/oint\n  oint completions zsh > \"${fpath[1]}/_oint\"\n  oint completions fish > ~/.config/fish/completions/oint.fish"
+    )]
     Completions {
         #[arg(value_enum)]
         shell: clap_complete::Shell,
     },
     /// Print the manual page (roff): oint man | man -l -
+    #[command(
+        after_help = "Examples:\n  oint man | man -l -\n  oint man > /usr/local/share/man/man1/oint.1"
+    )]
     Man,
 }
 
@@ -210,18 +236,33 @@ pub struct NotifyArgs {
 #[derive(Debug, Subcommand)]
 pub enum NotifyAction {
     /// Send a notification (im.notify.personal.add, or im.notify.system.add with --system)
+    #[command(after_help = SEND_EXAMPLES)]
     Send(SendFlags),
     /// Delete notifications by id, tag or sub-tag (im.notify.delete)
+    #[command(
+        after_help = "Examples:\n  oint notify delete --id 7450\n  oint notify delete --tag disk-alert          # OAuth app: every user's\n  oint notify delete --sub-tag host-7 --client-id app.123   # over a webhook"
+    )]
     Delete(DeleteByFlags),
     /// Mark notifications read or unread (im.notify.read, read.list, read.all)
+    #[command(
+        after_help = "Examples:\n  oint notify read --all\n  oint notify read --ids 7450,7451\n  oint notify read --id 7450 --only-current --unread"
+    )]
     Read(ReadFlags),
     /// Answer a notification with text (im.notify.answer)
+    #[command(after_help = "Examples:\n  oint notify answer --id 7450 --text \"On it\"")]
     Answer(AnswerFlags),
     /// Press a button of a confirmation notification (im.notify.confirm)
+    #[command(after_help = "Examples:\n  oint notify confirm --id 7450 --value Y")]
     Confirm(ConfirmFlags),
     /// List your notifications, newest first (im.notify.get)
+    #[command(
+        after_help = "Examples:\n  oint notify list\n  oint notify list --all --json | jq '.[] | select(.read == false) | .id'\n  oint notify list --limit 10 --output plain"
+    )]
     List(ListFlags),
     /// Search your notifications by text (im.notify.history.search)
+    #[command(
+        after_help = "Examples:\n  oint notify search backup\n  oint notify search \"disk full\" --limit 5 --json"
+    )]
     Search(SearchFlags),
     /// Send many notifications from a JSON Lines or CSV file, in batches, resumably
     #[command(after_help = BULK_HELP)]
@@ -290,7 +331,7 @@ pub struct SendFlags {
     /// Recipient's user ID
     #[arg(long, value_name = "ID", value_parser = clap::value_parser!(u64).range(1..))]
     pub user: u64,
-    /// Notification text (BB-codes allowed)
+    /// Notification text (BB-codes allowed), or - to read it from standard input
     #[arg(long, value_name = "TEXT")]
     pub text: String,
     /// Send as a system notification, with no author
@@ -572,10 +613,17 @@ pub struct SandboxArgs {
 #[derive(Debug, Subcommand)]
 pub enum SandboxAction {
     /// Print every notification stored in the sandbox, as JSON
+    #[command(
+        after_help = "Examples:\n  oint sandbox list\n  oint sandbox list | jq '.[-1].message'"
+    )]
     List,
     /// Delete every notification stored in the sandbox
+    #[command(after_help = "Examples:\n  oint sandbox reset")]
     Reset,
     /// Print where the sandbox keeps its state
+    #[command(
+        after_help = "Examples:\n  oint sandbox path\n  OINT_SANDBOX_DATA=/tmp/sb.sqlite3 oint sandbox path"
+    )]
     Path,
 }
 
@@ -665,6 +713,28 @@ mod tests {
         for (args, kind) in bad {
             assert_eq!(parse(args).err(), Some(kind), "{args}");
         }
+    }
+
+    /// Every command and subcommand shows how it is used at the end of its `--help`.
+    #[test]
+    fn every_help_ends_with_examples() {
+        fn walk(cmd: &clap::Command, path: String, missing: &mut Vec<String>) {
+            let path = format!("{path} {}", cmd.get_name());
+            let after = cmd
+                .get_after_help()
+                .map(|h| h.to_string())
+                .unwrap_or_default();
+            if !after.contains("Example") {
+                missing.push(path.clone());
+            }
+            for sub in cmd.get_subcommands() {
+                walk(sub, path.clone(), missing);
+            }
+        }
+        let mut missing = Vec::new();
+        let cli = <Cli as clap::CommandFactory>::command();
+        walk(&cli, String::new(), &mut missing);
+        assert!(missing.is_empty(), "no examples in --help of: {missing:?}");
     }
 
     #[test]

@@ -545,3 +545,63 @@ async fn list_search_read_answer_and_confirm() {
     assert_eq!(o.status.code(), Some(1), "already confirmed: false");
     assert!(stderr(&o).contains("answered false"));
 }
+
+/// `--text -` reads the text from standard input; too much input is refused, not cut.
+#[tokio::test(flavor = "multi_thread")]
+async fn text_from_standard_input() {
+    use tokio::io::AsyncWriteExt;
+    let emu = emulator().await;
+    let url = emu.webhook_url(1, SECRET);
+    let run = |input: Vec<u8>, extra: &'static [&'static str]| {
+        let url = url.clone();
+        async move {
+            let mut args = vec![
+                "notify", "send", "--url", &url, "--user", "1", "--text", "-",
+            ];
+            args.extend_from_slice(extra);
+            let mut child = oint_command(&args, &[])
+                .stdin(std::process::Stdio::piped())
+                .stdout(std::process::Stdio::piped())
+                .stderr(std::process::Stdio::piped())
+                .spawn()
+                .unwrap();
+            let mut stdin = child.stdin.take().unwrap();
+            // oint may stop reading (input too long): a broken pipe is its answer, not ours.
+            let _ = stdin.write_all(&input).await;
+            drop(stdin);
+            child.wait_with_output().await.unwrap()
+        }
+    };
+    let df = "Filesystem  Size  Used Avail Use%\n/dev/vda    252G  231G   21G  92% /\n";
+    let o = run(df.as_bytes().to_vec(), &[]).await;
+    assert_eq!(o.status.code(), Some(0), "{}", stderr(&o));
+    let stored = emu.notifications();
+    assert_eq!(stored.len(), 1);
+    assert_eq!(
+        stored[0].message,
+        df.trim_end_matches('\n'),
+        "sent as read, one trailing newline dropped"
+    );
+
+    let o = run(vec![b'x'; 1024 * 1024 + 1], &[]).await;
+    assert_eq!(o.status.code(), Some(2), "{}", stderr(&o));
+    assert!(
+        stderr(&o).starts_with("error: --text -: standard input is longer than 1024 KiB"),
+        "{}",
+        stderr(&o)
+    );
+    let o = run(vec![0xff, 0xfe], &[]).await;
+    assert_eq!(o.status.code(), Some(2), "{}", stderr(&o));
+    assert!(stderr(&o).contains("not UTF-8"), "{}", stderr(&o));
+    let o = run(b"  \n".to_vec(), &[]).await;
+    assert_eq!(
+        o.status.code(),
+        Some(2),
+        "blank text is refused: {}",
+        stderr(&o)
+    );
+    let o = run(b"hi".to_vec(), &["--token-stdin"]).await;
+    assert_eq!(o.status.code(), Some(2), "{}", stderr(&o));
+    assert!(stderr(&o).contains("--token-stdin"), "{}", stderr(&o));
+    assert_eq!(emu.notifications().len(), 1, "nothing else was sent");
+}

@@ -28,6 +28,14 @@ pub async fn command(args: NotifyArgs, global: &Global) -> Result<Success, Failu
 }
 
 async fn notify(args: NotifyArgs, global: &Global) -> Result<Outcome, Failure> {
+    if let NotifyAction::Send(flags) = &args.action
+        && flags.text == "-"
+        && args.connection.token_stdin
+    {
+        return Err(Failure::Usage(
+            "--text: - reads the text from standard input, which --token-stdin reads the token from; give the token with --token-file or BITRIX24_TOKEN".into(),
+        ));
+    }
     let resolved = settings::real_world(|world| {
         settings::resolve_connection(&args.connection, &global.transport, world)
     })
@@ -241,10 +249,15 @@ fn not_done(message: String) -> Failure {
 fn build_send(flags: SendFlags) -> Result<severity::Notification, Failure> {
     let attach = build_attach(&flags.attach, &flags.image, &flags.file, &flags.color)
         .map_err(Failure::Usage)?;
+    let text = match flags.text.as_str() {
+        "-" => crate::files::read_stdin_text(crate::files::STDIN_TEXT_CAP)
+            .map_err(|e| Failure::Usage(format!("--text -: {e}")))?,
+        _ => flags.text,
+    };
     Ok(severity::Notification {
         system: flags.system,
         user: flags.user,
-        text: flags.text,
+        text,
         tag: flags.tag,
         sub_tag: flags.sub_tag,
         message_out: flags.message_out,
