@@ -53,7 +53,8 @@ Examples:
   oint notify send --user 10 --text \"Disk 91% full\" --system --tag disk-alert --sub-tag host-7
   oint notify send --user 10 --text Deployed --image chart=https://ci.example.com/c.png --color #29619b
   oint notify send --user 10 --text Report --attach report-blocks.json
-  df -h | oint notify send --user 10 --text -";
+  df -h | oint notify send --user 10 --text -
+  oint notify send --user 10 --markdown --text \"**Deploy failed**: see [the log](https://ci.example.com/42)\"";
 
 const BITRIX24_EXAMPLES: &str = "\
 Examples:
@@ -271,8 +272,8 @@ pub enum NotifyAction {
 
 const BULK_HELP: &str = "\
 Rows (JSON Lines, one object a line; or CSV with a header line):
-  {\"user\": 10, \"text\": \"Payslip ready\", \"tag\": \"payslip-10\", \"sub_tag\": \"hr\", \"system\": true, \"attach\": [...]}
-  user,text,tag,sub_tag,system,attach
+  {\"user\": 10, \"text\": \"Payslip ready\", \"tag\": \"payslip-10\", \"sub_tag\": \"hr\", \"system\": true, \"markdown\": false, \"attach\": [...]}
+  user,text,tag,sub_tag,system,attach,markdown     (markdown: true converts the row's text to BB-codes)
 
 Every row is checked first: if any is bad, each is reported as 'line N: ...' and nothing is sent
 (exit 2), unless --skip-invalid. Exit 0 when every row was delivered, 3 when some were, and
@@ -334,6 +335,10 @@ pub struct SendFlags {
     /// Notification text (BB-codes allowed), or - to read it from standard input
     #[arg(long, value_name = "TEXT")]
     pub text: String,
+    /// The text is Markdown: bold, italic, strike, code, links, lists, headings and quotes
+    /// become the BB-codes the portal renders
+    #[arg(long)]
+    pub markdown: bool,
     /// Send as a system notification, with no author
     #[arg(long)]
     pub system: bool,

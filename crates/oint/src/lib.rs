@@ -3,7 +3,7 @@
 //! The binary in `main.rs` only calls [`app::main`]. Modules depend on each other in one
 //! direction, from the leaves up (ARCHITECTURE.md draws it):
 //!
-//! - leaves: [`flags`] (raw clap flags), [`ranges`], [`secrets`], [`files`];
+//! - leaves: [`flags`] (raw clap flags), [`ranges`], [`secrets`], [`files`], [`markdown`];
 //! - [`output`] (exit codes, results, the printer), [`portal_errors`], [`severity`],
 //!   [`blocks`];
 //! - [`settings`] (flags + environment + config file + OAuth → target and transport);
@@ -21,6 +21,7 @@ pub mod commands;
 pub mod connect;
 pub mod files;
 pub mod flags;
+pub mod markdown;
 pub mod output;
 pub mod portal_errors;
 pub mod ranges;

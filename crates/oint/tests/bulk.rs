@@ -382,3 +382,45 @@ async fn refused_credentials_exit_4_and_a_corrected_run_sends_every_row() {
     assert_eq!(o.status.code(), Some(0), "{}", stderr(&o));
     assert_eq!(copies(&emu).len(), 600);
 }
+
+/// `markdown` per row, in JSON Lines and CSV; a bad value makes the row invalid.
+#[tokio::test(flavor = "multi_thread")]
+async fn markdown_per_row() {
+    let emu = unlimited().await;
+    let dir = tempfile::tempdir().unwrap();
+    let url = emu.webhook_url(1, SECRET);
+    let rows = jsonl([
+        json!({"user": 2, "text": "**md** json", "markdown": true}),
+        json!({"user": 2, "text": "**plain** json"}),
+    ]);
+    let input = write(dir.path(), "in.jsonl", &rows);
+    let o = oint(&["notify", "bulk", "--url", &url, "--input", &input], &[]).await;
+    assert_eq!(o.status.code(), Some(0), "{}", stderr(&o));
+    let csv = "user,text,markdown\n2,*md* csv,yes\n2,*plain* csv,\n";
+    let input = write(dir.path(), "in.csv", csv);
+    let o = oint(&["notify", "bulk", "--url", &url, "--input", &input], &[]).await;
+    assert_eq!(o.status.code(), Some(0), "{}", stderr(&o));
+    let mut messages: Vec<String> = emu.notifications().into_iter().map(|n| n.message).collect();
+    messages.sort();
+    assert_eq!(
+        messages,
+        [
+            "**plain** json",
+            "*plain* csv",
+            "[b]md[/b] json",
+            "[i]md[/i] csv"
+        ]
+    );
+    let bad = write(
+        dir.path(),
+        "bad.jsonl",
+        &jsonl([json!({"user": 2, "text": "x", "markdown": "maybe"})]),
+    );
+    let o = oint(&["notify", "bulk", "--url", &url, "--input", &bad], &[]).await;
+    assert_eq!(o.status.code(), Some(2), "{}", stderr(&o));
+    assert!(
+        stderr(&o).contains("markdown: expected true or false"),
+        "{}",
+        stderr(&o)
+    );
+}

@@ -605,3 +605,33 @@ async fn text_from_standard_input() {
     assert!(stderr(&o).contains("--token-stdin"), "{}", stderr(&o));
     assert_eq!(emu.notifications().len(), 1, "nothing else was sent");
 }
+
+/// `--markdown` sends BB-codes; without it the text goes as typed.
+#[tokio::test(flavor = "multi_thread")]
+async fn markdown_becomes_bb_codes() {
+    let emu = emulator().await;
+    let url = emu.webhook_url(1, SECRET);
+    let text = "**Deploy failed** on `web-1`:\n- see [the log](https://ci.example.com/42)\n- [x](javascript:alert(1))";
+    let send = |extra: &'static [&'static str]| {
+        let url = url.clone();
+        async move {
+            let mut args = vec![
+                "notify", "send", "--url", &url, "--user", "1", "--text", text,
+            ];
+            args.extend_from_slice(extra);
+            oint(&args, &[]).await
+        }
+    };
+    let o = send(&["--markdown"]).await;
+    assert_eq!(o.status.code(), Some(0), "{}", stderr(&o));
+    let o = send(&[]).await;
+    assert_eq!(o.status.code(), Some(0), "{}", stderr(&o));
+    let messages: Vec<String> = emu.notifications().into_iter().map(|n| n.message).collect();
+    assert_eq!(
+        messages,
+        [
+            "[b]Deploy failed[/b] on [code]web-1[/code]:\n\n• see [url=https://ci.example.com/42]the log[/url]\n• x",
+            text,
+        ]
+    );
+}

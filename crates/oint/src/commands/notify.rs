@@ -254,6 +254,11 @@ fn build_send(flags: SendFlags) -> Result<severity::Notification, Failure> {
             .map_err(|e| Failure::Usage(format!("--text -: {e}")))?,
         _ => flags.text,
     };
+    let text = if flags.markdown {
+        crate::markdown::to_bbcode(&text)
+    } else {
+        text
+    };
     Ok(severity::Notification {
         system: flags.system,
         user: flags.user,

@@ -69,7 +69,7 @@ pub struct Row {
 /// and refuses an attach over 60,000), so that a runaway line costs bounded memory.
 pub const MAX_ROW_BYTES: usize = 1 << 20;
 
-/// The most fields a CSV record may have (the known columns are six).
+/// The most fields a CSV record may have (the known columns are seven).
 const MAX_CSV_FIELDS: usize = 256;
 
 /// The message for a row over [`MAX_ROW_BYTES`].
@@ -278,7 +278,7 @@ impl<R: BufRead> CsvRecords<R> {
                 }
                 R::OutputEndsFull => {
                     skip.get_or_insert_with(|| {
-                        format!("has more than {MAX_CSV_FIELDS} fields; the columns are user,text,tag,sub_tag,system,attach")
+                        format!("has more than {MAX_CSV_FIELDS} fields; the columns are user,text,tag,sub_tag,system,attach,markdown")
                     });
                 }
                 R::Record => {
@@ -327,7 +327,7 @@ fn csv_rows(
 ) -> Result<impl Iterator<Item = Result<RawRow, RowError>>, String> {
     let mut records = CsvRecords::new(reader);
     let headers: Vec<String> = match records.next_record() {
-        None => return Err("--input: the CSV input is empty; it needs a header line with the columns user,text,tag,sub_tag,system,attach".into()),
+        None => return Err("--input: the CSV input is empty; it needs a header line with the columns user,text,tag,sub_tag,system,attach,markdown".into()),
         Some((_, Err(e))) => return Err(format!("--input: cannot read the CSV header line: it {e}")),
         Some((_, Ok(fields))) => fields
             .iter()
@@ -337,7 +337,7 @@ fn csv_rows(
     for required in ["user", "text"] {
         if !headers.iter().any(|h| h == required) {
             return Err(format!(
-                "--input: the CSV header line has no {required:?} column (it has: {}); the columns are user,text,tag,sub_tag,system,attach",
+                "--input: the CSV header line has no {required:?} column (it has: {}); the columns are user,text,tag,sub_tag,system,attach,markdown",
                 // Quoted, so that a header field with a line break keeps the error on one line.
                 headers
                     .iter()
@@ -377,7 +377,9 @@ fn csv_rows(
     }))
 }
 
-const KNOWN: &[&str] = &["user", "text", "tag", "sub_tag", "system", "attach"];
+const KNOWN: &[&str] = &[
+    "user", "text", "tag", "sub_tag", "system", "attach", "markdown",
+];
 
 /// Checks a row and builds its request with the library's client-free builders. What the
 /// portal would refuse makes the row invalid; so do warnings when `strict`.
@@ -416,19 +418,23 @@ pub fn check(raw: &RawRow, strict: bool) -> Result<Row, RowError> {
             Some(other) => Err(err(format!("{key}: expected text, got {other}"))),
         }
     };
-    let system = match raw.fields.get("system") {
-        None | Some(Value::Null) => false,
-        Some(Value::Bool(b)) => *b,
-        Some(Value::String(s)) => match s.trim().to_ascii_lowercase().as_str() {
-            "" | "0" | "false" | "no" | "n" => false,
-            "1" | "true" | "yes" | "y" => true,
-            other => {
-                return Err(err(format!(
-                    "system: expected true or false, got {other:?}"
-                )));
-            }
-        },
-        Some(other) => return Err(err(format!("system: expected true or false, got {other}"))),
+    let flag = |key: &str| -> Result<bool, RowError> {
+        match raw.fields.get(key) {
+            None | Some(Value::Null) => Ok(false),
+            Some(Value::Bool(b)) => Ok(*b),
+            Some(Value::String(s)) => match s.trim().to_ascii_lowercase().as_str() {
+                "" | "0" | "false" | "no" | "n" => Ok(false),
+                "1" | "true" | "yes" | "y" => Ok(true),
+                other => Err(err(format!("{key}: expected true or false, got {other:?}"))),
+            },
+            Some(other) => Err(err(format!("{key}: expected true or false, got {other}"))),
+        }
+    };
+    let system = flag("system")?;
+    let text = if flag("markdown")? {
+        crate::markdown::to_bbcode(&text)
+    } else {
+        text
     };
     let attach = match raw.fields.get("attach") {
         None | Some(Value::Null) => None,
