@@ -63,6 +63,7 @@ pub mod error;
 pub mod limits;
 pub mod notify;
 pub mod oauth;
+mod php;
 // Public once its module docs stop linking the private `Portal::endpoint` (rustdoc -D warnings).
 mod portal;
 pub mod retry;
