@@ -58,8 +58,6 @@ pub mod batch;
 pub mod bulk;
 pub mod client;
 pub mod error;
-// `Pacer`'s variant fields (limits.rs) are not documented yet.
-#[allow(missing_docs)]
 pub mod limits;
 pub mod notify;
 pub mod oauth;

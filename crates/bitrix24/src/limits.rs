@@ -137,7 +137,9 @@ pub enum Pacer {
     Off,
     /// In this process, shared by clones of the client.
     Local {
+        /// The rate and burst paced to.
         limit: RateLimit,
+        /// The bucket, behind a lock the clones share.
         state: Mutex<Gcra>,
     },
     /// In a file, shared by every process on the machine that uses it.
@@ -154,7 +156,12 @@ pub enum Pacer {
     /// written to. A state that cannot be right (unparsable, not a number, measured in the
     /// future, a level beyond any bucket) is reset to an empty bucket, with a
     /// [`Notice::StateReset`].
-    Shared { limit: RateLimit, path: PathBuf },
+    Shared {
+        /// The rate and burst this process paces to.
+        limit: RateLimit,
+        /// The state file, locked for each reservation.
+        path: PathBuf,
+    },
 }
 
 /// What a reservation gave.
@@ -515,13 +522,22 @@ pub struct WaitNotice {
 #[non_exhaustive]
 pub enum WaitReason {
     /// The portal's rate limit; `shared` when the bucket is shared with other processes.
-    RateLimit { shared: bool },
+    RateLimit {
+        /// The bucket is a [`Pacer::Shared`] file.
+        shared: bool,
+    },
     /// The method's operating-time budget is (nearly) spent until the portal resets it.
-    OperatingTime { used: f64 },
+    OperatingTime {
+        /// Seconds of server time used in the portal's 10-minute window, as last reported.
+        used: f64,
+    },
     /// Backoff after the portal refused the last attempt with `QUERY_LIMIT_EXCEEDED`.
     QueryLimit,
     /// Backoff after a failed attempt that may be retried.
-    Retry { after: crate::retry::Outcome },
+    Retry {
+        /// What the failed attempt got.
+        after: crate::retry::Outcome,
+    },
 }
 
 /// A shared state that was reset.
