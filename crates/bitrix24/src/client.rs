@@ -751,7 +751,7 @@ const READS: &[&str] = &[
     "user.current",
     "app.info",
 ];
-const NOTIFICATION_ADDS: &[&str] = &[
+pub(crate) const NOTIFICATION_ADDS: &[&str] = &[
     "im.notify",
     "im.notify.personal.add",
     "im.notify.system.add",

@@ -145,6 +145,8 @@ rules! {
     Ids = "notify.ids", fix: "give ids of 1 or more";
     /// A value out of the portal's range (a page size, a search text too short…).
     OutOfRange = "notify.out-of-range", fix: "give a value in the range named";
+    /// A TAG or SUB_TAG sent through a webhook, where the portal drops it.
+    WebhookTag = "notify.tag.webhook", fix: "use an OAuth application, or leave the tag out";
 }
 
 impl std::fmt::Display for Rule {
@@ -219,6 +221,23 @@ impl Finding {
             severity: Severity::Error,
             message: message.into(),
             effect: Effect::Refuses,
+            order: 0,
+        }
+    }
+
+    /// A finding about a whole parameter that the portal accepts and ignores.
+    pub(crate) fn ignored(
+        field: impl Into<String>,
+        rule: Rule,
+        message: impl Into<String>,
+    ) -> Finding {
+        Finding {
+            field: field.into(),
+            path: String::new(),
+            rule,
+            severity: Severity::Warning,
+            message: message.into(),
+            effect: Effect::Ignores,
             order: 0,
         }
     }
