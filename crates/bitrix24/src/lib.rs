@@ -58,6 +58,7 @@ pub mod batch;
 pub mod bulk;
 pub mod client;
 pub mod error;
+mod file;
 pub mod limits;
 pub mod notify;
 pub mod oauth;

@@ -32,6 +32,7 @@ use std::sync::Mutex;
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
 use crate::error::Error;
+use crate::file;
 
 /// A portal's rate limit.
 #[derive(Debug, Clone, Copy, PartialEq)]
@@ -151,8 +152,9 @@ pub enum Pacer {
     /// takes to drain. A booking ahead of time reaches at most the bucket's `burst`; a request
     /// beyond that waits unbooked and asks again ([`Reservation::Later`]).
     ///
-    /// The file is opened without following a symbolic link (`O_NOFOLLOW` on unix) and without
-    /// blocking; a path that is a symbolic link, directory, FIFO or device is an error, never
+    /// The file is opened without following a symbolic link (`O_NOFOLLOW` on unix,
+    /// `FILE_FLAG_OPEN_REPARSE_POINT` on Windows) and without blocking; it is locked with
+    /// [`File::try_lock`] (`flock` on unix, `LockFileEx` on Windows); a path that is a symbolic link, directory, FIFO or device is an error, never
     /// written to. A state that cannot be right (unparsable, not a number, measured in the
     /// future, a level beyond any bucket) is reset to an empty bucket, with a
     /// [`Notice::StateReset`].
@@ -426,13 +428,10 @@ fn open_state(path: &Path) -> Result<File, Error> {
     };
     let mut options = File::options();
     options.read(true).write(true).create(true).truncate(false);
-    #[cfg(unix)]
-    {
-        use std::os::unix::fs::OpenOptionsExt;
-        let flags = rustix::fs::OFlags::NOFOLLOW | rustix::fs::OFlags::NONBLOCK;
-        options.custom_flags(flags.bits() as i32).mode(0o600);
-    }
-    #[cfg(not(unix))]
+    file::owner_only(file::no_follow(&mut options));
+    // Without O_NOFOLLOW a link would be followed: refuse it first (a narrow race remains on
+    // platforms other than unix and Windows).
+    #[cfg(not(any(unix, windows)))]
     if let Some(what) = kind() {
         return Err(refuse(what));
     }
@@ -450,7 +449,10 @@ fn open_state(path: &Path) -> Result<File, Error> {
         )
     })?;
     if !meta.is_file() {
-        return Err(refuse(if meta.is_dir() {
+        // Windows opens a link itself (FILE_FLAG_OPEN_REPARSE_POINT); refused here.
+        return Err(refuse(if meta.file_type().is_symlink() {
+            "a symbolic link"
+        } else if meta.is_dir() {
             "a directory"
         } else {
             "a FIFO, socket or device"
