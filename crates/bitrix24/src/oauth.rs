@@ -1023,6 +1023,8 @@ fn read_store(path: &Path) -> io::Result<Option<String>> {
             ));
         }
     }
+    #[cfg(not(unix))]
+    let _ = meta;
     let mut bytes = Vec::new();
     (&file).take(MAX_STORE_BYTES + 1).read_to_end(&mut bytes)?;
     if bytes.len() as u64 > MAX_STORE_BYTES {
