@@ -214,15 +214,7 @@ impl Finding {
         rule: Rule,
         message: impl Into<String>,
     ) -> Finding {
-        Finding {
-            field: field.into(),
-            path: String::new(),
-            rule,
-            severity: Severity::Error,
-            message: message.into(),
-            effect: Effect::Refuses,
-            order: 0,
-        }
+        Finding::whole(field.into(), rule, Effect::Refuses, message.into())
     }
 
     /// A finding about a whole parameter that the portal accepts and ignores.
@@ -231,13 +223,21 @@ impl Finding {
         rule: Rule,
         message: impl Into<String>,
     ) -> Finding {
+        Finding::whole(field.into(), rule, Effect::Ignores, message.into())
+    }
+
+    fn whole(field: String, rule: Rule, effect: Effect, message: String) -> Finding {
+        let severity = match effect {
+            Effect::Refuses | Effect::RefusesOversize => Severity::Error,
+            _ => Severity::Warning,
+        };
         Finding {
-            field: field.into(),
+            field,
             path: String::new(),
             rule,
-            severity: Severity::Warning,
-            message: message.into(),
-            effect: Effect::Ignores,
+            severity,
+            message,
+            effect,
             order: 0,
         }
     }
