@@ -43,13 +43,13 @@
 //! but, as in the server source, not part of the stored form.
 
 mod check;
-mod php;
 mod report;
 
 use serde::Serialize;
 use serde_json::{Map, Value, json};
 
 use crate::error::Error;
+use crate::php;
 
 pub use check::{Check, Issue, IssueKind, MAX_ATTACH_CHARS, Verdict};
 pub use report::{Finding, Report, Rule, Severity};

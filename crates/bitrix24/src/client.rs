@@ -12,12 +12,13 @@ use serde::de::DeserializeOwned;
 use serde_json::{Map, Value};
 
 use crate::answer::Answer;
-use crate::error::{ApiError, Error, ErrorCode};
+use crate::error::{ApiError, Error, ErrorCode, json_kind};
 use crate::limits::{
     NOTICE_THRESHOLD, Notice, OperatingBudget, Pacer, RateLimit, Reservation, WaitNotice,
     WaitReason, unix_now,
 };
 use crate::notify::NotifyHandler;
+use crate::php;
 use crate::portal::{HttpPolicy, MASK, Portal};
 use crate::retry::{self, Decision, MAX_WAIT, Outcome, RetryPolicy, Safety};
 
@@ -750,7 +751,7 @@ const READS: &[&str] = &[
     "user.current",
     "app.info",
 ];
-const NOTIFICATION_ADDS: &[&str] = &[
+pub(crate) const NOTIFICATION_ADDS: &[&str] = &[
     "im.notify",
     "im.notify.personal.add",
     "im.notify.system.add",
@@ -765,13 +766,7 @@ const NOTIFICATION_ADDS: &[&str] = &[
 pub fn safety_of(request: &Request, oauth: bool) -> Safety {
     let method = request.method.trim().to_ascii_lowercase();
     // The portal upper-cases parameter names, so any spelling of TAG counts; the last wins.
-    let param = |key: &str| {
-        request
-            .params
-            .iter()
-            .rfind(|(k, _)| k.eq_ignore_ascii_case(key))
-            .map(|(_, v)| php_truthy_string(v))
-    };
+    let param = |key: &str| php::upper_get(&request.params, key).map(php::truthy);
     method_safety(&method, &param, oauth, &request.params)
 }
 
@@ -786,12 +781,8 @@ fn method_safety(
     } else if method == "batch" {
         batch_commands(params).all(|(m, query)| {
             // PHP's parse_str keeps the last of repeated keys.
-            let sub_param = |key: &str| {
-                query
-                    .iter()
-                    .rfind(|(k, _)| k.eq_ignore_ascii_case(key))
-                    .map(|(_, v)| truthy(v))
-            };
+            let pairs = || query.iter().map(|(k, v)| (k, v.as_str()));
+            let sub_param = |key: &str| php::upper_get(pairs(), key).map(php::truthy_str);
             // The portal refuses a nested batch; never judge one repeatable.
             m != "batch" && method_safety(&m, &sub_param, oauth, &Map::new()) == Safety::Repeatable
         })
@@ -831,22 +822,6 @@ fn batch_commands(
             .collect();
         (method.trim().to_ascii_lowercase(), pairs)
     })
-}
-
-/// PHP's `empty()` is false for this value.
-fn php_truthy_string(v: &Value) -> bool {
-    match v {
-        Value::String(s) => truthy(s),
-        Value::Null => false,
-        Value::Bool(b) => *b,
-        Value::Number(n) => n.as_f64().is_some_and(|x| x != 0.0),
-        Value::Array(a) => !a.is_empty(),
-        Value::Object(o) => !o.is_empty(),
-    }
-}
-
-fn truthy(s: &str) -> bool {
-    !(s.is_empty() || s == "0")
 }
 
 /// Checks a method name before it becomes part of a URL: ASCII letters, digits, `_` and
@@ -920,17 +895,6 @@ pub(crate) fn error_chain(e: &reqwest::Error) -> String {
         source = cause.source();
     }
     text
-}
-
-pub(crate) fn json_kind(v: &Value) -> &'static str {
-    match v {
-        Value::Null => "null",
-        Value::Bool(_) => "a boolean",
-        Value::Number(_) => "a number",
-        Value::String(_) => "a string",
-        Value::Array(_) => "an array",
-        Value::Object(_) => "an object",
-    }
 }
 
 #[cfg(test)]

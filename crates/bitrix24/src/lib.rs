@@ -58,11 +58,11 @@ pub mod batch;
 pub mod bulk;
 pub mod client;
 pub mod error;
-// `Pacer`'s variant fields (limits.rs) are not documented yet.
-#[allow(missing_docs)]
+mod file;
 pub mod limits;
 pub mod notify;
 pub mod oauth;
+mod php;
 // Public once its module docs stop linking the private `Portal::endpoint` (rustdoc -D warnings).
 mod portal;
 pub mod retry;

@@ -32,6 +32,7 @@ use std::sync::Mutex;
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
 use crate::error::Error;
+use crate::file;
 
 /// A portal's rate limit.
 #[derive(Debug, Clone, Copy, PartialEq)]
@@ -137,7 +138,9 @@ pub enum Pacer {
     Off,
     /// In this process, shared by clones of the client.
     Local {
+        /// The rate and burst paced to.
         limit: RateLimit,
+        /// The bucket, behind a lock the clones share.
         state: Mutex<Gcra>,
     },
     /// In a file, shared by every process on the machine that uses it.
@@ -149,12 +152,18 @@ pub enum Pacer {
     /// takes to drain. A booking ahead of time reaches at most the bucket's `burst`; a request
     /// beyond that waits unbooked and asks again ([`Reservation::Later`]).
     ///
-    /// The file is opened without following a symbolic link (`O_NOFOLLOW` on unix) and without
-    /// blocking; a path that is a symbolic link, directory, FIFO or device is an error, never
+    /// The file is opened without following a symbolic link (`O_NOFOLLOW` on unix,
+    /// `FILE_FLAG_OPEN_REPARSE_POINT` on Windows) and without blocking; it is locked with
+    /// [`File::try_lock`] (`flock` on unix, `LockFileEx` on Windows); a path that is a symbolic link, directory, FIFO or device is an error, never
     /// written to. A state that cannot be right (unparsable, not a number, measured in the
     /// future, a level beyond any bucket) is reset to an empty bucket, with a
     /// [`Notice::StateReset`].
-    Shared { limit: RateLimit, path: PathBuf },
+    Shared {
+        /// The rate and burst this process paces to.
+        limit: RateLimit,
+        /// The state file, locked for each reservation.
+        path: PathBuf,
+    },
 }
 
 /// What a reservation gave.
@@ -419,13 +428,10 @@ fn open_state(path: &Path) -> Result<File, Error> {
     };
     let mut options = File::options();
     options.read(true).write(true).create(true).truncate(false);
-    #[cfg(unix)]
-    {
-        use std::os::unix::fs::OpenOptionsExt;
-        let flags = rustix::fs::OFlags::NOFOLLOW | rustix::fs::OFlags::NONBLOCK;
-        options.custom_flags(flags.bits() as i32).mode(0o600);
-    }
-    #[cfg(not(unix))]
+    file::owner_only(file::no_follow(&mut options));
+    // Without O_NOFOLLOW a link would be followed: refuse it first (a narrow race remains on
+    // platforms other than unix and Windows).
+    #[cfg(not(any(unix, windows)))]
     if let Some(what) = kind() {
         return Err(refuse(what));
     }
@@ -443,7 +449,10 @@ fn open_state(path: &Path) -> Result<File, Error> {
         )
     })?;
     if !meta.is_file() {
-        return Err(refuse(if meta.is_dir() {
+        // Windows opens a link itself (FILE_FLAG_OPEN_REPARSE_POINT); refused here.
+        return Err(refuse(if meta.file_type().is_symlink() {
+            "a symbolic link"
+        } else if meta.is_dir() {
             "a directory"
         } else {
             "a FIFO, socket or device"
@@ -515,13 +524,22 @@ pub struct WaitNotice {
 #[non_exhaustive]
 pub enum WaitReason {
     /// The portal's rate limit; `shared` when the bucket is shared with other processes.
-    RateLimit { shared: bool },
+    RateLimit {
+        /// The bucket is a [`Pacer::Shared`] file.
+        shared: bool,
+    },
     /// The method's operating-time budget is (nearly) spent until the portal resets it.
-    OperatingTime { used: f64 },
+    OperatingTime {
+        /// Seconds of server time used in the portal's 10-minute window, as last reported.
+        used: f64,
+    },
     /// Backoff after the portal refused the last attempt with `QUERY_LIMIT_EXCEEDED`.
     QueryLimit,
     /// Backoff after a failed attempt that may be retried.
-    Retry { after: crate::retry::Outcome },
+    Retry {
+        /// What the failed attempt got.
+        after: crate::retry::Outcome,
+    },
 }
 
 /// A shared state that was reset.

@@ -24,9 +24,11 @@
 //!   [`AddNotification::send`] returns as `None`.
 
 use crate::answer::{Created, Flag};
-use crate::attach::Attach;
-use crate::client::{Client, Request};
+use crate::attach::{Attach, Finding, Rule};
+use crate::client::{Client, NOTIFICATION_ADDS, Request};
 use crate::error::Error;
+use crate::php;
+use crate::portal::Portal;
 
 mod build;
 mod list;
@@ -41,6 +43,42 @@ pub use list::{GetNotifications, GetSchema, MAX_PAGE, SearchNotifications};
 pub use model::{Notification, NotificationPage, SchemaEvent, SchemaModule, SearchPage};
 use read::DeleteTarget;
 pub use read::{DeleteByTag, MarkAllRead, MarkRead, MarkReadList, Reply};
+
+/// The warning ([`Rule::WebhookTag`]) for a notification with `TAG` or `SUB_TAG` sent
+/// through a webhook portal, which drops both (the notification is still created); `None`
+/// for an OAuth portal, another method, or no (or an empty) tag. The finding names `TAG`
+/// when both are given.
+///
+/// ```
+/// use bitrix24::notify::{Personal, webhook_tag_finding};
+/// use bitrix24::{HttpPolicy, Portal};
+///
+/// let request = Personal::new(10, "Nightly build").tag("nightly").to_request()?;
+/// let webhook = Portal::parse("https://b24.example.com/rest/1/SECRET/", None, HttpPolicy::default())?;
+/// let finding = webhook_tag_finding(&request, &webhook).expect("the portal drops the tag");
+/// assert_eq!(finding.rule.id(), "notify.tag.webhook");
+/// let app = Portal::parse("b24.example.com", Some("TOKEN"), HttpPolicy::default())?;
+/// assert!(webhook_tag_finding(&request, &app).is_none());
+/// # Ok::<(), bitrix24::Error>(())
+/// ```
+pub fn webhook_tag_finding(request: &Request, portal: &Portal) -> Option<Finding> {
+    if portal.is_oauth() {
+        return None;
+    }
+    let method = request.method().trim().to_ascii_lowercase();
+    if !NOTIFICATION_ADDS.contains(&method.as_str()) {
+        return None;
+    }
+    // The portal upper-cases parameter names and, like `empty()`, skips an empty tag.
+    let field = ["TAG", "SUB_TAG"]
+        .into_iter()
+        .find(|key| php::upper_get(request.params(), key).is_some_and(php::truthy))?;
+    Some(Finding::ignored(
+        field,
+        Rule::WebhookTag,
+        "is dropped on webhook calls (the portal applies tags only for OAuth applications), so this notification replaces no earlier one and deleting by tag will not find it; use an OAuth application, or leave the tag out",
+    ))
+}
 
 /// Entry point for `im.notify.*`, from [`Client::notify`].
 #[derive(Debug, Clone, Copy)]
@@ -373,5 +411,76 @@ impl DeleteNotification<'_> {
     pub async fn send(self) -> Result<bool, Error> {
         let request = self.to_request()?;
         Ok(self.client.send::<Flag>(&request).await?.result.0)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::attach::{Report, Severity};
+    use crate::portal::HttpPolicy;
+
+    fn webhook() -> Portal {
+        Portal::parse(
+            "https://b24.example.com/rest/1/SECRET/",
+            None,
+            HttpPolicy::default(),
+        )
+        .unwrap()
+    }
+
+    #[test]
+    fn a_tag_over_a_webhook_is_a_warning_naming_the_field() {
+        let tagged = Personal::new(10, "hi").tag("nightly").sub_tag("ci");
+        let f = webhook_tag_finding(&tagged.to_request().unwrap(), &webhook()).unwrap();
+        assert_eq!(
+            (f.field.as_str(), f.rule.id(), f.severity),
+            ("TAG", "notify.tag.webhook", Severity::Warning)
+        );
+        assert_eq!(f.effect(), "ignores the field");
+        assert!(
+            f.line().starts_with("TAG: is dropped on webhook calls"),
+            "{}",
+            f.line()
+        );
+        assert!(!f.line().contains("SECRET"));
+
+        let sub = System::new(10, "hi").sub_tag("ci").to_request().unwrap();
+        let f = webhook_tag_finding(&sub, &webhook()).unwrap();
+        assert_eq!(f.field, "SUB_TAG");
+
+        // The portal upper-cases parameter names; `im.notify` adds too.
+        let raw = Request::new(" IM.NOTIFY ")
+            .param("TYPE", "SYSTEM")
+            .param("tag", "x");
+        assert!(webhook_tag_finding(&raw, &webhook()).is_some());
+
+        // Strict mode refuses it, with the one wording.
+        let report = Report::from_findings(webhook_tag_finding(&raw, &webhook()));
+        assert!(report.clone().into_result(false).is_ok());
+        let e = report.into_result(true).unwrap_err().to_string();
+        assert!(e.contains("tag") && e.contains("OAuth application"), "{e}");
+    }
+
+    #[test]
+    fn no_warning_without_a_tag_for_apps_or_other_methods() {
+        let oauth = Portal::parse("b24.example.com", Some("TOKEN"), HttpPolicy::default()).unwrap();
+        let tagged = Personal::new(10, "hi").tag("nightly").to_request().unwrap();
+        assert!(webhook_tag_finding(&tagged, &oauth).is_none());
+
+        let plain = Personal::new(10, "hi").to_request().unwrap();
+        assert!(webhook_tag_finding(&plain, &webhook()).is_none());
+        // An empty tag is no tag (`empty()`); neither is a later empty spelling's value.
+        let empty = Request::new("im.notify.personal.add")
+            .param("USER_ID", "10")
+            .param("TAG", "x")
+            .param("Tag", "");
+        assert!(webhook_tag_finding(&empty, &webhook()).is_none());
+        // Deleting by tag over a webhook works with CLIENT_ID: not this rule.
+        let delete = DeleteTagged::tag("nightly")
+            .client_id("app")
+            .to_request()
+            .unwrap();
+        assert!(webhook_tag_finding(&delete, &webhook()).is_none());
     }
 }

@@ -8,14 +8,16 @@
 //!   notes the token generation it used; after getting the lock, if another caller finished an
 //!   attempt in between, it takes that outcome (the new token, or the same error) instead of
 //!   refreshing again. Nobody waits on anything that is not running, so a failure cannot hang.
-//! - **Across processes.** The [`TokenStore`] lock (a `flock` on a side file for
-//!   [`FileTokenStore`]) is held from re-reading the store to saving the new pair, so two
+//! - **Across processes.** The [`TokenStore`] lock (for [`FileTokenStore`] an exclusive
+//!   [`File::lock`](std::fs::File::lock) on a side file: `flock` on unix, `LockFileEx` on
+//!   Windows) is held from re-reading the store to saving the new pair, so two
 //!   processes never spend the same refresh token: the second one finds the first's tokens.
 //! - **Persisted atomically.** [`FileTokenStore`] writes a temporary file in the same directory,
 //!   fsyncs it and renames it over the old one, mode 0600; readers never see half a file.
-//!   It is never read or written through a symlink (`O_NOFOLLOW`, and the rename replaces a
-//!   link rather than following it), is refused when group or others may read or write it, or
-//!   when it is not a regular file, and is read up to 1 MiB.
+//!   It is never read or written through a symlink (`O_NOFOLLOW`, on Windows
+//!   `FILE_FLAG_OPEN_REPARSE_POINT`, and the rename replaces a link rather than following it),
+//!   is refused when group or others may read or write it (unix mode bits; Windows relies on
+//!   the directory's ACL), or when it is not a regular file, and is read up to 1 MiB.
 //! - **Saved first.** A refresh spends the old refresh token, so the new pair goes to the
 //!   store and the `on_renewed` hook before anything else can fail. Expiry times are clamped
 //!   to [`MAX_TOKEN_LIFETIME`] ahead, whatever the server or the store claims.
@@ -39,6 +41,7 @@ use serde_json::{Value, json};
 
 use crate::client::{error_chain, read_capped};
 use crate::error::{ApiError, Error, ErrorCode};
+use crate::file;
 use crate::portal::{HttpPolicy, MASK};
 
 /// Bitrix24's OAuth server.
@@ -283,24 +286,16 @@ impl TokenStore for FileTokenStore {
         self.ensure_dir()?;
         let mut options = std::fs::OpenOptions::new();
         options.create(true).truncate(false).write(true);
-        #[cfg(unix)]
-        std::os::unix::fs::OpenOptionsExt::mode(&mut options, 0o600);
         // Never through a symlink, and never blocking on a FIFO planted in its place.
-        #[cfg(unix)]
-        std::os::unix::fs::OpenOptionsExt::custom_flags(
-            &mut options,
-            (rustix::fs::OFlags::NOFOLLOW | rustix::fs::OFlags::NONBLOCK).bits() as i32,
-        );
+        file::owner_only(file::no_follow(&mut options));
         let lock_path = self.lock_path();
         let file = options
             .open(&lock_path)
             .map_err(|e| not_followed(&lock_path, e))?;
-        if !file.metadata()?.is_file() {
-            return Err(not_regular(&lock_path));
-        }
-        #[cfg(unix)]
-        rustix::fs::flock(&file, rustix::fs::FlockOperation::LockExclusive)?;
-        // Released when the file is closed, i.e. when the StoreLock is dropped.
+        check_regular(&file, &lock_path)?;
+        // flock on unix, LockFileEx on Windows; released when the file is closed, i.e. when
+        // the StoreLock is dropped.
+        file.lock()?;
         Ok(StoreLock::new(file))
     }
 
@@ -1006,20 +1001,14 @@ fn read_store(path: &Path) -> io::Result<Option<String>> {
     use std::io::Read;
     let mut options = std::fs::OpenOptions::new();
     options.read(true);
-    #[cfg(unix)]
-    std::os::unix::fs::OpenOptionsExt::custom_flags(
-        &mut options,
-        (rustix::fs::OFlags::NOFOLLOW | rustix::fs::OFlags::NONBLOCK).bits() as i32,
-    );
+    file::no_follow(&mut options);
     let file = match options.open(path) {
         Ok(file) => file,
         Err(e) if e.kind() == io::ErrorKind::NotFound => return Ok(None),
         Err(e) => return Err(not_followed(path, e)),
     };
-    let meta = file.metadata()?;
-    if !meta.is_file() {
-        return Err(not_regular(path));
-    }
+    let meta = check_regular(&file, path)?;
+    // Windows has ACLs, not mode bits: the file inherits its directory's.
     #[cfg(unix)]
     {
         use std::os::unix::fs::PermissionsExt;
@@ -1034,6 +1023,8 @@ fn read_store(path: &Path) -> io::Result<Option<String>> {
             ));
         }
     }
+    #[cfg(not(unix))]
+    let _ = meta;
     let mut bytes = Vec::new();
     (&file).take(MAX_STORE_BYTES + 1).read_to_end(&mut bytes)?;
     if bytes.len() as u64 > MAX_STORE_BYTES {
@@ -1055,18 +1046,33 @@ fn read_store(path: &Path) -> io::Result<Option<String>> {
 
 /// An `open` error, saying so when the path is a symlink (`O_NOFOLLOW` answers `ELOOP`).
 fn not_followed(path: &Path, error: io::Error) -> io::Error {
-    #[cfg(unix)]
-    if error.raw_os_error() == Some(rustix::io::Errno::LOOP.raw_os_error()) {
-        return io::Error::new(
-            io::ErrorKind::InvalidInput,
-            format!(
-                "{} is a symbolic link; token files are never read or written through one: point the setting at the file itself",
-                path.display()
-            ),
-        );
+    if file::is_link_error(&error) {
+        return symlink_refused(path);
     }
-    let _ = path;
     error
+}
+
+fn symlink_refused(path: &Path) -> io::Error {
+    io::Error::new(
+        io::ErrorKind::InvalidInput,
+        format!(
+            "{} is a symbolic link; token files are never read or written through one: point the setting at the file itself",
+            path.display()
+        ),
+    )
+}
+
+/// The opened file's metadata when it is a regular file. Windows opens a symlink itself
+/// (`FILE_FLAG_OPEN_REPARSE_POINT`), so it is refused here rather than by the open.
+fn check_regular(file: &std::fs::File, path: &Path) -> io::Result<std::fs::Metadata> {
+    let meta = file.metadata()?;
+    if meta.file_type().is_symlink() {
+        return Err(symlink_refused(path));
+    }
+    if !meta.is_file() {
+        return Err(not_regular(path));
+    }
+    Ok(meta)
 }
 
 fn not_regular(path: &Path) -> io::Error {

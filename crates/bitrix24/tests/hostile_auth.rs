@@ -69,9 +69,12 @@ async fn guarded<T>(f: impl std::future::Future<Output = T>) -> T {
 }
 
 fn write_private(path: &std::path::Path, text: &str) {
-    use std::os::unix::fs::PermissionsExt;
     std::fs::write(path, text).unwrap();
-    std::fs::set_permissions(path, std::fs::Permissions::from_mode(0o600)).unwrap();
+    #[cfg(unix)]
+    {
+        use std::os::unix::fs::PermissionsExt;
+        std::fs::set_permissions(path, std::fs::Permissions::from_mode(0o600)).unwrap();
+    }
 }
 
 fn stored(path: &std::path::Path) -> Tokens {
@@ -473,6 +476,8 @@ async fn a_huge_refresh_margin_refreshes_instead_of_panicking() {
 // ---------------------------------------------------------------------------------------
 // 2. The token store's file.
 
+// Mode bits are unix's; Windows has ACLs.
+#[cfg(unix)]
 #[tokio::test(flavor = "multi_thread")]
 async fn a_token_store_others_can_read_or_write_is_refused_with_the_chmod_hint() {
     use std::os::unix::fs::PermissionsExt;
@@ -510,6 +515,8 @@ async fn a_token_store_others_can_read_or_write_is_refused_with_the_chmod_hint()
     assert!(emu.requests().is_empty());
 }
 
+// unix symlinks (Windows needs a privilege to make one).
+#[cfg(unix)]
 #[tokio::test(flavor = "multi_thread")]
 async fn a_token_store_is_never_read_or_written_through_a_symlink() {
     use std::os::unix::fs::PermissionsExt;
@@ -562,6 +569,8 @@ async fn a_token_store_is_never_read_or_written_through_a_symlink() {
     assert_eq!(std::fs::read_to_string(&store).unwrap(), text);
 }
 
+// FIFOs and /dev are unix's.
+#[cfg(unix)]
 #[tokio::test(flavor = "multi_thread")]
 async fn a_token_store_that_is_not_a_regular_file_is_refused_without_blocking() {
     let dir = tempfile::tempdir().unwrap();

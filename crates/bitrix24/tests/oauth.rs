@@ -200,7 +200,6 @@ async fn spent_refresh_token_is_invalid_grant_saying_to_authorize_again() {
 
 #[tokio::test(flavor = "multi_thread")]
 async fn tokens_are_saved_atomically_with_mode_0600_and_the_hook_is_called() {
-    use std::os::unix::fs::PermissionsExt;
     let emu = start().await;
     let dir = tempfile::tempdir().unwrap();
     let path = dir.path().join("nested").join("tokens.json");
@@ -223,8 +222,12 @@ async fn tokens_are_saved_atomically_with_mode_0600_and_the_hook_is_called() {
     send(&c, "x").await.unwrap();
     assert_eq!(renewed.load(Ordering::SeqCst), 1);
 
-    let mode = std::fs::metadata(&path).unwrap().permissions().mode() & 0o777;
-    assert_eq!(mode, 0o600);
+    #[cfg(unix)]
+    {
+        use std::os::unix::fs::PermissionsExt;
+        let mode = std::fs::metadata(&path).unwrap().permissions().mode() & 0o777;
+        assert_eq!(mode, 0o600);
+    }
     let store = FileTokenStore::new(&path);
     let stored = store.load().unwrap().expect("tokens saved");
     use secrecy::ExposeSecret;

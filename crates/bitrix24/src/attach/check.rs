@@ -10,8 +10,9 @@
 
 use serde_json::{Map, Value};
 
-use super::php;
 use super::report::{Finding, Report, Rule, Severity};
+use crate::error::json_kind as kind;
+use crate::php;
 
 /// The stored attach must encode to fewer characters than this (`IsAllowSize`).
 pub const MAX_ATTACH_CHARS: usize = 60_000;
@@ -389,17 +390,6 @@ fn show(v: &Value) -> String {
         format!("{}…", s.chars().take(45).collect::<String>())
     } else {
         s
-    }
-}
-
-fn kind(v: &Value) -> &'static str {
-    match v {
-        Value::Null => "null",
-        Value::Bool(_) => "a boolean",
-        Value::Number(_) => "a number",
-        Value::String(_) => "a string",
-        Value::Array(_) => "a list",
-        Value::Object(_) => "an object",
     }
 }
 

@@ -145,6 +145,8 @@ rules! {
     Ids = "notify.ids", fix: "give ids of 1 or more";
     /// A value out of the portal's range (a page size, a search text too short…).
     OutOfRange = "notify.out-of-range", fix: "give a value in the range named";
+    /// A TAG or SUB_TAG sent through a webhook, where the portal drops it.
+    WebhookTag = "notify.tag.webhook", fix: "use an OAuth application, or leave the tag out";
 }
 
 impl std::fmt::Display for Rule {
@@ -212,13 +214,30 @@ impl Finding {
         rule: Rule,
         message: impl Into<String>,
     ) -> Finding {
+        Finding::whole(field.into(), rule, Effect::Refuses, message.into())
+    }
+
+    /// A finding about a whole parameter that the portal accepts and ignores.
+    pub(crate) fn ignored(
+        field: impl Into<String>,
+        rule: Rule,
+        message: impl Into<String>,
+    ) -> Finding {
+        Finding::whole(field.into(), rule, Effect::Ignores, message.into())
+    }
+
+    fn whole(field: String, rule: Rule, effect: Effect, message: String) -> Finding {
+        let severity = match effect {
+            Effect::Refuses | Effect::RefusesOversize => Severity::Error,
+            _ => Severity::Warning,
+        };
         Finding {
-            field: field.into(),
+            field,
             path: String::new(),
             rule,
-            severity: Severity::Error,
-            message: message.into(),
-            effect: Effect::Refuses,
+            severity,
+            message,
+            effect,
             order: 0,
         }
     }

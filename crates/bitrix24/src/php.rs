@@ -1,7 +1,8 @@
-//! The few PHP rules that decide what the portal keeps of an attach and how long it measures.
+//! The few PHP rules that decide what the portal keeps of a request and how long it measures.
 //!
-//! The portal is PHP: `isset`, `intval`, `trim`, `htmlspecialchars` and `json_encode` decide
-//! which fields survive and how many characters the stored attach has. These are written from
+//! The portal is PHP: `isset`, `empty`, `intval`, `trim`, `htmlspecialchars` and `json_encode`
+//! decide which parameters and attach fields survive and how many characters the stored attach
+//! has. These are written from
 //! the PHP manual, independently of the emulator's copy, so the two can check each other.
 
 use serde_json::Value;
@@ -19,16 +20,34 @@ pub(crate) fn get<'a>(v: &'a Value, key: &str) -> Option<&'a Value> {
     }
 }
 
-/// PHP truthiness of a request value.
+/// PHP truthiness of a request value: `empty()` is false for it.
 pub(crate) fn truthy(v: &Value) -> bool {
     match v {
         Value::Null => false,
         Value::Bool(b) => *b,
         Value::Number(n) => n.as_f64() != Some(0.0),
-        Value::String(s) => !(s.is_empty() || s == "0"),
+        Value::String(s) => truthy_str(s),
         Value::Array(a) => !a.is_empty(),
         Value::Object(o) => !o.is_empty(),
     }
+}
+
+/// PHP truthiness of a string, such as a query-string value: all but `""` and `"0"`.
+pub(crate) fn truthy_str(s: &str) -> bool {
+    !(s.is_empty() || s == "0")
+}
+
+/// `array_change_key_case($params, CASE_UPPER)[$key]`, as the portal reads its parameters:
+/// any spelling of `key` (ASCII case) counts, and the last of them wins.
+pub(crate) fn upper_get<K: AsRef<str>, V>(
+    pairs: impl IntoIterator<Item = (K, V)>,
+    key: &str,
+) -> Option<V> {
+    pairs
+        .into_iter()
+        .filter(|(k, _)| k.as_ref().eq_ignore_ascii_case(key))
+        .last()
+        .map(|(_, v)| v)
 }
 
 /// A scalar as PHP's string conversion writes it; `None` for arrays.
