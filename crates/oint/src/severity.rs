@@ -64,16 +64,16 @@ pub fn admit_quietly(
 }
 
 /// A tag going out over a webhook, where the portal drops TAG and SUB_TAG (the notification
-/// is still created): a warning, or with `strict` a refusal naming `flag`.
-pub fn webhook_tag(flag: &str, strict: bool) -> Result<(), String> {
-    let line = format!(
-        "Bitrix24 ignores {flag} on webhook calls (tags work only for OAuth applications), so this notification will not replace earlier ones; use an OAuth application, or drop {flag}"
-    );
-    if strict {
-        return Err(format!("{line} (a warning, refused: --strict)"));
-    }
-    warn(&line);
-    Ok(())
+/// is still created): the library's warning `notify.tag.webhook`, shown or (with `strict`)
+/// refused like every other finding.
+pub fn webhook_tag(
+    request: &bitrix24::Request,
+    portal: &bitrix24::Portal,
+    strict: bool,
+    flag: &dyn Fn(&Finding) -> String,
+) -> Result<(), String> {
+    let finding = bitrix24::notify::webhook_tag_finding(request, portal);
+    admit(&Report::from_findings(finding), strict, flag)
 }
 
 /// `warning: …` on stderr.
@@ -147,12 +147,6 @@ mod tests {
         assert!(
             e.starts_with("attach: ") && !e.contains("refused: --strict"),
             "{e}"
-        );
-        assert_eq!(webhook_tag("--tag", false), Ok(()));
-        assert!(
-            webhook_tag("--tag", true)
-                .unwrap_err()
-                .starts_with("Bitrix24 ignores --tag on webhook calls")
         );
     }
 }

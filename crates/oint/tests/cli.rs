@@ -99,7 +99,7 @@ async fn a_tag_on_a_webhook_call_is_sent_but_warned_about() {
     .await;
     assert_eq!(o.status.code(), Some(0), "{}", stderr(&o));
     assert!(
-        stderr(&o).starts_with("warning: Bitrix24 ignores --tag on webhook calls"),
+        stderr(&o).starts_with("warning: --tag: is dropped on webhook calls"),
         "{}",
         stderr(&o)
     );

@@ -147,7 +147,7 @@ async fn webhook_tags_are_warned_about() {
     )
     .await;
     assert_eq!(o.status.code(), Some(0));
-    assert!(stderr(&o).starts_with("warning: Bitrix24 ignores --tag on webhook calls"));
+    assert!(stderr(&o).starts_with("warning: --tag: is dropped on webhook calls"));
 }
 
 #[tokio::test(flavor = "multi_thread")]

@@ -535,14 +535,14 @@ async fn a_tag_over_a_webhook_is_a_warning_and_strict_refuses_it() {
     args[3] = &hook;
     let o = oint(&args, &[]).await;
     assert_eq!(o.status.code(), Some(0), "{}", stderr(&o));
-    assert!(warning_lines(&o)[0].starts_with("warning: Bitrix24 ignores --tag on webhook calls"));
+    assert!(warning_lines(&o)[0].starts_with("warning: --tag: is dropped on webhook calls"));
     assert_eq!(stored(&emu, "t1"), 1);
 
     let mut args = base("t2");
     args[3] = &hook;
     let o = oint(&args, &[("OINT_STRICT", "1")]).await;
     assert_eq!(o.status.code(), Some(2), "{}", stderr(&o));
-    assert!(stderr(&o).starts_with("error: Bitrix24 ignores --tag on webhook calls"));
+    assert!(stderr(&o).starts_with("error: --tag: is dropped on webhook calls"));
     assert_eq!(stored(&emu, "t2"), 0);
 
     let o = oint(
@@ -573,7 +573,7 @@ async fn bulk_tags_over_a_webhook_warn_and_strict_makes_them_invalid() {
     let err = stderr(&o);
     assert_eq!(o.status.code(), Some(0), "{err}");
     assert!(
-        err.contains("warning: Bitrix24 ignores tag on webhook calls"),
+        err.contains("warning: line 2: tag: is dropped on webhook calls"),
         "{err}"
     );
     assert!(
@@ -599,7 +599,7 @@ async fn bulk_tags_over_a_webhook_warn_and_strict_makes_them_invalid() {
     let err = stderr(&o);
     assert_eq!(o.status.code(), Some(3), "{err}");
     assert!(
-        err.contains("line 2: Bitrix24 ignores tag on webhook calls"),
+        err.contains("line 2: tag: is dropped on webhook calls"),
         "{err}"
     );
     assert!(

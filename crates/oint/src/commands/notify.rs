@@ -90,9 +90,8 @@ async fn run_notify(
             let (report, request) = build_send(flags)?.build(strict);
             severity::admit(&report, strict, &send_flag).map_err(Failure::Usage)?;
             let request = request.map_err(err)?;
-            if request.params().contains_key("TAG") && !client.portal().is_oauth() {
-                severity::webhook_tag("--tag", strict).map_err(Failure::Usage)?;
-            }
+            severity::webhook_tag(&request, client.portal(), strict, &send_flag)
+                .map_err(Failure::Usage)?;
             if conn.dry_run {
                 return Ok(preview(client, &request));
             }
@@ -274,13 +273,9 @@ fn build_send(flags: SendFlags) -> Result<severity::Notification, Failure> {
 /// The `notify send` flag that set what a finding is about.
 fn send_flag(finding: &bitrix24::Finding) -> String {
     match (finding.field.as_str(), finding.path.as_str()) {
-        ("USER_ID", _) => "--user",
-        ("MESSAGE", _) => "--text",
-        ("ATTACH", "COLOR") => "--color",
-        ("ATTACH", _) => "--attach",
-        (other, _) => other,
+        ("ATTACH", "COLOR") => "--color".to_string(),
+        (field, _) => notify_flag(field),
     }
-    .to_string()
 }
 
 /// Joins `--attach`, `--image`, `--file` and `--color` into one attachment.

@@ -242,9 +242,10 @@ pub async fn execute(job: Job, transport: &Transport) -> Result<Success, Failure
             if common.debug {
                 crate::output::note(&format!("portal : {}", client.portal()));
             }
-            if request.params().contains_key("TAG") && !client.portal().is_oauth() {
-                crate::severity::webhook_tag("--tag", common.strict).map_err(Failure::Usage)?;
-            }
+            crate::severity::webhook_tag(&request, client.portal(), common.strict, &|f| {
+                opi_flag(&f.field).to_string()
+            })
+            .map_err(Failure::Usage)?;
             if common.test {
                 let preview = client.preview(&request);
                 return Ok(Success::Json(

@@ -60,8 +60,6 @@ pub struct Row {
     pub tagged: bool,
     /// What the portal will drop or change; the row is sent.
     pub warnings: Vec<Warning>,
-    /// It has a TAG or SUB_TAG, which the portal drops over a webhook.
-    pub has_tag: bool,
 }
 
 /// The longest row (a JSON line, or a CSV record with its quoted line breaks) that is read:
@@ -463,16 +461,12 @@ pub fn check(raw: &RawRow, strict: bool) -> Result<Row, RowError> {
         });
     }
     let request = request.map_err(|e| err(one_line(&e.to_string())))?;
-    let has_tag = ["TAG", "SUB_TAG"]
-        .iter()
-        .any(|k| request.params().contains_key(*k));
     // The library's rule, so that "0" and other PHP-empty tags count as no tag here too.
     let tagged = bitrix24::safety_of(&request, true) == bitrix24::Safety::Repeatable;
     Ok(Row {
         line: raw.line,
         request,
         tagged,
-        has_tag,
         warnings: report
             .warnings
             .iter()
@@ -485,7 +479,7 @@ pub fn check(raw: &RawRow, strict: bool) -> Result<Row, RowError> {
 }
 
 /// The column that sets a request's field.
-fn column_of(field: &str) -> &str {
+pub fn column_of(field: &str) -> &str {
     match field {
         "USER_ID" => "user",
         "MESSAGE" => "text",

@@ -110,10 +110,8 @@ pub async fn run(client: &Client, options: Options) -> Result<Exit, Failure> {
         .format
         .unwrap_or_else(|| Format::guess(Path::new(&options.input)));
 
-    // Over a webhook the portal drops tags: a warning (said once), or with --strict an
-    // invalid row.
-    let webhook = !client.portal().is_oauth();
-    let mut tagged_over_webhook = 0u64;
+    // Over a webhook the portal drops tags: a warning per row, or with --strict an invalid row.
+    let portal = client.portal();
 
     // Pass 1: check every row.
     let mut invalid: Vec<RowError> = Vec::new();
@@ -127,11 +125,10 @@ pub async fn run(client: &Client, options: Options) -> Result<Exit, Failure> {
             Ok(raw) => raw.line,
             Err(e) => e.line,
         });
-        match raw.and_then(|raw| checked(&raw, options.strict, webhook)) {
+        match raw.and_then(|raw| checked(&raw, options.strict, portal)) {
             Ok(row) => {
                 valid += 1;
-                tagged_over_webhook += u64::from(webhook && row.has_tag);
-                warned += u64::from(!row.warnings.is_empty() || (webhook && row.has_tag));
+                warned += u64::from(!row.warnings.is_empty());
                 for w in &row.warnings {
                     if warnings_shown < SHOWN_ERRORS {
                         crate::severity::warn(&format!("line {}: {}", row.line, w.line));
@@ -154,13 +151,6 @@ pub async fn run(client: &Client, options: Options) -> Result<Exit, Failure> {
         note(&format!(
             "… and {} more warnings",
             warnings_shown - SHOWN_ERRORS
-        ));
-    }
-    if tagged_over_webhook > 0 {
-        // Not strict here: strict made these rows invalid above.
-        let _ = crate::severity::webhook_tag("tag", false);
-        note(&format!(
-            "({tagged_over_webhook} rows have a tag; they are sent untagged)"
         ));
     }
     if invalid_count > invalid.len() as u64 {
@@ -224,7 +214,7 @@ pub async fn run(client: &Client, options: Options) -> Result<Exit, Failure> {
         for raw in reader.by_ref() {
             let mut run = state.borrow_mut();
             run.tally.rows += 1;
-            let mut row = match raw.and_then(|raw| checked(&raw, options.strict, webhook)) {
+            let mut row = match raw.and_then(|raw| checked(&raw, options.strict, portal)) {
                 Ok(row) => row,
                 Err(e) => {
                     run.tally.invalid += 1;
@@ -241,7 +231,7 @@ pub async fn run(client: &Client, options: Options) -> Result<Exit, Failure> {
                 .into_iter()
                 .map(|w| json!({"rule": w.rule, "message": w.line}))
                 .collect();
-            run.tally.warned += u64::from(!warnings.is_empty() || (webhook && row.has_tag));
+            run.tally.warned += u64::from(!warnings.is_empty());
             let known = lock(run.journal)
                 .as_ref()
                 .map_or(State::Pending, |j| j.state(row.line));
@@ -366,15 +356,22 @@ pub async fn run(client: &Client, options: Options) -> Result<Exit, Failure> {
     })
 }
 
-/// [`input::check`], and a tag over a webhook refused when `strict`.
-fn checked(raw: &input::RawRow, strict: bool, webhook: bool) -> Result<Row, RowError> {
-    let row = input::check(raw, strict)?;
-    if strict && webhook && row.has_tag {
-        let message = crate::severity::webhook_tag("tag", true).unwrap_err();
-        return Err(RowError {
-            line: row.line,
-            message,
-            rules: Vec::new(),
+/// [`input::check`], and the library's warning for a tag over a webhook: one more warning of
+/// the row, or with `strict` what makes it invalid.
+fn checked(raw: &input::RawRow, strict: bool, portal: &bitrix24::Portal) -> Result<Row, RowError> {
+    let mut row = input::check(raw, strict)?;
+    if let Some(finding) = bitrix24::notify::webhook_tag_finding(&row.request, portal) {
+        let line = crate::severity::line(&finding, &|f| input::column_of(&f.field).to_string());
+        if strict {
+            return Err(RowError {
+                line: row.line,
+                message: format!("{line} (a warning, refused: --strict)"),
+                rules: vec![finding.rule.id()],
+            });
+        }
+        row.warnings.push(input::Warning {
+            rule: finding.rule.id(),
+            line,
         });
     }
     Ok(row)
