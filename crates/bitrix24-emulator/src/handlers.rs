@@ -347,9 +347,7 @@ async fn execute(
 
     // `start` and `state` belong to the server, not to the method.
     let mut params = params;
-    let start = params
-        .remove("start")
-        .map_or(0, |v| php::intval(&v).max(0) as u64);
+    let start = methods::start_param(params.remove("start"));
     params.remove("state");
     let params = php::upper_case_keys(params);
 

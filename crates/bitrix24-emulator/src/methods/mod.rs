@@ -41,6 +41,11 @@ impl Call<'_> {
     }
 }
 
+/// The `start` request parameter as `CRestServer::processCall` reads it: `intval`, at least 0.
+pub fn start_param(value: Option<Value>) -> u64 {
+    value.map_or(0, |v| crate::php::intval(&v).max(0) as u64)
+}
+
 /// Run `method` (already lower-cased, without `.json`) from the [`registry`]. Unknown methods
 /// give ERROR_METHOD_NOT_FOUND.
 pub fn call(method: &str, call: &Call<'_>) -> Result<Value, ApiError> {
