@@ -309,7 +309,12 @@ pub fn user_get(call: &Call<'_>) -> Result<Value, ApiError> {
     });
 
     let total = users.len() as u64;
-    let start = call.start.min(total);
+    // `getNavData`: a negative start is `nTopCount` — the first page, nothing counted.
+    if call.start < 0 {
+        users.truncate(PAGE as usize);
+        return Ok(paged(users, None, 0));
+    }
+    let start = (call.start as u64).min(total);
     let page: Vec<Value> = users
         .into_iter()
         .skip(start as usize)
