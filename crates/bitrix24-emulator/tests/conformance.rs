@@ -603,6 +603,21 @@ async fn method_name_case_suffix_and_trailing_slash() {
     assert_eq!(emu.notifications().len(), 4);
 }
 
+/// portal-behaviour §2.1: repeated slashes are one (nginx `merge_slashes`); b24jssdk's
+/// `B24OAuth` calls `/rest//method`.
+#[tokio::test]
+async fn double_slashes_in_the_path_are_one() {
+    let emu = start().await;
+    for path in ["/rest//user.current", "/rest//user.current/"] {
+        let got = post_json(&format!("{}{path}", emu.url()), json!({"auth": TOKEN})).await;
+        assert_eq!(got.0, 200, "{path}: {}", got.1);
+        assert_eq!(got.1["result"]["ID"], json!("1"), "{path}: {}", got.1);
+    }
+    let hook = format!("{}/rest/1//{SECRET}//user.current", emu.url());
+    let got = post_json(&hook, json!({})).await;
+    assert_eq!(got.0, 200, "{}", got.1);
+}
+
 #[tokio::test]
 async fn answers_carry_time_and_portal_headers() {
     let emu = start().await;

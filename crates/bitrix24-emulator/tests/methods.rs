@@ -1215,3 +1215,57 @@ mod binary {
         assert!(String::from_utf8_lossy(&out.stderr).contains("--auth-error-status"));
     }
 }
+
+/// portal-behaviour §9.4: keys that name no user field (SDK telemetry, fast-bitrix24's
+/// `__order`) are no filter condition, at the top level and inside `FILTER`.
+#[tokio::test]
+async fn user_get_ignores_keys_that_are_not_user_fields() {
+    let emu = Emulator::start(config().users(60)).await.unwrap();
+    let url = format!(
+        "{}user.get?bx24_request_id=abc&bx24_sdk_ver=2.1.0&bx24_sdk_type=b24-js-sdk",
+        emu.webhook_url(1, SECRET)
+    );
+    let (status, all) = post_json(
+        &url,
+        json!({"order": {"ID": "ASC"}, "__order": "order0000000000"}),
+    )
+    .await;
+    assert_eq!(status, 200, "{all}");
+    assert_eq!(all["total"], json!(60), "{all}");
+    assert_eq!(all["next"], json!(50), "{all}");
+    let (_, one) = post_json(&url, json!({"ID": 5, "bx24_request_id": "x"})).await;
+    assert_eq!(one["total"], json!(1), "{one}");
+    let (_, nested) = post_json(
+        &url,
+        json!({"FILTER": {">ID": 55, "__order": "x", "!unknown": 1}}),
+    )
+    .await;
+    assert_eq!(nested["total"], json!(5), "{nested}");
+    // A real but unmodelled user field still filters (it is empty here).
+    let (_, phone) = post_json(&url, json!({"PERSONAL_PHONE": "123"})).await;
+    assert_eq!(phone["total"], json!(0), "{phone}");
+}
+
+/// portal-behaviour §9.5: `start=-1` returns the first 50 without a count: no `next`,
+/// `total` 0; the same per command inside a batch.
+#[tokio::test]
+async fn user_get_negative_start_is_no_count_mode() {
+    let emu = Emulator::start(config().users(120)).await.unwrap();
+    let (status, body) = hook(&emu, "user.get", json!({"start": -1, ">ID": 10})).await;
+    assert_eq!(status, 200, "{body}");
+    let page = body["result"].as_array().expect("page");
+    assert_eq!(page.len(), 50, "{body}");
+    assert_eq!(page[0]["ID"], json!("11"), "{body}");
+    assert!(body.get("next").is_none(), "{body}");
+    assert_eq!(body["total"], json!(0), "{body}");
+    let (_, batch) = hook(
+        &emu,
+        "batch",
+        json!({"cmd": {"a": "user.get?start=-1&FILTER[>ID]=100"}}),
+    )
+    .await;
+    let r = &batch["result"];
+    assert_eq!(r["result"]["a"].as_array().map(Vec::len), Some(20), "{r}");
+    assert_eq!(r["result_total"]["a"], json!(0), "{r}");
+    assert!(r["result_next"].get("a").is_none(), "{r}");
+}
