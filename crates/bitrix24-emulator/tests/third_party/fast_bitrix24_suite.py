@@ -25,11 +25,11 @@ def webhook_part(base, hook):
     # call() sends even one item as a batch command: the webhook path and batch both run here.
     out["personal"] = b.call(
         "im.notify.personal.add",
-        {"USER_ID": 1, "MESSAGE": "fast personal", "ATTACH": ATTACH, "TAG": "FB_TAG"},
+        {"USER_ID": 1, "MESSAGE": "fast personal", "ATTACH": ATTACH, "TAG": "FAST_TAG"},
     )
     out["system"] = b.call(
         "im.notify.system.add",
-        {"USER_ID": 1, "MESSAGE": "fast system", "ATTACH": ATTACH, "TAG": "FB_SYS"},
+        {"USER_ID": 1, "MESSAGE": "fast system", "ATTACH": ATTACH, "TAG": "FAST_SYS"},
     )
     # raw=True: one plain request, the answer as the portal sent it (no batch unwrapping).
     got = b.call("im.notify.get", {"LIMIT": 50}, raw=True)
@@ -80,7 +80,7 @@ def oauth_part(base, oauth):
         b = BitrixAsync(f"{base}/rest/", token_func=token_func, verbose=False)
         sent = await b.call(
             "im.notify.system.add",
-            {"USER_ID": 2, "MESSAGE": "fast oauth", "ATTACH": ATTACH, "TAG": "FB_OAUTH"},
+            {"USER_ID": 2, "MESSAGE": "fast oauth", "ATTACH": ATTACH, "TAG": "FAST_OAUTH"},
             raw=True,
         )
         return {"sent": sent["result"], "token_calls": state["calls"]}
