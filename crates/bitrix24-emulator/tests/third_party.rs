@@ -1,12 +1,13 @@
 //! Real third-party clients against the emulator, each driving it over HTTPS (`--tls`):
 //!
 //! - the official Python SDK `b24pysdk` (PyPI) sends a notification and reads it back;
-//! - `fast_bitrix24` and `pybitrix24` (PyPI) and the official JS SDK `@bitrix24/b24jssdk` (npm,
-//!   under Node.js) each run a suite: webhook calls (`im.notify.personal.add` /
-//!   `im.notify.system.add` with ATTACH and TAG, `im.notify.get`, `im.notify.read`,
-//!   `im.notify.delete`), a `batch` whose second command uses `$result[…]` of the first, the
-//!   SDK's fetch-all-pages helper over 120 users where it has one, and an OAuth call with an
-//!   expired access token that the SDK refreshes at the emulator's `/oauth/token/` and retries.
+//! - `b24pysdk`, `fast_bitrix24` and `pybitrix24` (PyPI) and the official JS SDK
+//!   `@bitrix24/b24jssdk` (npm, under Node.js) each run a suite: webhook calls
+//!   (`im.notify.personal.add` / `im.notify.system.add` with ATTACH and TAG, `im.notify.get`,
+//!   `im.notify.read`, `im.notify.delete`), a `batch` whose second command uses `$result[…]`
+//!   of the first, the SDK's fetch-all-pages helper over 120 users where it has one, and an
+//!   OAuth call with an expired access token that the SDK refreshes at the emulator's
+//!   `/oauth/token/` and retries.
 //!
 //! Each SDK is found through one variable, `OINT_THIRD_PARTY_<SDK>_<WHAT>`: a virtualenv's
 //! python (`…_PYTHON`) or an npm `node_modules` directory (`…_NODE_MODULES`; `node` comes from
@@ -44,6 +45,12 @@ const SDKS: &[Sdk] = &[
         needs: "a python with b24pysdk installed",
         var: "OINT_THIRD_PARTY_B24PYSDK_PYTHON",
         run: b24pysdk_roundtrip,
+    },
+    Sdk {
+        test: "official_python_sdk_webhook_batch_as_list_and_oauth_refresh",
+        needs: "a python with b24pysdk installed",
+        var: "OINT_THIRD_PARTY_B24PYSDK_PYTHON",
+        run: b24pysdk_suite,
     },
     Sdk {
         test: "fast_bitrix24_webhook_batch_get_all_and_oauth_refresh",
@@ -179,6 +186,17 @@ fn script(name: &str) -> PathBuf {
         .join(name)
 }
 
+fn b24pysdk_suite(python: PathBuf) -> Result<(), Failed> {
+    run_suite(Suite {
+        program: python,
+        args: vec![script("b24pysdk_suite.py")],
+        ca_var: "REQUESTS_CA_BUNDLE",
+        prefix: "py",
+        attach: "sent by b24pysdk",
+        pages: true,
+    })
+}
+
 fn fast_bitrix24_suite(python: PathBuf) -> Result<(), Failed> {
     run_suite(Suite {
         program: python,
@@ -227,6 +245,17 @@ fn run_suite(suite: Suite) -> Result<(), Failed> {
         let emu = Emulator::start(config).await?;
         // ttl 0: expired the second it is issued, so the SDK's first OAuth call is refused.
         let tokens = emu.issue_tokens(&json!({"user_id": 2, "ttl": 0}))?;
+        let access = tokens["access_token"]
+            .as_str()
+            .unwrap_or_default()
+            .to_owned();
+        let refresh = tokens["refresh_token"]
+            .as_str()
+            .unwrap_or_default()
+            .to_owned();
+        check(!access.is_empty() && !refresh.is_empty(), || {
+            "the control plane issued no token pair".to_owned()
+        })?;
         let origin = emu.url();
         check(origin.starts_with("https://"), || origin.clone())?;
         let cfg = json!({
@@ -235,8 +264,8 @@ fn run_suite(suite: Suite) -> Result<(), Failed> {
             "user_id": 1,
             "secret": SUITE_SECRET,
             "oauth": {
-                "access_token": tokens["access_token"],
-                "refresh_token": tokens["refresh_token"],
+                "access_token": access,
+                "refresh_token": refresh,
                 "member_id": tokens["member_id"],
                 "client_id": BUILTIN_CLIENT_ID,
                 "client_secret": BUILTIN_CLIENT_SECRET,
@@ -253,7 +282,11 @@ fn run_suite(suite: Suite) -> Result<(), Failed> {
                 .map_err(|e| format!("cannot start {}: {e}", program.display()))
         })
         .await??;
-        let stderr = String::from_utf8_lossy(&output.stderr);
+        // SDK tracebacks may quote URLs and parameters: keep the secrets out of the failure.
+        let mut stderr = String::from_utf8_lossy(&output.stderr).into_owned();
+        for secret in [SUITE_SECRET, &access, &refresh] {
+            stderr = stderr.replace(secret, "***");
+        }
         check(output.status.success(), || {
             format!("the SDK failed:\n{stderr}")
         })?;
