@@ -787,10 +787,21 @@ async fn unknown_method() {
     assert_error(&got, 404, "ERROR_METHOD_NOT_FOUND", "Method not found!");
 }
 
+/// portal-behaviour §3.3: the method is looked up before the credentials are checked.
 #[tokio::test]
-async fn unknown_method_is_checked_after_auth() {
+async fn unknown_method_is_checked_before_auth() {
     let emu = start().await;
-    let got = post_json(&format!("{}/rest/no.such.method", emu.url()), json!({})).await;
+    for url in [
+        format!("{}/rest/no.such.method", emu.url()),
+        format!("{}/rest/no.such.method?auth=wrong-token", emu.url()),
+        format!("{}/rest/1/wrong-secret/no.such.method", emu.url()),
+        format!("{}/rest/no.such.method?auth=tok-expired", emu.url()),
+    ] {
+        let got = post_json(&url, json!({})).await;
+        assert_error(&got, 404, "ERROR_METHOD_NOT_FOUND", "Method not found!");
+    }
+    // A known method with the same bad credentials is still an auth error.
+    let got = post_json(&format!("{}/rest/user.current", emu.url()), json!({})).await;
     assert_error(&got, 401, "NO_AUTH_FOUND", "Wrong authorization data");
 }
 
