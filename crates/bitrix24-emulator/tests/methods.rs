@@ -1256,6 +1256,8 @@ mod binary {
                     "docs",
                     "--read-all-result",
                     "source",
+                    "--webhook-tags",
+                    "docs",
                 ])
                 .stdout(Stdio::piped())
                 .stderr(Stdio::null())
@@ -1271,6 +1273,17 @@ mod binary {
         )
         .await;
         assert_eq!(body["result"], json!(true));
+        // `--webhook-tags docs`: the same TAG with CLIENT_ID replaces.
+        for message in ["v1", "v2"] {
+            super::post_json(
+                &format!("{url}/rest/1/bin-secret/im.notify.personal.add"),
+                json!({"USER_ID": 1, "MESSAGE": message, "TAG": "T", "CLIENT_ID": "c"}),
+            )
+            .await;
+        }
+        let (_, body) =
+            super::post_json(&format!("{url}/rest/1/bin-secret/im.notify.get"), json!({})).await;
+        assert_eq!(body["result"]["total_count"], json!(1), "{body}");
     }
 
     #[test]
