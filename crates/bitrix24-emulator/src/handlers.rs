@@ -343,8 +343,11 @@ async fn execute(
         _ => {}
     }
 
-    // The portal authenticates before it looks the method up, so an unknown method with bad
-    // credentials is an auth error, and only an authenticated caller learns what exists.
+    // The portal resolves the method (and so its scope) before it checks credentials against
+    // that scope: an unknown method is 404 whatever the credentials (portal-behaviour §3.3).
+    if methods::registry::find(&route.method).is_none() {
+        return Outcome::Err(ApiError::method_not_found());
+    }
     let caller = match auth::authenticate(&state.store, credentials, timing.unix_secs()) {
         Ok(caller) => caller,
         Err(e) => return Outcome::Err(e),

@@ -50,7 +50,7 @@ pub use error::Error;
 pub use limits::Plan;
 pub use operating::Billing;
 pub use requests::AuthKind;
-pub use switches::{AuthErrorStatus, ReadAllResult, UnknownChoice};
+pub use switches::{AuthErrorStatus, ReadAllResult, UnknownChoice, WebhookTags};
 
 use store::{AccessToken, App, Seed, Store};
 
@@ -192,6 +192,14 @@ impl Config {
     /// (default), or plain `true` as in the older server source.
     pub fn read_all_result(mut self, choice: ReadAllResult) -> Self {
         self.switches.read_all_result = choice;
+        self
+    }
+
+    /// TAG/SUB_TAG of a webhook call: dropped as in the server source (default), or, as the
+    /// method docs describe, kept when the call names a `CLIENT_ID` (stored under
+    /// `custom<CLIENT_ID>`, so `im.notify.delete` with the same `CLIENT_ID` finds them).
+    pub fn webhook_tags(mut self, choice: WebhookTags) -> Self {
+        self.switches.webhook_tags = choice;
         self
     }
 

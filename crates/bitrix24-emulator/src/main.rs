@@ -9,7 +9,9 @@ use std::net::SocketAddr;
 use std::path::PathBuf;
 use std::process::ExitCode;
 
-use bitrix24_emulator::{AuthErrorStatus, Billing, Config, Emulator, Plan, ReadAllResult};
+use bitrix24_emulator::{
+    AuthErrorStatus, Billing, Config, Emulator, Plan, ReadAllResult, WebhookTags,
+};
 use clap::{Parser, ValueEnum};
 
 /// A local Bitrix24 portal for offline tests of im.notify.* integrations.
@@ -64,6 +66,17 @@ struct Cli {
         value_parser = ["docs", "source"]
     )]
     read_all_result: String,
+
+    /// TAG/SUB_TAG of a webhook's im.notify.*add. `source`: dropped, as in the server code.
+    /// `docs`: kept when the call names CLIENT_ID, stored as MP|<md5("custom"+CLIENT_ID)[0:5]>|TAG
+    /// so im.notify.delete with that CLIENT_ID matches them.
+    #[arg(
+        long = "webhook-tags",
+        value_name = "source|docs",
+        default_value = "source",
+        value_parser = ["source", "docs"]
+    )]
+    webhook_tags: String,
     /// An OAuth app allowed to refresh tokens at /oauth/token/. Repeatable. The built-in app
     /// local.emulator.app (secret local.emulator.secret) always exists; naming it again
     /// replaces its secret.
@@ -245,9 +258,14 @@ fn config(cli: &Cli) -> Result<Config, String> {
         .read_all_result
         .parse()
         .map_err(|e| format!("error: invalid value for '--read-all-result': {e}"))?;
+    let webhook_tags: WebhookTags = cli
+        .webhook_tags
+        .parse()
+        .map_err(|e| format!("error: invalid value for '--webhook-tags': {e}"))?;
     config = config
         .auth_error_status(auth_error_status)
-        .read_all_result(read_all_result);
+        .read_all_result(read_all_result)
+        .webhook_tags(webhook_tags);
     for raw in &cli.oauth_app {
         let (client_id, secret) = oauth_app(raw)?;
         config = config.oauth_app(client_id, secret);

@@ -766,6 +766,74 @@ async fn history_search_filters_by_type_and_date() {
     assert_eq!(rest["result"]["total_results"], json!(2));
 }
 
+/// portal-behaviour §5.13: the docs' filters (`SEARCH_TYPES`, `SEARCH_AUTHORS`,
+/// `SEARCH_DATE_FROM`/`_TO`, `GROUP_TAG`) each lift the 3-character rule and each filter.
+#[tokio::test]
+async fn history_search_docs_filters_lift_the_text_rule_and_filter() {
+    let emu = start().await;
+    let march = 1_772_534_400; // 2026-03-03T10:40:00+00:00
+    let mut ids = Vec::new();
+    for (author, at, tag) in [
+        (2, march, "TASK|42"),
+        (3, march + 86_400, "TASK|7"),
+        (2, march + 2 * 86_400, ""),
+    ] {
+        let (status, body) = seed(
+            &emu,
+            json!({"user_id": 1, "message": "n", "author_id": author, "created_at": at, "tag": tag}),
+        )
+        .await;
+        assert_eq!(status, 200, "{body}");
+        ids.push(body["id"].clone());
+    }
+    let found = |body: &Value| -> Vec<Value> {
+        body["result"]["notifications"]
+            .as_array()
+            .unwrap_or_else(|| panic!("{body}"))
+            .iter()
+            .map(|n| n["id"].clone())
+            .collect()
+    };
+    let cases = [
+        (json!({"SEARCH_TYPES": ["tasks|task_update"]}), vec![]),
+        (
+            json!({"SEARCH_TYPES": ["tasks", "rest"]}),
+            vec![ids[2].clone(), ids[1].clone(), ids[0].clone()],
+        ),
+        (json!({"SEARCH_AUTHORS": [3]}), vec![ids[1].clone()]),
+        (
+            json!({"SEARCH_AUTHORS": ["2"], "SEARCH_TEXT": "n"}),
+            vec![ids[2].clone(), ids[0].clone()],
+        ),
+        (
+            json!({"SEARCH_DATE_FROM": "2026-03-04T00:00:00+00:00", "SEARCH_DATE_TO": "2026-03-05T23:59:59+00:00"}),
+            vec![ids[2].clone(), ids[1].clone()],
+        ),
+        (
+            json!({"SEARCH_DATE_TO": "2026-03-03T23:00:00+00:00"}),
+            vec![ids[0].clone()],
+        ),
+        (json!({"GROUP_TAG": "TASK|42"}), vec![ids[0].clone()]),
+    ];
+    for (params, want) in cases {
+        let (status, body) = hook(&emu, "im.notify.history.search", params.clone()).await;
+        assert_eq!(status, 200, "{params}: {body}");
+        assert_eq!(found(&body), want, "{params}: {body}");
+    }
+    let got = hook(
+        &emu,
+        "im.notify.history.search",
+        json!({"SEARCH_TEXT": "n", "LIMIT": 5}),
+    )
+    .await;
+    assert_error(
+        &got,
+        400,
+        "SEARCH_TEXT_ERROR",
+        "SEARCH_TEXT can't be less then 3 symbols",
+    );
+}
+
 // --- im.notify.schema.get --------------------------------------------------------------------
 
 #[tokio::test]
@@ -1188,6 +1256,8 @@ mod binary {
                     "docs",
                     "--read-all-result",
                     "source",
+                    "--webhook-tags",
+                    "docs",
                 ])
                 .stdout(Stdio::piped())
                 .stderr(Stdio::null())
@@ -1203,6 +1273,17 @@ mod binary {
         )
         .await;
         assert_eq!(body["result"], json!(true));
+        // `--webhook-tags docs`: the same TAG with CLIENT_ID replaces.
+        for message in ["v1", "v2"] {
+            super::post_json(
+                &format!("{url}/rest/1/bin-secret/im.notify.personal.add"),
+                json!({"USER_ID": 1, "MESSAGE": message, "TAG": "T", "CLIENT_ID": "c"}),
+            )
+            .await;
+        }
+        let (_, body) =
+            super::post_json(&format!("{url}/rest/1/bin-secret/im.notify.get"), json!({})).await;
+        assert_eq!(body["result"]["total_count"], json!(1), "{body}");
     }
 
     #[test]

@@ -282,6 +282,32 @@ async fn operating_budget_exhausted_gives_429_for_that_method_only() {
     assert_eq!(emu.notifications().len(), 4);
 }
 
+/// portal-behaviour §8.4: the budget is per webhook, not per webhook user — a second webhook
+/// of the same user still runs the method the first one has used up.
+#[tokio::test]
+async fn operating_budget_is_per_webhook_not_per_user() {
+    let emu = start(
+        base()
+            .webhook(1, "second-hook")
+            .plan(Plan::Unlimited)
+            .operating_budget(0.05)
+            .processing_ms(60),
+    )
+    .await;
+    assert_eq!(notify(&emu, "a").await.0, 200);
+    assert_eq!(notify(&emu, "b").await.0, 429);
+    let (status, body) = post(
+        &format!(
+            "{}im.notify.personal.add",
+            emu.webhook_url(1, "second-hook")
+        ),
+        notify_body("other hook"),
+    )
+    .await;
+    assert_eq!(status, 200, "{body}");
+    assert_eq!(notify(&emu, "c").await.0, 429);
+}
+
 #[tokio::test]
 async fn operating_budget_zero_disables_the_limit() {
     let emu = start(
