@@ -192,7 +192,16 @@ async fn rest(State(state): State<AppState>, req: Request) -> Response {
 
     let outcome = if admitted {
         match route {
-            Ok(route) => execute(&state, &route, params, &credentials, timing, at).await,
+            Ok(route) => {
+                let run = execute(&state, &route, params, &credentials, timing, at);
+                // `limits.md`: a request still running after 60 s is interrupted.
+                match state.pipeline.request_time_limit {
+                    Some(limit) => tokio::time::timeout(limit, run)
+                        .await
+                        .unwrap_or(Outcome::Reset("request_timeout")),
+                    None => run.await,
+                }
+            }
             Err(e) => Outcome::Err(e),
         }
     } else {

@@ -151,6 +151,15 @@ struct Cli {
     /// closed. Default: nginx's client_body_timeout.
     #[arg(long = "body-timeout", value_name = "SECONDS", default_value_t = 60.0)]
     body_timeout: f64,
+
+    /// Cut off a REST request still running this many seconds after it arrived: the
+    /// connection closes without an answer. Default: the cloud's 60 s cap.
+    #[arg(
+        long = "request-time-limit",
+        value_name = "SECONDS",
+        default_value_t = 60.0
+    )]
+    request_time_limit: f64,
 }
 
 /// Seconds for a timeout flag: positive, at most a day. The error names the flag.
@@ -309,7 +318,8 @@ fn config(cli: &Cli) -> Result<Config, String> {
         .max_input_nesting_level(cli.max_input_nesting_level)
         .post_max_size(php_size(&cli.post_max_size)?)
         .idle_timeout(timeout_secs("idle-timeout", cli.idle_timeout)?)
-        .body_timeout(timeout_secs("body-timeout", cli.body_timeout)?);
+        .body_timeout(timeout_secs("body-timeout", cli.body_timeout)?)
+        .request_time_limit(timeout_secs("request-time-limit", cli.request_time_limit)?);
     Ok(config)
 }
 

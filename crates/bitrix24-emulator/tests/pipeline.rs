@@ -308,6 +308,38 @@ async fn operating_budget_is_per_webhook_not_per_user() {
     assert_eq!(notify(&emu, "c").await.0, 429);
 }
 
+/// portal-behaviour §8.7: a request still running at the time limit (60 s on the cloud,
+/// shortened here) is cut off without an answer; work done before the cut stays done.
+#[tokio::test]
+async fn request_time_limit_cuts_off_a_long_request() {
+    let emu = start(
+        base()
+            .plan(Plan::Unlimited)
+            .request_time_limit(Duration::from_millis(100))
+            .processing_ms(2_000),
+    )
+    .await;
+    assert!(try_notify(&emu, "slow").await.is_err(), "no answer");
+    // Cut off while "processing": the method never ran.
+    assert!(emu.notifications().is_empty());
+    let log = emu.requests();
+    assert_eq!(log[0].error.as_deref(), Some("request_timeout"));
+
+    // A delay after the method: it ran, only the answer is lost.
+    let emu = start(
+        base()
+            .plan(Plan::Unlimited)
+            .request_time_limit(Duration::from_millis(100)),
+    )
+    .await;
+    emu.add_faults(&json!([{"method": "*", "kind": "delay", "ms": 2000}]))
+        .expect("fault rules accepted");
+    assert!(try_notify(&emu, "ran").await.is_err(), "no answer");
+    assert_eq!(emu.notifications().len(), 1);
+    // Short requests are untouched.
+    assert_eq!(notify(&emu, "quick").await.0, 200);
+}
+
 #[tokio::test]
 async fn operating_budget_zero_disables_the_limit() {
     let emu = start(
