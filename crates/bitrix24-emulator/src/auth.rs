@@ -12,14 +12,21 @@ use crate::store::Store;
 /// An authenticated caller.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum Caller {
-    Webhook { user_id: u64 },
-    OAuth { user_id: u64, client_id: String },
+    /// `hook` tells two webhooks of one user apart (their operating budgets are separate).
+    Webhook {
+        user_id: u64,
+        hook: usize,
+    },
+    OAuth {
+        user_id: u64,
+        client_id: String,
+    },
 }
 
 impl Caller {
     pub fn user_id(&self) -> u64 {
         match self {
-            Caller::Webhook { user_id } | Caller::OAuth { user_id, .. } => *user_id,
+            Caller::Webhook { user_id, .. } | Caller::OAuth { user_id, .. } => *user_id,
         }
     }
 
@@ -56,11 +63,10 @@ pub fn authenticate(
         Credentials::Webhook { user, secret } => {
             // `aplogin` may also be a login on a real portal; the emulator's users are numeric.
             let user_id = user.parse::<u64>().ok().filter(|id| *id > 0);
-            match user_id {
-                Some(user_id) if store.webhook_matches(user_id, secret) => {
-                    Ok(Caller::Webhook { user_id })
-                }
-                _ => Err(ApiError::invalid_credentials()),
+            let hook = user_id.and_then(|id| Some((id, store.webhook_number(id, secret)?)));
+            match hook {
+                Some((user_id, hook)) => Ok(Caller::Webhook { user_id, hook }),
+                None => Err(ApiError::invalid_credentials()),
             }
         }
         Credentials::Token(token) => {

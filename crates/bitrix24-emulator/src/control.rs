@@ -256,9 +256,10 @@ async fn issue_tokens(
     State(state): State<AppState>,
     headers: HeaderMap,
     uri: Uri,
+    extensions: axum::http::Extensions,
     body: Bytes,
 ) -> Response {
-    let (scheme, host) = oauth::origin(&headers, &uri);
+    let (scheme, host) = oauth::origin(&headers, &uri, &extensions);
     let parsed = serde_json::from_slice::<Value>(&body)
         .map_err(|_| ControlError::bad("invalid_request", oauth::ISSUE_USAGE));
     answer(parsed.and_then(|v| state.issue_tokens(&v, (&scheme, &host))))

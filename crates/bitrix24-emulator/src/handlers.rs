@@ -64,7 +64,15 @@ struct Route {
 /// `/rest/<method>` or `/rest/<user>/<secret>/<method>`, an optional trailing `/`, an optional
 /// `.json` suffix. `None` means the path is not under `/rest` at all.
 fn parse_route(path: &str) -> Option<Result<Route, ApiError>> {
-    let rest = path.strip_prefix("/rest")?;
+    // The portal's nginx merges slashes (`merge_slashes on`) before PHP sees the path, so
+    // `/rest//im.notify` is `/rest/im.notify` (portal-behaviour §2.1).
+    let mut merged = String::with_capacity(path.len());
+    for c in path.chars() {
+        if !(c == '/' && merged.ends_with('/')) {
+            merged.push(c);
+        }
+    }
+    let rest = merged.strip_prefix("/rest")?;
     if !(rest.is_empty() || rest.starts_with('/')) {
         return None;
     }
@@ -184,7 +192,16 @@ async fn rest(State(state): State<AppState>, req: Request) -> Response {
 
     let outcome = if admitted {
         match route {
-            Ok(route) => execute(&state, &route, params, &credentials, timing, at).await,
+            Ok(route) => {
+                let run = execute(&state, &route, params, &credentials, timing, at);
+                // `limits.md`: a request still running after 60 s is interrupted.
+                match state.pipeline.request_time_limit {
+                    Some(limit) => tokio::time::timeout(limit, run)
+                        .await
+                        .unwrap_or(Outcome::Reset("request_timeout")),
+                    None => run.await,
+                }
+            }
             Err(e) => Outcome::Err(e),
         }
     } else {
@@ -335,8 +352,11 @@ async fn execute(
         _ => {}
     }
 
-    // The portal authenticates before it looks the method up, so an unknown method with bad
-    // credentials is an auth error, and only an authenticated caller learns what exists.
+    // The portal resolves the method (and so its scope) before it checks credentials against
+    // that scope: an unknown method is 404 whatever the credentials (portal-behaviour §3.3).
+    if methods::registry::find(&route.method).is_none() {
+        return Outcome::Err(ApiError::method_not_found());
+    }
     let caller = match auth::authenticate(&state.store, credentials, timing.unix_secs()) {
         Ok(caller) => caller,
         Err(e) => return Outcome::Err(e),
@@ -347,9 +367,7 @@ async fn execute(
 
     // `start` and `state` belong to the server, not to the method.
     let mut params = params;
-    let start = params
-        .remove("start")
-        .map_or(0, |v| php::intval(&v).max(0) as u64);
+    let start = methods::start_param(params.remove("start"));
     params.remove("state");
     let params = php::upper_case_keys(params);
 
@@ -575,6 +593,11 @@ mod tests {
         assert_eq!(
             parse_route("/rest"),
             Some(Err(ApiError::method_not_found()))
+        );
+        assert_eq!(parse_route("//rest//im.notify"), ok(None, "im.notify"));
+        assert_eq!(
+            parse_route("/rest//1//abc/im.notify"),
+            ok(Some(("1", "abc")), "im.notify")
         );
         assert_eq!(parse_route("/restful/x"), None);
         assert_eq!(parse_route("/other"), None);

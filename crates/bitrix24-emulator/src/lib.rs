@@ -50,7 +50,7 @@ pub use error::Error;
 pub use limits::Plan;
 pub use operating::Billing;
 pub use requests::AuthKind;
-pub use switches::{AuthErrorStatus, ReadAllResult, UnknownChoice};
+pub use switches::{AuthErrorStatus, ReadAllResult, UnknownChoice, WebhookTags};
 
 use store::{AccessToken, App, Seed, Store};
 
@@ -87,6 +87,7 @@ pub struct Config {
     input_limits: decode::InputLimits,
     idle_timeout: Duration,
     body_timeout: Duration,
+    request_time_limit: Duration,
 }
 
 /// nginx's `keepalive_timeout` default: how long a connection may sit without a complete
@@ -94,6 +95,8 @@ pub struct Config {
 pub const DEFAULT_IDLE_TIMEOUT: Duration = Duration::from_secs(75);
 /// nginx's `client_body_timeout` default: the longest pause between two pieces of a body.
 pub const DEFAULT_BODY_TIMEOUT: Duration = Duration::from_secs(60);
+/// The cloud's cap on one REST request (`limits.md`, "Request Execution Time Limit").
+pub const DEFAULT_REQUEST_TIME_LIMIT: Duration = Duration::from_secs(60);
 
 #[derive(Clone)]
 struct TokenSpec {
@@ -125,6 +128,7 @@ impl Default for Config {
             input_limits: decode::InputLimits::default(),
             idle_timeout: DEFAULT_IDLE_TIMEOUT,
             body_timeout: DEFAULT_BODY_TIMEOUT,
+            request_time_limit: DEFAULT_REQUEST_TIME_LIMIT,
         }
     }
 }
@@ -192,6 +196,14 @@ impl Config {
     /// (default), or plain `true` as in the older server source.
     pub fn read_all_result(mut self, choice: ReadAllResult) -> Self {
         self.switches.read_all_result = choice;
+        self
+    }
+
+    /// TAG/SUB_TAG of a webhook call: dropped as in the server source (default), or, as the
+    /// method docs describe, kept when the call names a `CLIENT_ID` (stored under
+    /// `custom<CLIENT_ID>`, so `im.notify.delete` with the same `CLIENT_ID` finds them).
+    pub fn webhook_tags(mut self, choice: WebhookTags) -> Self {
+        self.switches.webhook_tags = choice;
         self
     }
 
@@ -284,6 +296,14 @@ impl Config {
         self.body_timeout = timeout;
         self
     }
+
+    /// How long one REST request may run, from its admission to its answer (default 60 s,
+    /// the cloud's cap); a request still running then is cut off: the connection closes
+    /// without an answer, and whatever the method already stored stays. Zero: no cap.
+    pub fn request_time_limit(mut self, limit: Duration) -> Self {
+        self.request_time_limit = limit;
+        self
+    }
 }
 
 impl fmt::Debug for Config {
@@ -330,6 +350,7 @@ impl fmt::Debug for Config {
             .field("input_limits", &self.input_limits)
             .field("idle_timeout", &self.idle_timeout)
             .field("body_timeout", &self.body_timeout)
+            .field("request_time_limit", &self.request_time_limit)
             .finish()
     }
 }
@@ -471,6 +492,8 @@ fn pipeline_of(config: &Config) -> Result<pipeline::Pipeline, Error> {
         log: requests::RequestLog::default(),
         processing: std::time::Duration::from_millis(config.processing_ms),
         body_timeout: config.body_timeout,
+        request_time_limit: (!config.request_time_limit.is_zero())
+            .then_some(config.request_time_limit),
     })
 }
 

@@ -9,7 +9,9 @@ use std::net::SocketAddr;
 use std::path::PathBuf;
 use std::process::ExitCode;
 
-use bitrix24_emulator::{AuthErrorStatus, Billing, Config, Emulator, Plan, ReadAllResult};
+use bitrix24_emulator::{
+    AuthErrorStatus, Billing, Config, Emulator, Plan, ReadAllResult, WebhookTags,
+};
 use clap::{Parser, ValueEnum};
 
 /// A local Bitrix24 portal for offline tests of im.notify.* integrations.
@@ -64,6 +66,17 @@ struct Cli {
         value_parser = ["docs", "source"]
     )]
     read_all_result: String,
+
+    /// TAG/SUB_TAG of a webhook's im.notify.*add. `source`: dropped, as in the server code.
+    /// `docs`: kept when the call names CLIENT_ID, stored as MP|<md5("custom"+CLIENT_ID)[0:5]>|TAG
+    /// so im.notify.delete with that CLIENT_ID matches them.
+    #[arg(
+        long = "webhook-tags",
+        value_name = "source|docs",
+        default_value = "source",
+        value_parser = ["source", "docs"]
+    )]
+    webhook_tags: String,
     /// An OAuth app allowed to refresh tokens at /oauth/token/. Repeatable. The built-in app
     /// local.emulator.app (secret local.emulator.secret) always exists; naming it again
     /// replaces its secret.
@@ -138,6 +151,15 @@ struct Cli {
     /// closed. Default: nginx's client_body_timeout.
     #[arg(long = "body-timeout", value_name = "SECONDS", default_value_t = 60.0)]
     body_timeout: f64,
+
+    /// Cut off a REST request still running this many seconds after it arrived: the
+    /// connection closes without an answer. Default: the cloud's 60 s cap.
+    #[arg(
+        long = "request-time-limit",
+        value_name = "SECONDS",
+        default_value_t = 60.0
+    )]
+    request_time_limit: f64,
 }
 
 /// Seconds for a timeout flag: positive, at most a day. The error names the flag.
@@ -245,9 +267,14 @@ fn config(cli: &Cli) -> Result<Config, String> {
         .read_all_result
         .parse()
         .map_err(|e| format!("error: invalid value for '--read-all-result': {e}"))?;
+    let webhook_tags: WebhookTags = cli
+        .webhook_tags
+        .parse()
+        .map_err(|e| format!("error: invalid value for '--webhook-tags': {e}"))?;
     config = config
         .auth_error_status(auth_error_status)
-        .read_all_result(read_all_result);
+        .read_all_result(read_all_result)
+        .webhook_tags(webhook_tags);
     for raw in &cli.oauth_app {
         let (client_id, secret) = oauth_app(raw)?;
         config = config.oauth_app(client_id, secret);
@@ -291,7 +318,8 @@ fn config(cli: &Cli) -> Result<Config, String> {
         .max_input_nesting_level(cli.max_input_nesting_level)
         .post_max_size(php_size(&cli.post_max_size)?)
         .idle_timeout(timeout_secs("idle-timeout", cli.idle_timeout)?)
-        .body_timeout(timeout_secs("body-timeout", cli.body_timeout)?);
+        .body_timeout(timeout_secs("body-timeout", cli.body_timeout)?)
+        .request_time_limit(timeout_secs("request-time-limit", cli.request_time_limit)?);
     Ok(config)
 }
 

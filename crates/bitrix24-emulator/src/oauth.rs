@@ -458,9 +458,14 @@ fn member_id() -> String {
         .collect()
 }
 
-/// `http://HOST` of the request. The emulator is both the portal and the OAuth server, so
-/// `client_endpoint`, `server_endpoint` and `domain` all name it.
-pub fn origin(headers: &HeaderMap, uri: &axum::http::Uri) -> (String, String) {
+/// `SCHEME://HOST` of the request. The emulator is both the portal and the OAuth server, so
+/// `client_endpoint`, `server_endpoint` and `domain` all name it; the scheme is the one the
+/// connection was served with (`https` under `--tls`, portal-behaviour §3.6).
+pub fn origin(
+    headers: &HeaderMap,
+    uri: &axum::http::Uri,
+    extensions: &axum::http::Extensions,
+) -> (String, String) {
     let host = uri
         .authority()
         .map(|a| a.as_str().to_owned())
@@ -471,7 +476,15 @@ pub fn origin(headers: &HeaderMap, uri: &axum::http::Uri) -> (String, String) {
                 .map(str::to_owned)
         })
         .unwrap_or_else(|| "localhost".to_owned());
-    let scheme = uri.scheme_str().unwrap_or("http").to_owned();
+    let tls = extensions
+        .get::<axum::extract::ConnectInfo<crate::serve::Conn>>()
+        .is_some_and(|c| c.0.tls);
+    let scheme = match uri.scheme_str() {
+        Some(s) => s,
+        None if tls => "https",
+        None => "http",
+    }
+    .to_owned();
     (scheme, host)
 }
 
@@ -514,7 +527,7 @@ pub async fn token_endpoint(State(state): State<AppState>, req: Request<Body>) -
         };
         params.extend(php::parse_str(&String::from_utf8_lossy(&bytes)));
     }
-    let (scheme, host) = origin(&parts.headers, &parts.uri);
+    let (scheme, host) = origin(&parts.headers, &parts.uri, &parts.extensions);
     match state.oauth.token(&state.store, &params, now()) {
         Ok(issued) => json_answer(StatusCode::OK, &token_body(&issued, &scheme, &host)),
         Err(e) => json_answer(

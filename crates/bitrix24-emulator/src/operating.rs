@@ -10,7 +10,7 @@
 //! Buckets: a call at `t` goes into the newest bucket if that bucket was opened less than 60 s
 //! before `t`, otherwise it opens a new one at `t`. A bucket expires at `opened + 600`; the
 //! reported `operating_reset_at` is that instant rounded up to a whole second, so a client that
-//! waits until then finds it gone. A call is refused when the total at its start is `>=` the
+//! waits until then finds it gone. A call is refused when the total at its start exceeds the
 //! budget, so the call that crosses the budget still runs and the one after it is refused.
 //!
 //! **batch.** The docs say the outer `batch` is free and each sub-call is billed to its own
@@ -128,10 +128,11 @@ impl Window {
     }
 }
 
-/// Who is billed: each webhook (by its user) and each OAuth application has its own budget.
+/// Who is billed: each webhook and each OAuth application has its own budget (`limits.md`:
+/// "separately for an application or a webhook").
 fn who(caller: &Caller) -> String {
     match caller {
-        Caller::Webhook { user_id } => format!("webhook:{user_id}"),
+        Caller::Webhook { hook, .. } => format!("webhook:{hook}"),
         Caller::OAuth { client_id, .. } => format!("app:{client_id}"),
     }
 }
@@ -164,8 +165,10 @@ impl Operating {
         let Some(budget) = self.budget else {
             return Ok(());
         };
+        // Blocked once the total *exceeds* the budget (`limits.md`: "the value already exceeds
+        // 480 seconds before its execution"); at exactly the budget a call still runs.
         let used = self.usage(caller, method, now).operating;
-        if used >= budget {
+        if used > budget {
             Err(ApiError::operation_time_limit())
         } else {
             Ok(())
@@ -252,7 +255,10 @@ mod tests {
     const T0: f64 = 1_772_532_000.0;
 
     fn hook(user_id: u64) -> Caller {
-        Caller::Webhook { user_id }
+        Caller::Webhook {
+            user_id,
+            hook: user_id as usize,
+        }
     }
 
     #[test]
@@ -307,6 +313,18 @@ mod tests {
         assert!(op.check(&app, "im.notify", T0 + 2.0).is_ok());
         // The window slides: ten minutes after the buckets opened, the method is free again.
         assert!(op.check(&c, "im.notify", T0 + 600.0).is_ok());
+    }
+
+    /// portal-behaviour §8.4: blocked only when the total exceeds the budget.
+    #[test]
+    fn at_exactly_the_budget_a_call_still_runs() {
+        let op = Operating::new(Some(1.0), Billing::Batch);
+        let c = hook(1);
+        op.bill(&c, "m", T0, 0.5);
+        op.bill(&c, "m", T0 + 1.0, 0.5);
+        assert!(op.check(&c, "m", T0 + 2.0).is_ok());
+        op.bill(&c, "m", T0 + 2.0, 0.001);
+        assert!(op.check(&c, "m", T0 + 3.0).is_err());
     }
 
     #[test]

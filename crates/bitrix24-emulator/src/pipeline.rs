@@ -15,6 +15,9 @@
 //! 6. **After-faults**: `reset_after` closes the connection instead of answering; `delay`
 //!    waits before answering. The call's effects are already stored.
 //!
+//! Steps 2–6 run under the request time limit (60 s, as on the cloud): a request still running
+//! then is cut off without an answer (logged as `request_timeout`).
+//!
 //! Every request under `/rest` that reaches step 1 is recorded in the request log.
 //! The control plane and `/oauth/*` do not pass through here, so they are never limited.
 
@@ -36,6 +39,8 @@ pub struct Pipeline {
     pub processing: Duration,
     /// Longest wait for the next piece of a request body.
     pub body_timeout: Duration,
+    /// The cap on steps 2–6 of one request; `None`: no cap.
+    pub request_time_limit: Option<Duration>,
 }
 
 impl Pipeline {

@@ -48,6 +48,8 @@ const HANDSHAKE_TIMEOUT: Duration = Duration::from_secs(10);
 pub struct Conn {
     /// The client's address.
     pub peer: SocketAddr,
+    /// Whether the connection is HTTPS: the scheme the portal's own URLs carry.
+    pub tls: bool,
     killed: Arc<AtomicBool>,
 }
 
@@ -279,7 +281,8 @@ pub async fn run(
         tokio::select! {
             () = &mut shutdown => break,
             (io, peer) = listener.accept() => {
-                let conn = Conn { peer, killed: io.killed.clone() };
+                let tls = matches!(io.stream, Stream::Tls(_));
+                let conn = Conn { peer, tls, killed: io.killed.clone() };
                 let router = router.clone();
                 let stop = stop_rx.clone();
                 connections.spawn(serve_connection(io, conn, router, idle_timeout, stop));

@@ -161,8 +161,13 @@ impl Store {
         user_id >= 1 && user_id <= inner.users && !inner.inactive.contains(&user_id)
     }
 
-    pub fn webhook_matches(&self, user_id: u64, secret: &str) -> bool {
-        self.lock().webhooks.contains(&(user_id, secret.to_owned()))
+    /// The webhook's number (its place among the configured webhooks, which never change
+    /// while the portal runs), if `user_id` and `secret` name one.
+    pub fn webhook_number(&self, user_id: u64, secret: &str) -> Option<usize> {
+        self.lock()
+            .webhooks
+            .iter()
+            .position(|(u, s)| *u == user_id && s == secret)
     }
 
     pub fn access_token(&self, token: &str) -> Option<AccessToken> {

@@ -44,11 +44,23 @@ pub enum ReadAllResult {
     Source,
 }
 
+/// Whether a webhook's TAG/SUB_TAG survive `im.notify.*add` (portal-behaviour §6.2).
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub enum WebhookTags {
+    /// Dropped, `CLIENT_ID` or not: `notifyAdd` reads no `CLIENT_ID` (the server source).
+    #[default]
+    Source,
+    /// Kept when the call names a `CLIENT_ID`, stored under `custom<CLIENT_ID>` as
+    /// `im.notify.delete` keys a webhook's tags (the method pages).
+    Docs,
+}
+
 /// All switches together, as the store keeps them.
 #[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
 pub struct Switches {
     pub auth_error_status: AuthErrorStatus,
     pub read_all_result: ReadAllResult,
+    pub webhook_tags: WebhookTags,
 }
 
 impl Switches {
@@ -93,6 +105,17 @@ impl FromStr for ReadAllResult {
     }
 }
 
+impl FromStr for WebhookTags {
+    type Err = UnknownChoice;
+    fn from_str(s: &str) -> Result<Self, Self::Err> {
+        match s {
+            "source" => Ok(WebhookTags::Source),
+            "docs" => Ok(WebhookTags::Docs),
+            other => Err(UnknownChoice(other.to_owned())),
+        }
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -111,5 +134,7 @@ mod tests {
         );
         assert_eq!("docs".parse::<ReadAllResult>(), Ok(ReadAllResult::Docs));
         assert!("x".parse::<AuthErrorStatus>().is_err());
+        assert_eq!("docs".parse::<WebhookTags>(), Ok(WebhookTags::Docs));
+        assert!("both".parse::<WebhookTags>().is_err());
     }
 }

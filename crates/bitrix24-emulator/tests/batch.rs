@@ -545,3 +545,34 @@ async fn batch_counts_as_one_request_against_the_rate_limit() {
     );
     assert_eq!(emu.notifications().len(), 42);
 }
+
+/// portal-behaviour §7.2: each command's own `start` pages its list call; paging `user.get`
+/// through one batch over 120 users yields all 120 once, with `next`/`total` per command.
+#[tokio::test]
+async fn batch_command_start_is_its_own() {
+    let emu = start_with(Config::default().users(120).webhook(1, SECRET)).await;
+    let url = format!("{}?start=50", batch_url(&emu));
+    let (status, body) = post_json(
+        &url,
+        json!({"cmd": {
+            "p0": "user.get?start=0",
+            "p1": "user.get?start=50",
+            "p2": "user.get?start=100",
+        }}),
+    )
+    .await;
+    assert_eq!(status, 200, "{body}");
+    let r = &body["result"];
+    let mut ids = std::collections::BTreeSet::new();
+    for key in ["p0", "p1", "p2"] {
+        for user in r["result"][key].as_array().expect("page") {
+            ids.insert(user["ID"].as_str().expect("ID").to_owned());
+        }
+        assert_eq!(r["result_total"][key], json!(120), "{r}");
+    }
+    assert_eq!(ids.len(), 120, "{r}");
+    assert_eq!(r["result"]["p1"][0]["ID"], json!("51"), "{r}");
+    assert_eq!(r["result_next"]["p0"], json!(50), "{r}");
+    assert_eq!(r["result_next"]["p1"], json!(100), "{r}");
+    assert!(r["result_next"].get("p2").is_none(), "{r}");
+}

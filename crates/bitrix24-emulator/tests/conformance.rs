@@ -6,7 +6,7 @@
 
 use std::time::Duration;
 
-use bitrix24_emulator::{BUILTIN_CLIENT_ID, Config, Emulator};
+use bitrix24_emulator::{BUILTIN_CLIENT_ID, Config, Emulator, WebhookTags};
 use md5::{Digest, Md5};
 use serde_json::{Value, json};
 
@@ -250,6 +250,39 @@ async fn tag_is_ignored_for_webhook_callers() {
     let all = emu.notifications();
     assert_eq!(all.len(), 2, "no replace without a tag");
     assert!(all.iter().all(|n| n.tag.is_none() && n.sub_tag.is_none()));
+}
+
+/// portal-behaviour §6.2, `--webhook-tags docs`: a webhook call with CLIENT_ID keeps its tags
+/// under `custom<CLIENT_ID>`, so a repeat replaces and `im.notify.delete` by TAG + CLIENT_ID
+/// finds it; without CLIENT_ID they are still dropped.
+#[tokio::test]
+async fn webhook_tags_docs_keeps_tags_under_custom_client_id() {
+    let emu = start_with(config().webhook_tags(WebhookTags::Docs)).await;
+    let body =
+        json!({"USER_ID": 2, "MESSAGE": "a", "TAG": "New", "SUB_TAG": "S", "CLIENT_ID": "app"});
+    hook(&emu, "im.notify.personal.add", body.clone()).await;
+    hook(&emu, "im.notify.personal.add", body).await;
+    let n = only(&emu);
+    let prefix = tag_prefix("customapp");
+    assert_eq!(n.tag, Some(format!("{prefix}New")));
+    assert_eq!(n.sub_tag, Some(format!("{prefix}S")));
+    hook(
+        &emu,
+        "im.notify.personal.add",
+        json!({"USER_ID": 2, "MESSAGE": "b", "TAG": "New"}),
+    )
+    .await;
+    assert_eq!(emu.notifications().len(), 2);
+    assert!(emu.notifications().iter().any(|n| n.tag.is_none()));
+    let (_, got) = hook(
+        &emu,
+        "im.notify.delete",
+        json!({"TAG": "New", "CLIENT_ID": "app"}),
+    )
+    .await;
+    assert_eq!(got["result"], json!(true), "{got}");
+    let left = only(&emu);
+    assert_eq!(left.message, "b");
 }
 
 #[tokio::test]
@@ -603,6 +636,21 @@ async fn method_name_case_suffix_and_trailing_slash() {
     assert_eq!(emu.notifications().len(), 4);
 }
 
+/// portal-behaviour §2.1: repeated slashes are one (nginx `merge_slashes`); b24jssdk's
+/// `B24OAuth` calls `/rest//method`.
+#[tokio::test]
+async fn double_slashes_in_the_path_are_one() {
+    let emu = start().await;
+    for path in ["/rest//user.current", "/rest//user.current/"] {
+        let got = post_json(&format!("{}{path}", emu.url()), json!({"auth": TOKEN})).await;
+        assert_eq!(got.0, 200, "{path}: {}", got.1);
+        assert_eq!(got.1["result"]["ID"], json!("1"), "{path}: {}", got.1);
+    }
+    let hook = format!("{}/rest/1//{SECRET}//user.current", emu.url());
+    let got = post_json(&hook, json!({})).await;
+    assert_eq!(got.0, 200, "{}", got.1);
+}
+
 #[tokio::test]
 async fn answers_carry_time_and_portal_headers() {
     let emu = start().await;
@@ -772,10 +820,21 @@ async fn unknown_method() {
     assert_error(&got, 404, "ERROR_METHOD_NOT_FOUND", "Method not found!");
 }
 
+/// portal-behaviour §3.3: the method is looked up before the credentials are checked.
 #[tokio::test]
-async fn unknown_method_is_checked_after_auth() {
+async fn unknown_method_is_checked_before_auth() {
     let emu = start().await;
-    let got = post_json(&format!("{}/rest/no.such.method", emu.url()), json!({})).await;
+    for url in [
+        format!("{}/rest/no.such.method", emu.url()),
+        format!("{}/rest/no.such.method?auth=wrong-token", emu.url()),
+        format!("{}/rest/1/wrong-secret/no.such.method", emu.url()),
+        format!("{}/rest/no.such.method?auth=tok-expired", emu.url()),
+    ] {
+        let got = post_json(&url, json!({})).await;
+        assert_error(&got, 404, "ERROR_METHOD_NOT_FOUND", "Method not found!");
+    }
+    // A known method with the same bad credentials is still an auth error.
+    let got = post_json(&format!("{}/rest/user.current", emu.url()), json!({})).await;
     assert_error(&got, 401, "NO_AUTH_FOUND", "Wrong authorization data");
 }
 

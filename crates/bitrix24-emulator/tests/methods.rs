@@ -766,6 +766,74 @@ async fn history_search_filters_by_type_and_date() {
     assert_eq!(rest["result"]["total_results"], json!(2));
 }
 
+/// portal-behaviour §5.13: the docs' filters (`SEARCH_TYPES`, `SEARCH_AUTHORS`,
+/// `SEARCH_DATE_FROM`/`_TO`, `GROUP_TAG`) each lift the 3-character rule and each filter.
+#[tokio::test]
+async fn history_search_docs_filters_lift_the_text_rule_and_filter() {
+    let emu = start().await;
+    let march = 1_772_534_400; // 2026-03-03T10:40:00+00:00
+    let mut ids = Vec::new();
+    for (author, at, tag) in [
+        (2, march, "TASK|42"),
+        (3, march + 86_400, "TASK|7"),
+        (2, march + 2 * 86_400, ""),
+    ] {
+        let (status, body) = seed(
+            &emu,
+            json!({"user_id": 1, "message": "n", "author_id": author, "created_at": at, "tag": tag}),
+        )
+        .await;
+        assert_eq!(status, 200, "{body}");
+        ids.push(body["id"].clone());
+    }
+    let found = |body: &Value| -> Vec<Value> {
+        body["result"]["notifications"]
+            .as_array()
+            .unwrap_or_else(|| panic!("{body}"))
+            .iter()
+            .map(|n| n["id"].clone())
+            .collect()
+    };
+    let cases = [
+        (json!({"SEARCH_TYPES": ["tasks|task_update"]}), vec![]),
+        (
+            json!({"SEARCH_TYPES": ["tasks", "rest"]}),
+            vec![ids[2].clone(), ids[1].clone(), ids[0].clone()],
+        ),
+        (json!({"SEARCH_AUTHORS": [3]}), vec![ids[1].clone()]),
+        (
+            json!({"SEARCH_AUTHORS": ["2"], "SEARCH_TEXT": "n"}),
+            vec![ids[2].clone(), ids[0].clone()],
+        ),
+        (
+            json!({"SEARCH_DATE_FROM": "2026-03-04T00:00:00+00:00", "SEARCH_DATE_TO": "2026-03-05T23:59:59+00:00"}),
+            vec![ids[2].clone(), ids[1].clone()],
+        ),
+        (
+            json!({"SEARCH_DATE_TO": "2026-03-03T23:00:00+00:00"}),
+            vec![ids[0].clone()],
+        ),
+        (json!({"GROUP_TAG": "TASK|42"}), vec![ids[0].clone()]),
+    ];
+    for (params, want) in cases {
+        let (status, body) = hook(&emu, "im.notify.history.search", params.clone()).await;
+        assert_eq!(status, 200, "{params}: {body}");
+        assert_eq!(found(&body), want, "{params}: {body}");
+    }
+    let got = hook(
+        &emu,
+        "im.notify.history.search",
+        json!({"SEARCH_TEXT": "n", "LIMIT": 5}),
+    )
+    .await;
+    assert_error(
+        &got,
+        400,
+        "SEARCH_TEXT_ERROR",
+        "SEARCH_TEXT can't be less then 3 symbols",
+    );
+}
+
 // --- im.notify.schema.get --------------------------------------------------------------------
 
 #[tokio::test]
@@ -1188,6 +1256,8 @@ mod binary {
                     "docs",
                     "--read-all-result",
                     "source",
+                    "--webhook-tags",
+                    "docs",
                 ])
                 .stdout(Stdio::piped())
                 .stderr(Stdio::null())
@@ -1203,6 +1273,17 @@ mod binary {
         )
         .await;
         assert_eq!(body["result"], json!(true));
+        // `--webhook-tags docs`: the same TAG with CLIENT_ID replaces.
+        for message in ["v1", "v2"] {
+            super::post_json(
+                &format!("{url}/rest/1/bin-secret/im.notify.personal.add"),
+                json!({"USER_ID": 1, "MESSAGE": message, "TAG": "T", "CLIENT_ID": "c"}),
+            )
+            .await;
+        }
+        let (_, body) =
+            super::post_json(&format!("{url}/rest/1/bin-secret/im.notify.get"), json!({})).await;
+        assert_eq!(body["result"]["total_count"], json!(1), "{body}");
     }
 
     #[test]
@@ -1214,4 +1295,58 @@ mod binary {
         assert_eq!(out.status.code(), Some(2));
         assert!(String::from_utf8_lossy(&out.stderr).contains("--auth-error-status"));
     }
+}
+
+/// portal-behaviour §9.4: keys that name no user field (SDK telemetry, fast-bitrix24's
+/// `__order`) are no filter condition, at the top level and inside `FILTER`.
+#[tokio::test]
+async fn user_get_ignores_keys_that_are_not_user_fields() {
+    let emu = Emulator::start(config().users(60)).await.unwrap();
+    let url = format!(
+        "{}user.get?bx24_request_id=abc&bx24_sdk_ver=2.1.0&bx24_sdk_type=b24-js-sdk",
+        emu.webhook_url(1, SECRET)
+    );
+    let (status, all) = post_json(
+        &url,
+        json!({"order": {"ID": "ASC"}, "__order": "order0000000000"}),
+    )
+    .await;
+    assert_eq!(status, 200, "{all}");
+    assert_eq!(all["total"], json!(60), "{all}");
+    assert_eq!(all["next"], json!(50), "{all}");
+    let (_, one) = post_json(&url, json!({"ID": 5, "bx24_request_id": "x"})).await;
+    assert_eq!(one["total"], json!(1), "{one}");
+    let (_, nested) = post_json(
+        &url,
+        json!({"FILTER": {">ID": 55, "__order": "x", "!unknown": 1}}),
+    )
+    .await;
+    assert_eq!(nested["total"], json!(5), "{nested}");
+    // A real but unmodelled user field still filters (it is empty here).
+    let (_, phone) = post_json(&url, json!({"PERSONAL_PHONE": "123"})).await;
+    assert_eq!(phone["total"], json!(0), "{phone}");
+}
+
+/// portal-behaviour §9.5: `start=-1` returns the first 50 without a count: no `next`,
+/// `total` 0; the same per command inside a batch.
+#[tokio::test]
+async fn user_get_negative_start_is_no_count_mode() {
+    let emu = Emulator::start(config().users(120)).await.unwrap();
+    let (status, body) = hook(&emu, "user.get", json!({"start": -1, ">ID": 10})).await;
+    assert_eq!(status, 200, "{body}");
+    let page = body["result"].as_array().expect("page");
+    assert_eq!(page.len(), 50, "{body}");
+    assert_eq!(page[0]["ID"], json!("11"), "{body}");
+    assert!(body.get("next").is_none(), "{body}");
+    assert_eq!(body["total"], json!(0), "{body}");
+    let (_, batch) = hook(
+        &emu,
+        "batch",
+        json!({"cmd": {"a": "user.get?start=-1&FILTER[>ID]=100"}}),
+    )
+    .await;
+    let r = &batch["result"];
+    assert_eq!(r["result"]["a"].as_array().map(Vec::len), Some(20), "{r}");
+    assert_eq!(r["result_total"]["a"], json!(0), "{r}");
+    assert!(r["result_next"].get("a").is_none(), "{r}");
 }

@@ -436,3 +436,45 @@ fn oauth_app_secrets_stay_out_of_debug() {
     assert!(shown.contains("app.x"), "{shown}");
     assert!(!shown.contains("very-secret-value"), "{shown}");
 }
+
+/// portal-behaviour §3.7: `client_endpoint` and `server_endpoint` carry the scheme the portal
+/// is served with, so under `--tls` they are `https://` URLs a client can call as given.
+#[tokio::test]
+async fn oauth_endpoints_use_the_served_scheme() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let emu = start_with(config().tls(dir.path())).await;
+    let cert = reqwest::Certificate::from_pem(emu.ca_pem().expect("ca").as_bytes()).expect("pem");
+    let client = reqwest::Client::builder()
+        .tls_certs_only([cert])
+        .build()
+        .expect("client");
+    let rest = format!("{}/rest/", emu.url());
+    assert!(rest.starts_with("https://"), "{rest}");
+    let issued: Value = client
+        .post(format!("{}/_emulator/oauth/issue", emu.url()))
+        .json(&json!({"user_id": 1}))
+        .send()
+        .await
+        .expect("issue")
+        .json()
+        .await
+        .expect("json");
+    let query: String = form_urlencoded::Serializer::new(String::new())
+        .append_pair("grant_type", "refresh_token")
+        .append_pair("client_id", BUILTIN_CLIENT_ID)
+        .append_pair("client_secret", BUILTIN_CLIENT_SECRET)
+        .append_pair("refresh_token", &s(&issued["refresh_token"]))
+        .finish();
+    let fresh: Value = client
+        .get(format!("{}/oauth/token/?{query}", emu.url()))
+        .send()
+        .await
+        .expect("refresh")
+        .json()
+        .await
+        .expect("json");
+    for body in [&issued, &fresh] {
+        assert_eq!(body["client_endpoint"], json!(rest), "{body}");
+        assert_eq!(body["server_endpoint"], json!(rest), "{body}");
+    }
+}

@@ -282,6 +282,64 @@ async fn operating_budget_exhausted_gives_429_for_that_method_only() {
     assert_eq!(emu.notifications().len(), 4);
 }
 
+/// portal-behaviour §8.4: the budget is per webhook, not per webhook user — a second webhook
+/// of the same user still runs the method the first one has used up.
+#[tokio::test]
+async fn operating_budget_is_per_webhook_not_per_user() {
+    let emu = start(
+        base()
+            .webhook(1, "second-hook")
+            .plan(Plan::Unlimited)
+            .operating_budget(0.05)
+            .processing_ms(60),
+    )
+    .await;
+    assert_eq!(notify(&emu, "a").await.0, 200);
+    assert_eq!(notify(&emu, "b").await.0, 429);
+    let (status, body) = post(
+        &format!(
+            "{}im.notify.personal.add",
+            emu.webhook_url(1, "second-hook")
+        ),
+        notify_body("other hook"),
+    )
+    .await;
+    assert_eq!(status, 200, "{body}");
+    assert_eq!(notify(&emu, "c").await.0, 429);
+}
+
+/// portal-behaviour §8.7: a request still running at the time limit (60 s on the cloud,
+/// shortened here) is cut off without an answer; work done before the cut stays done.
+#[tokio::test]
+async fn request_time_limit_cuts_off_a_long_request() {
+    let emu = start(
+        base()
+            .plan(Plan::Unlimited)
+            .request_time_limit(Duration::from_millis(100))
+            .processing_ms(2_000),
+    )
+    .await;
+    assert!(try_notify(&emu, "slow").await.is_err(), "no answer");
+    // Cut off while "processing": the method never ran.
+    assert!(emu.notifications().is_empty());
+    let log = emu.requests();
+    assert_eq!(log[0].error.as_deref(), Some("request_timeout"));
+
+    // A delay after the method: it ran, only the answer is lost.
+    let emu = start(
+        base()
+            .plan(Plan::Unlimited)
+            .request_time_limit(Duration::from_millis(100)),
+    )
+    .await;
+    emu.add_faults(&json!([{"method": "*", "kind": "delay", "ms": 2000}]))
+        .expect("fault rules accepted");
+    assert!(try_notify(&emu, "ran").await.is_err(), "no answer");
+    assert_eq!(emu.notifications().len(), 1);
+    // Short requests are untouched.
+    assert_eq!(notify(&emu, "quick").await.0, 200);
+}
+
 #[tokio::test]
 async fn operating_budget_zero_disables_the_limit() {
     let emu = start(

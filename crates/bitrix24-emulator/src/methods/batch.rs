@@ -148,13 +148,16 @@ fn run_command(call: &Call<'_>, command: &Value, sections: &Sections) -> Result<
     for key in AUTH_KEYS {
         params.remove(key);
     }
-    params.remove("start");
+    // Each command is its own `CRestServerBatchItem`: its `start` is the offset of its own
+    // list call, never the outer request's (portal-behaviour §7.2).
+    let start = super::start_param(params.remove("start"));
     params.remove("state");
     let params = php::upper_case_keys(params);
 
     let timing = Timing::start();
     let sub = Call {
         params: &params,
+        start,
         ..*call
     };
     // The operating budget decides whether the sub-method may run and what its

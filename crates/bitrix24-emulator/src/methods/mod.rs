@@ -26,8 +26,9 @@ pub struct Call<'a> {
     pub params: &'a Map<String, Value>,
     /// Unix time of the request.
     pub now: u64,
-    /// The `start` request parameter (`intval`, at least 0): the offset of list methods.
-    pub start: u64,
+    /// The `start` request parameter (`intval`): the offset of list methods; negative means
+    /// the first page without counting (`total` 0, no `next`).
+    pub start: i64,
     /// Operating-time accounting; `batch` runs each sub-command through
     /// [`Operating::sub_call`].
     #[allow(dead_code)] // until batch uses it
@@ -39,6 +40,11 @@ impl Call<'_> {
     pub fn param(&self, key: &str) -> Option<&Value> {
         self.params.get(key).filter(|v| !v.is_null())
     }
+}
+
+/// The `start` request parameter as `CRestServer::processCall` reads it: `intval`.
+pub fn start_param(value: Option<Value>) -> i64 {
+    value.map_or(0, |v| crate::php::intval(&v))
 }
 
 /// Run `method` (already lower-cased, without `.json`) from the [`registry`]. Unknown methods

@@ -13,6 +13,7 @@ use crate::attach;
 use crate::error::ApiError;
 use crate::php;
 use crate::store::NewNotification;
+use crate::switches::WebhookTags;
 
 /// `CIMMessenger::MESSAGE_LIMIT`.
 const MESSAGE_LIMIT: usize = 20_000;
@@ -73,15 +74,29 @@ pub fn add(call: &Call<'_>, kind: Kind) -> Result<Value, ApiError> {
         message = format!("{name}#BR#{message}");
     }
 
-    // 7. TAG/SUB_TAG only for OAuth apps; a webhook's are dropped, CLIENT_ID or not.
-    let (tag, sub_tag) = match call.caller.client_id() {
+    // 7. TAG/SUB_TAG only for OAuth apps; a webhook's are dropped, CLIENT_ID or not, unless
+    // `--webhook-tags docs` keys them under its CLIENT_ID as `notifyDelete` does (§6.2).
+    let webhook_client = match call.store.switches.webhook_tags {
+        WebhookTags::Docs => call
+            .param("CLIENT_ID")
+            .map(php::strval)
+            .filter(|c| !c.is_empty())
+            .map(|c| format!("custom{c}")),
+        WebhookTags::Source => None,
+    };
+    let (tag, sub_tag) = match call
+        .caller
+        .client_id()
+        .map(str::to_owned)
+        .or(webhook_client)
+    {
         Some(client_id) => (
             call.param("TAG")
                 .filter(|t| php::truthy(t))
-                .map(|t| stored_tag(client_id, &php::strval(t))),
+                .map(|t| stored_tag(&client_id, &php::strval(t))),
             call.param("SUB_TAG")
                 .filter(|t| php::truthy(t))
-                .map(|t| stored_tag(client_id, &php::strval(t))),
+                .map(|t| stored_tag(&client_id, &php::strval(t))),
         ),
         None => (None, None),
     };

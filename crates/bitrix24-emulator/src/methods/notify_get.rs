@@ -130,7 +130,39 @@ pub fn get(call: &Call<'_>) -> Result<Value, ApiError> {
     }))
 }
 
-/// `notifyHistorySearch`.
+/// A `MODULE` or `MODULE|EVENT` type filter: every notification the emulator holds is
+/// `rest|rest_notify`.
+fn type_matches(t: &str) -> bool {
+    t.is_empty() || t == "rest" || t == "rest|rest_notify"
+}
+
+/// The values of an array parameter (a scalar is a one-item list).
+fn list_param(call: &Call<'_>, key: &str) -> Option<Vec<String>> {
+    let v = call.param(key)?;
+    Some(match v {
+        Value::Array(_) | Value::Object(_) => php::values(v)
+            .unwrap_or_default()
+            .into_iter()
+            .map(php::strval)
+            .collect(),
+        other => vec![php::strval(other)],
+    })
+}
+
+/// Unix time of an RFC 3339 date, or of a bare `YYYY-MM-DD` (its first or last second, by
+/// `end`); `None` when it is neither.
+fn parse_date(s: &str, end: bool) -> Option<u64> {
+    use time::format_description::well_known::{Iso8601, Rfc3339};
+    let s = s.trim();
+    if let Ok(t) = time::OffsetDateTime::parse(s, &Rfc3339) {
+        return u64::try_from(t.unix_timestamp()).ok();
+    }
+    let day = time::Date::parse(s, &Iso8601::DATE).ok()?;
+    let start = u64::try_from(day.midnight().assume_utc().unix_timestamp()).ok()?;
+    Some(if end { start + 86_399 } else { start })
+}
+
+/// `notifyHistorySearch`, with the filters of the docs page (portal-behaviour §5.13).
 pub fn history_search(call: &Call<'_>) -> Result<Value, ApiError> {
     let text = call
         .param("SEARCH_TEXT")
@@ -138,8 +170,20 @@ pub fn history_search(call: &Call<'_>) -> Result<Value, ApiError> {
         .unwrap_or_default();
     let text = php::trim(&text).to_owned();
     let search_type = call.param("SEARCH_TYPE").map(php::strval);
+    let search_types = list_param(call, "SEARCH_TYPES");
     let search_date = call.param("SEARCH_DATE").map(php::strval);
-    if search_type.is_none() && search_date.is_none() && text.chars().count() < 3 {
+    let date_from = call.param("SEARCH_DATE_FROM").map(php::strval);
+    let date_to = call.param("SEARCH_DATE_TO").map(php::strval);
+    let authors = list_param(call, "SEARCH_AUTHORS");
+    let group_tag = call.param("GROUP_TAG").map(php::strval);
+    let filtered = search_type.is_some()
+        || search_types.is_some()
+        || search_date.is_some()
+        || date_from.is_some()
+        || date_to.is_some()
+        || authors.is_some()
+        || group_tag.is_some();
+    if !filtered && text.chars().count() < 3 {
         return Err(ApiError::search_text_error());
     }
     let last_id = last_id(call)?;
@@ -153,18 +197,34 @@ pub fn history_search(call: &Call<'_>) -> Result<Value, ApiError> {
     let day = search_date
         .as_deref()
         .map(|d| d.get(..10).unwrap_or(d).to_owned());
+    let from = date_from.as_deref().and_then(|d| parse_date(d, false));
+    let to = date_to.as_deref().and_then(|d| parse_date(d, true));
+    let authors: Option<Vec<u64>> =
+        authors.map(|a| a.iter().filter_map(|id| id.trim().parse().ok()).collect());
     let matching: Vec<Record> = all
         .iter()
         .filter(|r| needle.is_empty() || r.notification.message.to_lowercase().contains(&needle))
-        .filter(|_| match search_type.as_deref() {
-            None | Some("") => true,
-            // Every notification the emulator holds is `rest|rest_notify`.
-            Some(t) => t == "rest" || t == "rest|rest_notify",
+        .filter(|_| search_type.as_deref().is_none_or(type_matches))
+        .filter(|_| {
+            search_types
+                .as_ref()
+                .is_none_or(|ts| ts.is_empty() || ts.iter().any(|t| type_matches(t)))
         })
         .filter(|r| match &day {
             None => true,
             Some(day) if day.is_empty() => true,
             Some(day) => iso8601(r.created_at).starts_with(day.as_str()),
+        })
+        .filter(|r| from.is_none_or(|f| r.created_at >= f))
+        .filter(|r| to.is_none_or(|t| r.created_at <= t))
+        .filter(|r| {
+            authors
+                .as_ref()
+                .is_none_or(|a| a.is_empty() || a.contains(&r.notification.author_id))
+        })
+        .filter(|r| match group_tag.as_deref() {
+            None | Some("") => true,
+            Some(tag) => r.notification.tag.as_deref() == Some(tag),
         })
         .cloned()
         .collect();

@@ -175,7 +175,7 @@ fn like(value: &str, pattern: &str) -> bool {
 
 fn matches(user: &Value, c: &Condition) -> bool {
     let Some(actual) = field_value(user, &c.field) else {
-        // Fields the emulator does not model match nothing but a negation.
+        // User fields the emulator does not model match nothing but a negation.
         return c.op.starts_with('!');
     };
     let actual = match &actual {
@@ -209,6 +209,68 @@ fn matches(user: &Value, c: &Condition) -> bool {
 /// Parameters of `user.get` that are not filter fields.
 const NOT_FILTERS: [&str; 5] = ["SORT", "ORDER", "FILTER", "ADMIN_MODE", "SELECT"];
 
+/// Fields a `user.get` filter may name: the `user.add` fields plus the extras of the
+/// `user.get` page; `UF_*` are custom fields. A key naming anything else (an SDK's
+/// `bx24_request_id`, fast-bitrix24's `__order`) is no condition at all (portal-behaviour §9.4).
+const FILTER_FIELDS: &[&str] = &[
+    "ID",
+    "XML_ID",
+    "ACTIVE",
+    "NAME",
+    "LAST_NAME",
+    "SECOND_NAME",
+    "TITLE",
+    "EMAIL",
+    "LAST_LOGIN",
+    "DATE_REGISTER",
+    "TIMESTAMP_X",
+    "LAST_ACTIVITY_DATE",
+    "TIME_ZONE",
+    "TIME_ZONE_OFFSET",
+    "IS_ONLINE",
+    "NAME_SEARCH",
+    "FIND",
+    "USER_TYPE",
+    "PERSONAL_PROFESSION",
+    "PERSONAL_WWW",
+    "PERSONAL_BIRTHDAY",
+    "PERSONAL_PHOTO",
+    "PERSONAL_GENDER",
+    "PERSONAL_ICQ",
+    "PERSONAL_PHONE",
+    "PERSONAL_FAX",
+    "PERSONAL_MOBILE",
+    "PERSONAL_PAGER",
+    "PERSONAL_STREET",
+    "PERSONAL_MAILBOX",
+    "PERSONAL_CITY",
+    "PERSONAL_STATE",
+    "PERSONAL_ZIP",
+    "PERSONAL_COUNTRY",
+    "PERSONAL_NOTES",
+    "WORK_COMPANY",
+    "WORK_DEPARTMENT",
+    "WORK_POSITION",
+    "WORK_WWW",
+    "WORK_PHONE",
+    "WORK_FAX",
+    "WORK_PAGER",
+    "WORK_STREET",
+    "WORK_MAILBOX",
+    "WORK_CITY",
+    "WORK_STATE",
+    "WORK_ZIP",
+    "WORK_COUNTRY",
+    "WORK_PROFILE",
+    "WORK_LOGO",
+    "WORK_NOTES",
+];
+
+/// Whether a filter condition names a user field the portal filters by.
+fn is_user_field(c: &Condition) -> bool {
+    c.field.starts_with("UF_") || FILTER_FIELDS.contains(&c.field.as_str())
+}
+
 /// `user.get`: users matching `FILTER` (or the top-level fields), sorted, 50 a page, with
 /// `total` and `next`.
 pub fn user_get(call: &Call<'_>) -> Result<Value, ApiError> {
@@ -221,6 +283,7 @@ pub fn user_get(call: &Call<'_>) -> Result<Value, ApiError> {
             .map(|(k, v)| condition(k, v))
             .collect(),
     };
+    let conditions: Vec<Condition> = conditions.into_iter().filter(is_user_field).collect();
     let sort = call
         .param("SORT")
         .map(php::strval)
@@ -246,7 +309,12 @@ pub fn user_get(call: &Call<'_>) -> Result<Value, ApiError> {
     });
 
     let total = users.len() as u64;
-    let start = call.start.min(total);
+    // `getNavData`: a negative start is `nTopCount` — the first page, nothing counted.
+    if call.start < 0 {
+        users.truncate(PAGE as usize);
+        return Ok(paged(users, None, 0));
+    }
+    let start = (call.start as u64).min(total);
     let page: Vec<Value> = users
         .into_iter()
         .skip(start as usize)
