@@ -68,7 +68,7 @@ struct Cli {
     read_all_result: String,
 
     /// TAG/SUB_TAG of a webhook's im.notify.*add. `source`: dropped, as in the server code.
-    /// `docs`: kept when the call names CLIENT_ID, stored as MP|<md5("custom"+CLIENT_ID)[0:5]>|TAG
+    /// `docs`: kept when the call names CLIENT_ID, stored as MP|<5 hex of md5("custom"+CLIENT_ID)>|TAG
     /// so im.notify.delete with that CLIENT_ID matches them.
     #[arg(
         long = "webhook-tags",
