@@ -329,9 +329,10 @@ pub struct BulkFlags {
 
 #[derive(Debug, Args, Clone)]
 pub struct SendFlags {
-    /// Recipient's user ID
-    #[arg(long, value_name = "ID", value_parser = clap::value_parser!(u64).range(1..))]
-    pub user: u64,
+    /// Recipient's user ID; several, comma-separated, get one notification each, sent in
+    /// batches of 50, with one result per user (exit 3 when only some were delivered)
+    #[arg(long, value_name = "ID", required = true, value_delimiter = ',', value_parser = clap::value_parser!(u64).range(1..))]
+    pub user: Vec<u64>,
     /// Notification text (BB-codes allowed), or - to read it from standard input
     #[arg(long, value_name = "TEXT")]
     pub text: String,

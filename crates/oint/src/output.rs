@@ -28,6 +28,9 @@ pub enum Success {
     Text(String),
     /// A run that reported as it went (`notify bulk`): only its exit code is left.
     Finished(Exit),
+    /// A result printed as usual whose exit code says not every part of it succeeded
+    /// (`notify send --user 1,5,9`: exit 3 when some were delivered).
+    Parts(Box<Success>, Exit),
 }
 
 pub enum Failure {
@@ -70,9 +73,14 @@ pub fn to_pretty_json(value: &Value) -> String {
 /// Prints the outcome and returns the exit code. With `out` (`--out`, prepared before
 /// anything was sent) the result goes to that file.
 pub fn report(outcome: Result<Success, Failure>, out: Option<OutFile>) -> Exit {
+    if let Ok(Success::Parts(body, exit)) = outcome {
+        let printed = report(Ok(*body), out);
+        return if printed == Exit::Ok { exit } else { printed };
+    }
     let (body, failure) = match outcome {
         Ok(Success::Json(value)) => (Some(to_pretty_json(&value)), None),
         Ok(Success::Text(text)) => (Some(text), None),
+        Ok(Success::Parts(..)) => unreachable!("printed above"),
         Ok(Success::Finished(exit)) => {
             if let Some(out) = out {
                 out.discard();

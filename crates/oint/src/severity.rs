@@ -82,7 +82,7 @@ pub fn warn(line: &str) {
 }
 
 /// The parts of a notification every front end (OPI, `notify send`, bulk) gives.
-#[derive(Debug, Default)]
+#[derive(Debug, Default, Clone)]
 pub struct Notification {
     pub system: bool,
     pub user: u64,

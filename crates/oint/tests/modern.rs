@@ -635,3 +635,96 @@ async fn markdown_becomes_bb_codes() {
         ]
     );
 }
+
+/// `--user 1,5,9`: one notification each, in one batch request, one result per user in the
+/// order given; exit 3 when only some were delivered.
+#[tokio::test(flavor = "multi_thread")]
+async fn several_users_one_batch_one_result_each() {
+    let emu = emulator().await;
+    let url = emu.webhook_url(1, SECRET);
+    let o = oint(
+        &[
+            "notify",
+            "send",
+            "--url",
+            &url,
+            "--user",
+            "3,1,2",
+            "--text",
+            "Release 2.4",
+            "--json",
+        ],
+        &[],
+    )
+    .await;
+    assert_eq!(o.status.code(), Some(0), "{}", stderr(&o));
+    let results = json(&o);
+    let users: Vec<u64> = results
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|r| r["user"].as_u64().unwrap())
+        .collect();
+    assert_eq!(users, [3, 1, 2], "in the order given");
+    let mut stored: Vec<(u64, u64)> = emu
+        .notifications()
+        .iter()
+        .map(|n| (n.user_id, n.id))
+        .collect();
+    stored.sort_unstable();
+    let mut answered: Vec<(u64, u64)> = results
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|r| (r["user"].as_u64().unwrap(), r["id"].as_u64().unwrap()))
+        .collect();
+    answered.sort_unstable();
+    assert_eq!(stored, answered, "each id printed is the stored one");
+    assert_eq!(emu.requests().len(), 1, "one batch request");
+
+    // A user who does not exist: the others are delivered, the run says so (exit 3).
+    let o = oint(
+        &[
+            "notify", "send", "--url", &url, "--user", "1,99999", "--text", "partial", "--output",
+            "plain",
+        ],
+        &[],
+    )
+    .await;
+    assert_eq!(o.status.code(), Some(3), "{}", stderr(&o));
+    let out = stdout(&o);
+    let lines: Vec<&str> = out.lines().collect();
+    assert_eq!(lines.len(), 2, "{lines:?}");
+    assert!(lines[0].starts_with("1\t"), "{lines:?}");
+    assert!(
+        lines[1].starts_with("99999\terror: not created"),
+        "{lines:?}"
+    );
+    // None delivered: a failure (exit 1).
+    let o = oint(
+        &[
+            "notify",
+            "send",
+            "--url",
+            &url,
+            "--user",
+            "99998,99999",
+            "--text",
+            "none",
+        ],
+        &[],
+    )
+    .await;
+    assert_eq!(o.status.code(), Some(1), "{}", stderr(&o));
+    // Checks hold for every user before anything is sent.
+    let before = emu.notifications().len();
+    let o = oint(
+        &[
+            "notify", "send", "--url", &url, "--user", "1,0", "--text", "x",
+        ],
+        &[],
+    )
+    .await;
+    assert_eq!(o.status.code(), Some(2), "{}", stderr(&o));
+    assert_eq!(emu.notifications().len(), before);
+}

@@ -7,18 +7,18 @@
 //! flags (`--id`, `--attach`), never OPI's.
 
 use bitrix24::notify::{Delete, Read, ReadAll, ReadList, Respond, Search};
-use bitrix24::{Attach, Client};
-use futures_util::TryStreamExt;
+use bitrix24::{Attach, BulkItem, Client, ItemOutcome};
+use futures_util::{StreamExt, TryStreamExt};
 use serde_json::{Value, json};
 
-use super::render::{self, Outcome, preview};
+use super::render::{self, Outcome, UserResult, preview};
 use crate::blocks;
 use crate::connect::connect;
 use crate::flags::{Connection, NotifyAction, NotifyArgs, SendFlags};
-use crate::output::{Failure, Success};
+use crate::output::{Exit, Failure, Success};
 use crate::portal_errors;
 use crate::settings::{self, Global};
-use crate::severity;
+use crate::severity::{self, Notification};
 
 /// Runs `oint notify …` (but `bulk`). The config file's `strict` is added to the global one.
 pub async fn command(args: NotifyArgs, global: &Global) -> Result<Success, Failure> {
@@ -86,15 +86,25 @@ async fn run_notify(
     let err = failure;
     match action {
         NotifyAction::Send(flags) => {
-            let user = flags.user;
-            let (report, request) = build_send(flags)?.build(strict);
+            let users = flags.user.clone();
+            let notification = build_send(flags)?;
+            // One check says it for every user: only USER_ID differs.
+            let (report, request) = Notification {
+                user: users[0],
+                ..notification.clone()
+            }
+            .build(strict);
             severity::admit(&report, strict, &send_flag).map_err(Failure::Usage)?;
             let request = request.map_err(err)?;
             severity::webhook_tag(&request, client.portal(), strict, &send_flag)
                 .map_err(Failure::Usage)?;
+            if users.len() > 1 {
+                return send_to_each(client, notification, &users, strict, conn.dry_run).await;
+            }
             if conn.dry_run {
                 return Ok(preview(client, &request));
             }
+            let user = users[0];
             let created = client.send::<bitrix24::Created>(&request).await;
             match created.map_err(err)?.result.0 {
                 Some(id) => Ok(Outcome::Value {
@@ -216,6 +226,81 @@ async fn run_notify(
     }
 }
 
+/// `--user 1,5,9`: one notification per user, sent through the library's bulk sender (batches
+/// of 50, paced, retried where safe), one result per user in the order given.
+async fn send_to_each(
+    client: &Client,
+    notification: Notification,
+    users: &[u64],
+    strict: bool,
+    dry_run: bool,
+) -> Result<Outcome, Failure> {
+    let mut items = Vec::with_capacity(users.len());
+    for (row, user) in (0u64..).zip(users) {
+        let (_, request) = Notification {
+            user: *user,
+            ..notification.clone()
+        }
+        .build(strict);
+        items.push(BulkItem {
+            row,
+            request: request.map_err(failure)?,
+        });
+    }
+    if dry_run {
+        let batch = items
+            .iter()
+            .fold(client.batch(), |b, item| b.push(item.request.clone()));
+        return Ok(preview(client, &batch.to_request().map_err(failure)?));
+    }
+    let mut outcomes: Vec<(u64, ItemOutcome)> = client
+        .bulk(futures_util::stream::iter(items))
+        .run()
+        .collect()
+        .await;
+    outcomes.sort_by_key(|(row, _)| *row);
+    let (mut delivered, mut auth, mut unknown) = (0, 0, 0);
+    let results: Vec<UserResult> = outcomes
+        .into_iter()
+        .map(|(row, outcome)| {
+            let user = users[row as usize];
+            let outcome = match outcome {
+                ItemOutcome::Delivered { id } => {
+                    delivered += 1;
+                    Ok(id)
+                }
+                ItemOutcome::NotCreated => Err(format!(
+                    "not created (result false): user {user} does not exist or is inactive"
+                )),
+                ItemOutcome::Failed(api) => {
+                    auth += usize::from(api.code.is_auth());
+                    Err(api.to_string())
+                }
+                ItemOutcome::Unknown => {
+                    unknown += 1;
+                    Err(
+                        "outcome unknown: it may have been created; check before sending again"
+                            .into(),
+                    )
+                }
+            };
+            UserResult { user, outcome }
+        })
+        .collect();
+    let exit = if delivered == results.len() {
+        Exit::Ok
+    } else if delivered > 0 {
+        Exit::Partial
+    } else if auth > 0 {
+        Exit::Auth
+    } else if unknown == results.len() {
+        Exit::Unknown
+    } else {
+        Exit::Failed
+    };
+    Ok(Outcome::PerUser { results, exit })
+}
+
 async fn reply(
     client: &Client,
     reply: Respond,
@@ -245,7 +330,7 @@ fn not_done(message: String) -> Failure {
 }
 
 /// Turns the send flags into a notification for the library's builder.
-fn build_send(flags: SendFlags) -> Result<severity::Notification, Failure> {
+fn build_send(flags: SendFlags) -> Result<Notification, Failure> {
     let attach = build_attach(&flags.attach, &flags.image, &flags.file, &flags.color)
         .map_err(Failure::Usage)?;
     let text = match flags.text.as_str() {
@@ -258,9 +343,9 @@ fn build_send(flags: SendFlags) -> Result<severity::Notification, Failure> {
     } else {
         text
     };
-    Ok(severity::Notification {
+    Ok(Notification {
         system: flags.system,
-        user: flags.user,
+        user: flags.user[0],
         text,
         tag: flags.tag,
         sub_tag: flags.sub_tag,

@@ -15,6 +15,18 @@ pub enum Outcome {
     Value { json: Value, plain: String },
     /// A list of notifications.
     Notifications(Vec<Notification>),
+    /// One notification per user: each user's id or error, and the exit code of the whole.
+    PerUser {
+        results: Vec<UserResult>,
+        exit: crate::output::Exit,
+    },
+}
+
+/// What became of one user's notification.
+pub struct UserResult {
+    pub user: u64,
+    /// The notification's id, or why there is none.
+    pub outcome: Result<u64, String>,
 }
 
 /// `--json`, else `--output`, else a table on a terminal and JSON otherwise.
@@ -47,6 +59,30 @@ pub fn render(outcome: Result<Outcome, Failure>, format: OutputFormat) -> Result
         }
         (Outcome::Notifications(items), OutputFormat::Plain) => Success::Text(plain_rows(&items)),
         (Outcome::Notifications(items), OutputFormat::Table) => Success::Text(table(&items)),
+        (Outcome::PerUser { results, exit }, format) => {
+            let body = match format {
+                OutputFormat::Json => Success::Json(Value::Array(
+                    results
+                        .iter()
+                        .map(|r| match &r.outcome {
+                            Ok(id) => serde_json::json!({"user": r.user, "id": id}),
+                            Err(e) => serde_json::json!({"user": r.user, "error": e}),
+                        })
+                        .collect(),
+                )),
+                _ => Success::Text(
+                    results
+                        .iter()
+                        .map(|r| match &r.outcome {
+                            Ok(id) => format!("{}\t{id}", r.user),
+                            Err(e) => format!("{}\terror: {e}", r.user),
+                        })
+                        .collect::<Vec<_>>()
+                        .join("\n"),
+                ),
+            };
+            Success::Parts(Box::new(body), exit)
+        }
     });
     outcome.map_err(|f| match (f, format) {
         (
