@@ -14,7 +14,16 @@ N="${1:-10000}"
 RATE=20
 BURST=50
 work="$(mktemp -d)"
-trap 'kill $(jobs -p) 2>/dev/null || true; rm -rf "$work"' EXIT
+pids=()
+# Every process started here is stopped on the way out, on failure and on Ctrl-C too.
+cleanup() {
+  for pid in "${pids[@]}"; do kill "$pid" 2>/dev/null || true; done
+  for pid in "${pids[@]}"; do wait "$pid" 2>/dev/null || true; done
+  rm -rf "$work"
+}
+trap cleanup EXIT
+trap 'exit 130' INT
+trap 'exit 143' TERM
 
 cargo build --quiet --release --locked -p oint -p bitrix24-emulator
 python3 -m venv "$work/venv"
@@ -27,14 +36,23 @@ with open('$work/rows.jsonl', 'w') as f:
         f.write(json.dumps({'user': 2 + i % 4, 'text': f'row {i}'}) + '\n')
 "
 
+# Starts an emulator in this shell, not in a $(...) subshell, so that its pid is known and
+# stopped; sets $base.
 start_emulator() {
+  : > "$work/emu.out"
   target/release/b24-emulator --listen 127.0.0.1:0 --webhook 1:bench --rate "$RATE" --burst "$BURST" \
     > "$work/emu.out" 2>/dev/null &
+  pids+=($!)
   for _ in $(seq 100); do
     [ -s "$work/emu.out" ] && break
     sleep 0.05
   done
-  head -1 "$work/emu.out" | sed 's/^listening on //'
+  base=$(head -1 "$work/emu.out" | sed 's/^listening on //')
+}
+
+stop_emulator() {
+  kill "${pids[-1]}" 2>/dev/null || true
+  wait "${pids[-1]}" 2>/dev/null || true
 }
 
 # Lost, duplicated and 503s, from the emulator's own state.
@@ -53,16 +71,15 @@ print(json.dumps({"lost": lost, "duplicated": dup, "503s": sum(1 for r in reqs i
 PY
 }
 
-base=$(start_emulator)
+start_emulator
 oint_run=$(OINT_STATE_DIR="$work/state" OINT_CONFIG=/nonexistent python3 bench/bulk_run.py \
   target/release/oint --rate "$RATE" --burst "$BURST" notify bulk --url "$base/rest/1/bench/" --input "$work/rows.jsonl")
 oint_counts=$(count "$base")
-kill %1 2>/dev/null || true; wait 2>/dev/null || true
+stop_emulator
 
-base=$(start_emulator)
+start_emulator
 fb_run=$("$work/venv/bin/python" bench/fast_bitrix24_bulk.py "$base/rest/1/bench/" "$N" "$RATE" "$BURST" 2>/dev/null)
 fb_counts=$(count "$base")
-kill %2 2>/dev/null || true
 
 # Memory as the input grows: check (--dry-run reads and checks every row, sends nothing)
 # 1,000,000 rows next to the N-row file.

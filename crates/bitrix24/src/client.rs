@@ -237,6 +237,10 @@ impl ClientBuilder {
             .oauth
             .map(|config| crate::oauth::OAuth::new(config, self.http_policy))
             .transpose()?;
+        // reqwest is built without a crypto provider; ring starts in microseconds, where
+        // aws-lc-rs spent most of a one-shot call seeding its entropy source. A provider the
+        // application installed first is kept (install_default then fails, harmlessly).
+        let _ = rustls::crypto::ring::default_provider().install_default();
         let http = reqwest::Client::builder()
             .user_agent(concat!("bitrix24-rs/", env!("CARGO_PKG_VERSION")))
             .connect_timeout(self.connect_timeout)
