@@ -106,9 +106,13 @@ fn print_styled(text: clap::builder::StyledStr) -> Exit {
 
 fn run_opi(method: Method, global: &Global) -> Exit {
     // OPI's commands use no config portal, but the file's top-level `strict` holds for them.
+    // They never needed the file, so a file they cannot read costs a warning, not the send.
     let strict = match settings::real_world(settings::top_level_strict) {
         Ok(from_file) => global.strict || from_file,
-        Err(e) => return output::report(Err(Failure::Usage(e)), None),
+        Err(e) => {
+            output::note(&format!("warning: {e}; its strict setting is not applied"));
+            global.strict
+        }
     };
     let job = match opi::plan(method, strict) {
         Ok(job) => job,

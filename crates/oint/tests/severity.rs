@@ -333,6 +333,17 @@ async fn config_file_strict_top_level_and_per_portal() {
     let o = oint(&opi("c4"), &[]).await;
     assert_eq!(o.status.code(), Some(0), "without the file: {}", stderr(&o));
     assert_eq!(stored(&emu, "c4"), 1);
+    // A file OPI's commands cannot use (readable by others while it holds a secret) costs a
+    // warning, never the notification.
+    std::fs::set_permissions(&config, std::fs::Permissions::from_mode(0o644)).unwrap();
+    let o = oint(&opi("c5"), &env).await;
+    assert_eq!(o.status.code(), Some(0), "{}", stderr(&o));
+    assert!(
+        stderr(&o).contains("its strict setting is not applied"),
+        "{}",
+        stderr(&o)
+    );
+    assert_eq!(stored(&emu, "c5"), 1);
 }
 
 #[tokio::test(flavor = "multi_thread")]
