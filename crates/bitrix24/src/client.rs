@@ -116,6 +116,7 @@ pub struct ClientBuilder {
     operating_budget: f64,
     oauth: Option<crate::oauth::OAuthConfig>,
     notice: Option<NoticeHook>,
+    notice_threshold: Duration,
 }
 
 /// The caller's [`ClientBuilder::on_notice`] function.
@@ -142,6 +143,7 @@ impl ClientBuilder {
             operating_budget: 480.0,
             oauth: None,
             notice: None,
+            notice_threshold: NOTICE_THRESHOLD,
         }
     }
 
@@ -196,7 +198,8 @@ impl ClientBuilder {
         self
     }
 
-    /// Calls `hook` when a wait longer than [`NOTICE_THRESHOLD`] starts (for the rate limit, an
+    /// Calls `hook` when a wait longer than [`NOTICE_THRESHOLD`] (or
+    /// [`notice_threshold`](ClientBuilder::notice_threshold)) starts (for the rate limit, an
     /// operating-time pause, a backoff before a retry: once per wait, with its reason and
     /// length) and when a damaged shared rate-limit state is reset. Without a hook, notices go
     /// to `tracing` at `info` level. A notice's `Display` is one line with no secret in it.
@@ -210,6 +213,14 @@ impl ClientBuilder {
     /// ```
     pub fn on_notice(mut self, hook: impl Fn(&Notice) + Send + Sync + 'static) -> ClientBuilder {
         self.notice = Some(NoticeHook(Arc::new(hook)));
+        self
+    }
+
+    /// Waits longer than this are announced to the [`on_notice`](ClientBuilder::on_notice)
+    /// hook (default [`NOTICE_THRESHOLD`]). [`Duration::ZERO`] announces every wait, for a
+    /// long-running service that counts them rather than prints them.
+    pub fn notice_threshold(mut self, threshold: Duration) -> ClientBuilder {
+        self.notice_threshold = threshold;
         self
     }
 
@@ -262,6 +273,7 @@ impl ClientBuilder {
                 operating: OperatingBudget::new(self.operating_budget),
                 oauth,
                 notice: self.notice,
+                notice_threshold: self.notice_threshold,
                 pace_turn: tokio::sync::Mutex::new(()),
             }),
         })
@@ -291,6 +303,7 @@ struct Inner {
     /// Refreshing OAuth tokens, when built with [`ClientBuilder::oauth`].
     oauth: Option<crate::oauth::OAuth>,
     notice: Option<NoticeHook>,
+    notice_threshold: Duration,
     /// One task of this process at a time asks a shared bucket for a slot that is not free
     /// yet, in turn; the others queue here instead of polling the file together.
     pace_turn: tokio::sync::Mutex<()>,
@@ -550,7 +563,7 @@ impl Client {
                     ),
                 });
             }
-            if !told && (wait > NOTICE_THRESHOLD) {
+            if !told && (wait > self.inner.notice_threshold) {
                 told = true;
                 self.wait_notice(request, attempt, WaitReason::RateLimit { shared }, wait);
             }
@@ -567,7 +580,7 @@ impl Client {
     }
 
     fn wait_notice(&self, request: &Request, attempt: u32, reason: WaitReason, wait: Duration) {
-        if wait > NOTICE_THRESHOLD {
+        if wait > self.inner.notice_threshold {
             self.notice(&Notice::Wait(WaitNotice {
                 reason,
                 wait,

@@ -73,6 +73,13 @@ pub fn main(args: Vec<OsString>) -> Exit {
             }
             output::report(block_on(commands::call::command(args, &global)), None)
         }
+        #[cfg(feature = "serve")]
+        Some(Command::Serve(args)) => {
+            if args.connection.debug {
+                init_debug_logging();
+            }
+            output::report(block_on(commands::serve::command(args, &global)), None)
+        }
         Some(Command::Completions { shell }) => {
             let mut script = Vec::new();
             clap_complete::generate(shell, &mut Cli::command(), "oint", &mut script);

@@ -47,6 +47,22 @@ Examples:
 key=value pairs are sent as strings; key[sub]=v and key[]=v nest as in Bitrix24's PHP syntax.
 --params (JSON, or @FILE) is read first, then key=value pairs are laid over it.";
 
+#[cfg(feature = "serve")]
+const SERVE_EXAMPLES: &str = "\
+Examples:
+  oint serve --url sandbox --route ops=1
+  oint serve --portal work --listen 127.0.0.1:9380 --route ops=1,10
+  curl -d '{\"user\": 1, \"text\": \"Backup done\"}' http://127.0.0.1:9380/notify
+  OINT_SERVE_TOKEN=$(cat /etc/oint/relay.token) oint serve --listen 0.0.0.0:9380 --route ops=10
+
+Endpoints: POST /notify ({\"user\" | \"users\", \"text\", \"tag\", \"sub_tag\", \"attach\",
+\"system\", \"markdown\"}: the fields of a notify bulk row), POST /alertmanager/ROUTE (an
+Alertmanager webhook receiver), POST /grafana/ROUTE (a Grafana webhook contact point),
+GET /healthz, GET /metrics, GET /queue. An accepted notification is answered 202 with its id
+once it is synced to the queue; it is delivered in batches of 50 at the portal's pace, shared
+with every oint process on this machine. SIGTERM stops accepting, finishes the batches in
+flight and exits; after kill -9 the next start resumes the queue.";
+
 const SEND_EXAMPLES: &str = "\
 Examples:
   oint notify send --url sandbox --user 1 --text \"Build #42 passed\"
@@ -148,6 +164,11 @@ pub enum Command {
     /// Call any Bitrix24 method with the same auth and error handling
     #[command(after_help = CALL_EXAMPLES)]
     Call(CallArgs),
+    /// Run a relay: accept notifications and alerts over HTTP, queue them durably, deliver
+    /// them at the portal's pace
+    #[cfg(feature = "serve")]
+    #[command(after_help = SERVE_EXAMPLES)]
+    Serve(ServeArgs),
     /// Print a shell completion script: oint completions bash > /etc/bash_completion.d/oint
     #[command(
         after_help = "Examples:\n  oint completions bash > /etc/bash_completion.d/oint\n  oint completions zsh > \"${fpath[1]}/_oint\"\n  oint completions fish > ~/.config/fish/completions/oint.fish"
@@ -608,6 +629,36 @@ pub struct BlockFlags {
     pub url: Option<String>,
     #[command(flatten)]
     pub common: CommonFlags,
+}
+
+/// `oint serve`'s own flags; the connection flags are the modern commands'.
+#[cfg(feature = "serve")]
+#[derive(Debug, Args)]
+pub struct ServeArgs {
+    #[command(flatten)]
+    pub connection: Connection,
+    /// Address to listen on; anything but loopback needs a token (--auth-token-file)
+    #[arg(long, value_name = "ADDR", default_value = "127.0.0.1:9380")]
+    pub listen: String,
+    /// The queue's SQLite file [default: <data dir>/oint/serve/<portal>.sqlite3]
+    #[arg(long, value_name = "FILE")]
+    pub queue: Option<PathBuf>,
+    /// Pending notifications the queue holds at most; beyond it, 503 with Retry-After
+    #[arg(long, value_name = "N", default_value_t = 100_000,
+          value_parser = clap::value_parser!(u64).range(1..=100_000_000))]
+    pub queue_limit: u64,
+    /// An alert route: /alertmanager/NAME and /grafana/NAME notify these users (repeatable;
+    /// routes with templates go in the config file, [serve.routes.NAME])
+    #[arg(long = "route", value_name = "NAME=USER[,USER…]")]
+    pub routes: Vec<String>,
+    /// File holding the bearer token clients must send (must not be readable by others);
+    /// also OINT_SERVE_TOKEN
+    #[arg(long, value_name = "PATH")]
+    pub auth_token_file: Option<PathBuf>,
+    /// Batch requests in flight at once (1 to 16)
+    #[arg(long, value_name = "N", default_value_t = 4,
+          value_parser = clap::value_parser!(u32).range(1..=16))]
+    pub concurrency: u32,
 }
 
 #[derive(Debug, Args)]

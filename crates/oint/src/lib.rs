@@ -15,6 +15,7 @@
 //! files, bulk input, the journal, `--blocks`) without spawning a process. This is not a
 //! stable API: the stable one is the `bitrix24` crate.
 
+pub mod alerts;
 pub mod app;
 pub mod blocks;
 pub mod commands;

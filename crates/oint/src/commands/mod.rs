@@ -8,3 +8,5 @@ pub mod notify;
 pub mod opi;
 pub mod render;
 pub mod sandbox;
+#[cfg(feature = "serve")]
+pub mod serve;

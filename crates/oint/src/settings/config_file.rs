@@ -11,6 +11,9 @@
 //! [portals.work]
 //! url = "https://portal.bitrix24.com/rest/1/WEBHOOK_SECRET/"
 //!
+//! [serve.routes.ops]      # oint serve: /alertmanager/ops and /grafana/ops
+//! users = [1, 10]
+//!
 //! [portals.app]
 //! url = "portal.bitrix24.com"
 //! token_file = "~/.config/oint/app.token"   # or token_env = "APP_TOKEN", or token = "…"
@@ -37,6 +40,9 @@ pub struct ConfigFile {
     pub portals: BTreeMap<String, PortalEntry>,
     /// Refuse warnings too, for every portal (`--strict`).
     pub strict: Option<bool>,
+    /// `oint serve`'s settings (`[serve.routes.NAME]`), read by the relay itself: a build
+    /// without it still reads the file.
+    pub serve: Option<toml::Table>,
 }
 
 /// One `[portals.NAME]` table. Its `Debug` masks every secret it may hold.
@@ -191,7 +197,7 @@ fn holds_secret(config: &ConfigFile) -> bool {
 /// Reads a private file holding one secret: a regular file, at most [`SECRET_CAP`], not
 /// readable by group or others, holding one word (a byte-order mark and blank lines around it
 /// are dropped).
-pub(super) fn read_secret_file(path: &Path, what: &str) -> Result<String, String> {
+pub fn read_secret_file(path: &Path, what: &str) -> Result<String, String> {
     let shown = shown_path(path);
     let (bytes, meta) = read_regular(path, SECRET_CAP).map_err(|e| match e {
         ReadError::NotFound => format!("{what}: {shown} does not exist"),

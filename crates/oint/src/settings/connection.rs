@@ -143,6 +143,12 @@ pub fn top_level_strict(world: &World<'_>) -> Result<bool, String> {
     Ok(config.and_then(|c| c.strict).unwrap_or(false))
 }
 
+/// The config file's `[serve]` table, if any.
+pub fn serve_section(world: &World<'_>) -> Result<Option<toml::Table>, String> {
+    let (_, config) = load(world, false)?;
+    Ok(config.and_then(|c| c.serve))
+}
+
 /// The rate-limit settings of the config-file portal the command uses, if any.
 pub fn entry_limits(conn: &Connection, world: &World<'_>) -> Result<EntryLimits, String> {
     let name = conn.portal.clone().or_else(|| world.var("OINT_PORTAL"));

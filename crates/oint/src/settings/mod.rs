@@ -24,10 +24,11 @@ pub mod transport;
 pub mod world;
 
 pub use config_file::{ConfigFile, PortalEntry};
-pub use connection::{entry_limits, strict, target, top_level_strict};
+pub use config_file::read_secret_file;
+pub use connection::{entry_limits, serve_section, strict, target, top_level_strict};
 pub use oauth::OAuthCreds;
 pub use target::Target;
-pub use transport::{EntryLimits, Transport};
+pub use transport::{EntryLimits, NoticeSink, Transport};
 pub use world::{World, real_world};
 
 use crate::flags::{CheckFlags, LimitFlags};

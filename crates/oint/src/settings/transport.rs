@@ -7,6 +7,7 @@
 //! config file's portal (`plan`, `rate`, `burst`), then the defaults (the standard plan).
 
 use std::path::PathBuf;
+use std::sync::Arc;
 use std::time::Duration;
 
 use bitrix24::{
@@ -32,6 +33,18 @@ pub struct Transport {
     connect_timeout: Duration,
     timeout: Duration,
     attempts: Option<u32>,
+    /// Where the library's notices go instead of stderr (`oint serve` counts them).
+    notices: Option<NoticeSink>,
+}
+
+/// A caller's handler for every wait and state reset of the client, however short.
+#[derive(Clone)]
+pub struct NoticeSink(pub Arc<dyn Fn(&Notice) + Send + Sync>);
+
+impl std::fmt::Debug for NoticeSink {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str("NoticeSink")
+    }
 }
 
 impl Transport {
@@ -91,12 +104,36 @@ impl Transport {
             connect_timeout,
             timeout,
             attempts: flags.attempts,
+            notices: None,
         })
     }
 
     /// The same flags over a config-file portal's settings.
     pub fn with_entry(&self, entry: &EntryLimits) -> Result<Transport, String> {
         Transport::over_entry(&self.flags, entry)
+    }
+
+    /// Every notice (each wait, however short) goes to `sink` instead of a line on stderr.
+    pub fn with_notices(mut self, sink: NoticeSink) -> Transport {
+        self.notices = Some(sink);
+        self
+    }
+
+    /// The rate limit the client paces itself by.
+    pub fn limit(&self) -> RateLimit {
+        self.limit
+    }
+
+    fn notices(&self, builder: ClientBuilder) -> ClientBuilder {
+        match &self.notices {
+            Some(sink) => {
+                let sink = sink.0.clone();
+                builder
+                    .notice_threshold(Duration::ZERO)
+                    .on_notice(move |n| sink(n))
+            }
+            None => builder.on_notice(print_notice),
+        }
     }
 
     /// Applies the settings to a client for `url`.
@@ -113,21 +150,23 @@ impl Transport {
             Some(path) => Pacer::shared(self.limit, path),
             None => Pacer::local(self.limit),
         };
-        builder
-            .pacer(pacer)
-            .retry(retry)
-            .connect_timeout(self.connect_timeout)
-            .timeout(self.timeout)
-            .on_notice(print_notice)
+        self.notices(
+            builder
+                .pacer(pacer)
+                .retry(retry)
+                .connect_timeout(self.connect_timeout)
+                .timeout(self.timeout),
+        )
     }
 
     /// For the sandbox, a fresh portal every run: a bucket of its own.
     pub fn configure_local(&self, builder: ClientBuilder) -> ClientBuilder {
-        builder
-            .pacer(Pacer::local(self.limit))
-            .connect_timeout(self.connect_timeout)
-            .timeout(self.timeout)
-            .on_notice(print_notice)
+        self.notices(
+            builder
+                .pacer(Pacer::local(self.limit))
+                .connect_timeout(self.connect_timeout)
+                .timeout(self.timeout),
+        )
     }
 }
 

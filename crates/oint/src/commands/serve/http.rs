@@ -1,0 +1,343 @@
+//! The relay's HTTP side: what it accepts, and what it shows.
+//!
+//! Every notification is checked exactly as `notify bulk` checks a row (the same builders, the
+//! same rules, `--strict` included) before it is queued; a bad one is answered 400 with the
+//! reason and never queued. An accepted one is answered 202 only after the queue has synced it.
+
+use std::collections::BTreeMap;
+use std::sync::Arc;
+use std::sync::atomic::{AtomicBool, Ordering};
+
+use axum::Router;
+use axum::body::Bytes;
+use axum::extract::{DefaultBodyLimit, Path, Query, State};
+use axum::http::{HeaderMap, HeaderValue, StatusCode, header};
+use axum::middleware::{self, Next};
+use axum::response::{IntoResponse, Response};
+use axum::routing::{get, post};
+use secrecy::{ExposeSecret, SecretString};
+use serde_json::{Map, Value, json};
+use tokio::sync::mpsc;
+
+use super::metrics::Metrics;
+use super::queue::{NewItem, Queue};
+use crate::alerts::{self, Route, Source};
+use crate::commands::bulk::{checked, input::RawRow};
+
+/// The largest request body: an Alertmanager group of many alerts fits, a runaway does not.
+pub const BODY_LIMIT: usize = 4 << 20;
+/// Recipients of one `/notify` request, at most.
+const MAX_USERS: usize = 1000;
+
+pub struct Relay {
+    pub queue: Arc<Queue>,
+    pub metrics: Arc<Metrics>,
+    pub ids: mpsc::UnboundedSender<u64>,
+    pub token: Option<SecretString>,
+    /// Pending items the queue takes, at most.
+    pub queue_limit: u64,
+    pub strict: bool,
+    pub portal: bitrix24::Portal,
+    /// Tags are sent (an OAuth application); over a webhook the portal drops them.
+    pub tags: bool,
+    pub routes: BTreeMap<String, Route>,
+    /// Items the portal takes per second at most (50 a batch at the rate limit), for Retry-After.
+    pub drain_per_second: f64,
+    pub draining: AtomicBool,
+}
+
+pub fn router(relay: Arc<Relay>) -> Router {
+    let guarded = Router::new()
+        .route("/notify", post(notify))
+        .route("/alertmanager/{route}", post(alertmanager))
+        .route("/grafana/{route}", post(grafana))
+        .route("/metrics", get(metrics))
+        .route("/queue", get(queue))
+        .layer(middleware::from_fn_with_state(relay.clone(), authorize));
+    Router::new()
+        .route("/healthz", get(healthz))
+        .merge(guarded)
+        .layer(DefaultBodyLimit::max(BODY_LIMIT))
+        .with_state(relay)
+}
+
+type Answer = (StatusCode, HeaderMap, axum::Json<Value>);
+
+fn answer(status: StatusCode, body: Value) -> Answer {
+    (status, HeaderMap::new(), axum::Json(body))
+}
+
+fn refused(relay: &Relay, status: StatusCode, reason: &str, error: &str, description: String) -> Answer {
+    relay.metrics.reject(reason);
+    answer(status, json!({"error": error, "description": description}))
+}
+
+/// With a token set, every endpoint but `/healthz` wants `Authorization: Bearer TOKEN`.
+async fn authorize(
+    State(relay): State<Arc<Relay>>,
+    request: axum::extract::Request,
+    next: Next,
+) -> Response {
+    if let Some(token) = &relay.token {
+        use subtle::ConstantTimeEq;
+        let given = request
+            .headers()
+            .get(header::AUTHORIZATION)
+            .and_then(|v| v.to_str().ok())
+            .and_then(|v| v.strip_prefix("Bearer "))
+            .unwrap_or("");
+        if !bool::from(given.as_bytes().ct_eq(token.expose_secret().as_bytes())) {
+            let (status, mut headers, body) = refused(
+                &relay,
+                StatusCode::UNAUTHORIZED,
+                "unauthorized",
+                "UNAUTHORIZED",
+                "this relay wants Authorization: Bearer <its token> (--auth-token-file or OINT_SERVE_TOKEN)".into(),
+            );
+            headers.insert(header::WWW_AUTHENTICATE, HeaderValue::from_static("Bearer"));
+            return (status, headers, body).into_response();
+        }
+    }
+    next.run(request).await
+}
+
+/// One notification, checked and ready to queue.
+struct Checked {
+    item: NewItem,
+    warnings: Vec<Value>,
+}
+
+/// Queues `items` durably and answers 202 with their ids, or 503 when the queue is full.
+async fn accept(relay: &Relay, items: Vec<Checked>) -> Answer {
+    if relay.draining.load(Ordering::Relaxed) {
+        return refused(
+            relay,
+            StatusCode::SERVICE_UNAVAILABLE,
+            "draining",
+            "SHUTTING_DOWN",
+            "the relay is stopping; send it again to the next one".into(),
+        );
+    }
+    let n = items.len() as u64;
+    let pending = relay.queue.pending();
+    if pending.saturating_add(n) > relay.queue_limit {
+        let over = pending.saturating_add(n) - relay.queue_limit;
+        let seconds = (over as f64 / relay.drain_per_second).ceil().clamp(1.0, 3600.0) as u64;
+        let (status, mut headers, body) = refused(
+            relay,
+            StatusCode::SERVICE_UNAVAILABLE,
+            "full",
+            "QUEUE_FULL",
+            format!(
+                "the queue holds {pending} notifications, its limit is {} (--queue-limit); retry after {seconds} s",
+                relay.queue_limit
+            ),
+        );
+        headers.insert(header::RETRY_AFTER, HeaderValue::from(seconds));
+        return (status, headers, body);
+    }
+    let mut warnings = Vec::new();
+    let mut new = Vec::with_capacity(items.len());
+    for c in items {
+        warnings.extend(c.warnings);
+        new.push(c.item);
+    }
+    match relay.queue.enqueue(new).await {
+        Ok(ids) => {
+            relay.metrics.accepted.inc_by(n);
+            for id in &ids {
+                // The delivery loop is gone only at shutdown; the items wait on disk.
+                let _ = relay.ids.send(*id);
+            }
+            let mut body = json!({"ids": ids});
+            if let [id] = ids[..] {
+                body["id"] = json!(id);
+            }
+            if !warnings.is_empty() {
+                body["warnings"] = Value::Array(warnings);
+            }
+            answer(StatusCode::ACCEPTED, body)
+        }
+        Err(e) => {
+            crate::output::note(&format!("oint serve: {e}"));
+            refused(
+                relay,
+                StatusCode::SERVICE_UNAVAILABLE,
+                "queue_error",
+                "QUEUE_ERROR",
+                "the queue could not store it (see the relay's log); nothing was queued".into(),
+            )
+        }
+    }
+}
+
+/// Checks one notification given as bulk-row fields.
+fn check(relay: &Relay, fields: Map<String, Value>, source: &str) -> Result<Checked, String> {
+    let row = checked(&RawRow { line: 0, fields }, relay.strict, &relay.portal)
+        .map_err(|e| e.message)?;
+    Ok(Checked {
+        warnings: row
+            .warnings
+            .iter()
+            .map(|w| json!({"rule": w.rule, "message": w.line}))
+            .collect(),
+        item: NewItem {
+            request: row.request,
+            tagged: row.tagged,
+            source: source.to_string(),
+        },
+    })
+}
+
+async fn notify(State(relay): State<Arc<Relay>>, body: Bytes) -> Answer {
+    let invalid = |description: String| {
+        refused(&relay, StatusCode::BAD_REQUEST, "invalid", "INVALID_NOTIFICATION", description)
+    };
+    let mut fields = match serde_json::from_slice::<Value>(&body) {
+        Ok(Value::Object(fields)) => fields,
+        Ok(_) => {
+            return invalid(
+                "expected a JSON object such as {\"user\": 1, \"text\": \"…\"}".into(),
+            );
+        }
+        Err(e) => return invalid(format!("the body is not JSON: {e}")),
+    };
+    let users = match (fields.remove("users"), fields.contains_key("user")) {
+        (Some(_), true) => return invalid("give user or users, not both".into()),
+        (None, _) => vec![None],
+        (Some(Value::Array(users)), false) if !users.is_empty() && users.len() <= MAX_USERS => {
+            users.into_iter().map(Some).collect()
+        }
+        (Some(_), false) => {
+            return invalid(format!(
+                "users: expected a list of 1 to {MAX_USERS} user IDs"
+            ));
+        }
+    };
+    let mut items = Vec::with_capacity(users.len());
+    for user in users {
+        let mut fields = fields.clone();
+        if let Some(user) = user {
+            fields.insert("user".into(), user);
+        }
+        match check(&relay, fields, "notify") {
+            Ok(item) => items.push(item),
+            Err(e) => return invalid(e),
+        }
+    }
+    accept(&relay, items).await
+}
+
+async fn alertmanager(
+    State(relay): State<Arc<Relay>>,
+    Path(route): Path<String>,
+    body: Bytes,
+) -> Answer {
+    alerts(&relay, Source::Alertmanager, &route, &body).await
+}
+
+async fn grafana(State(relay): State<Arc<Relay>>, Path(route): Path<String>, body: Bytes) -> Answer {
+    alerts(&relay, Source::Grafana, &route, &body).await
+}
+
+/// An alert source's payload: rendered by the route's template, one notification per alert
+/// (or group) and user.
+async fn alerts(relay: &Relay, source: Source, name: &str, body: &[u8]) -> Answer {
+    let Some(route) = relay.routes.get(name) else {
+        let known: Vec<&str> = relay.routes.keys().map(String::as_str).collect();
+        return refused(
+            relay,
+            StatusCode::NOT_FOUND,
+            "no_route",
+            "NO_SUCH_ROUTE",
+            if known.is_empty() {
+                "this relay has no routes; add --route NAME=USER[,USER…] or [serve.routes.NAME] in the config file".into()
+            } else {
+                format!("no route named {name:?}; the routes are {}", known.join(", "))
+            },
+        );
+    };
+    let rendered = match alerts::render(source, route, body) {
+        Ok(rendered) => rendered,
+        Err(e) => {
+            return refused(relay, StatusCode::BAD_REQUEST, "invalid", "INVALID_PAYLOAD", e);
+        }
+    };
+    let origin = match source {
+        Source::Alertmanager => format!("alertmanager/{name}"),
+        Source::Grafana => format!("grafana/{name}"),
+    };
+    let mut items = Vec::new();
+    for notification in &rendered {
+        for user in &route.config.users {
+            let mut fields = Map::new();
+            fields.insert("user".into(), json!(user));
+            fields.insert("text".into(), json!(notification.text));
+            fields.insert("system".into(), json!(route.config.system));
+            // Over a webhook the portal drops tags: said once at start, not per alert.
+            if relay.tags
+                && let Some(tag) = &notification.tag
+            {
+                fields.insert("tag".into(), json!(tag));
+            }
+            match check(relay, fields, &origin) {
+                Ok(item) => items.push(item),
+                Err(e) => {
+                    return refused(relay, StatusCode::BAD_REQUEST, "invalid", "INVALID_PAYLOAD", e);
+                }
+            }
+        }
+    }
+    if items.is_empty() {
+        return answer(StatusCode::ACCEPTED, json!({"ids": []}));
+    }
+    accept(relay, items).await
+}
+
+async fn healthz(State(relay): State<Arc<Relay>>) -> impl IntoResponse {
+    let draining = relay.draining.load(Ordering::Relaxed);
+    let status = if draining {
+        StatusCode::SERVICE_UNAVAILABLE
+    } else {
+        StatusCode::OK
+    };
+    (
+        status,
+        axum::Json(json!({
+            "status": if draining { "stopping" } else { "ok" },
+            "pending": relay.queue.pending(),
+        })),
+    )
+}
+
+async fn metrics(State(relay): State<Arc<Relay>>) -> Response {
+    match relay.queue.stats() {
+        Ok(stats) => (
+            [(
+                header::CONTENT_TYPE,
+                "application/openmetrics-text; version=1.0.0; charset=utf-8",
+            )],
+            relay.metrics.render(&stats, super::queue::now_ms()),
+        )
+            .into_response(),
+        Err(e) => (StatusCode::INTERNAL_SERVER_ERROR, e).into_response(),
+    }
+}
+
+#[derive(serde::Deserialize)]
+struct Listing {
+    limit: Option<usize>,
+}
+
+async fn queue(State(relay): State<Arc<Relay>>, Query(listing): Query<Listing>) -> Response {
+    let limit = listing.limit.unwrap_or(100).clamp(1, 10_000);
+    let stats = relay.queue.stats();
+    match (relay.queue.listing(limit), stats) {
+        (Ok(mut body), Ok(stats)) => {
+            body["pending_total"] = json!(stats.pending);
+            body["dead_letters_total"] = json!(stats.dead);
+            axum::Json(body).into_response()
+        }
+        (Err(e), _) | (_, Err(e)) => (StatusCode::INTERNAL_SERVER_ERROR, e).into_response(),
+    }
+}

@@ -1,0 +1,301 @@
+//! `oint serve`: a long-running relay between the machines that raise notifications
+//! (Alertmanager, Grafana, CI, cron, services) and the portal.
+//!
+//! Each of them would otherwise start `oint` once per alert, with no queue and no shared pace.
+//! The relay accepts their webhooks, checks each notification as `notify bulk` checks a row,
+//! commits it to a SQLite queue (synced) and only then answers 202; one delivery loop sends
+//! the queue in batches of 50 through the library's bulk sender, paced by the same shared
+//! bucket and operating-time budget as every other `oint` process for that portal.
+//!
+//! Nothing answered 202 is lost: a batch's items are marked `sending` on disk before its
+//! request is written, so after `kill -9` the next start knows which items certainly never
+//! left (sent), which may have (sent again only when a tag makes that safe, else
+//! dead-lettered and shown in `/queue` and the metrics).
+
+mod delivery;
+mod http;
+mod metrics;
+mod queue;
+
+use std::collections::BTreeMap;
+use std::net::SocketAddr;
+use std::path::PathBuf;
+use std::sync::Arc;
+use std::sync::atomic::{AtomicBool, Ordering};
+
+use bitrix24::{Notice, WaitReason};
+use secrecy::SecretString;
+use tokio::sync::{mpsc, watch};
+
+use crate::alerts::{Route, RouteConfig};
+use crate::connect::connect;
+use crate::flags::ServeArgs;
+use crate::output::{Exit, Failure, Success, note};
+use crate::settings::{self, Global, NoticeSink, World};
+
+/// What `oint serve` was asked to do, resolved.
+struct Options {
+    listen: String,
+    queue: Option<PathBuf>,
+    queue_limit: u64,
+    routes: BTreeMap<String, Route>,
+    token: Option<SecretString>,
+    concurrency: usize,
+    strict: bool,
+}
+
+/// Runs the relay until SIGTERM or Ctrl-C.
+pub async fn command(args: ServeArgs, global: &Global) -> Result<Success, Failure> {
+    let conn = &args.connection;
+    if conn.dry_run {
+        return Err(Failure::Usage(
+            "--dry-run: does not apply to oint serve; try a notification with oint notify send --dry-run".into(),
+        ));
+    }
+    let (resolved, options) = settings::real_world(|world| {
+        let resolved = settings::resolve_connection(conn, &global.transport, world)?;
+        let options = options(&args, world, global.strict || resolved.strict)?;
+        Ok::<_, String>((resolved, options))
+    })
+    .map_err(Failure::Usage)?;
+    let listen = listen_address(&options.listen, options.token.is_some()).await?;
+
+    let metrics = Arc::new(metrics::Metrics::new());
+    let counted = metrics.clone();
+    let transport = resolved
+        .transport
+        .clone()
+        .with_notices(NoticeSink(Arc::new(move |notice: &Notice| match notice {
+            Notice::Wait(w)
+                if matches!(
+                    w.reason,
+                    WaitReason::RateLimit { .. } | WaitReason::OperatingTime { .. }
+                ) =>
+            {
+                counted.waited(w.wait)
+            }
+            // Backoffs before retries are part of the outcome; a reset state is worth a line.
+            Notice::Wait(_) => {}
+            other => note(&format!("oint serve: {other}")),
+        })));
+    let limit = transport.limit();
+    let (client, _sandbox) = connect(resolved.target, &transport).await?;
+    let portal = client.portal().clone();
+    let tags = portal.is_oauth();
+
+    let queue_path = match options.queue {
+        Some(path) => path,
+        None => default_queue(&portal).map_err(Failure::Usage)?,
+    };
+    let (queue, recovery) = queue::Queue::open(&queue_path, tags).map_err(Failure::Usage)?;
+    let queue = Arc::new(queue);
+    let listener = tokio::net::TcpListener::bind(listen)
+        .await
+        .map_err(|e| Failure::Usage(format!("--listen: cannot listen on {listen}: {e}")))?;
+    let local = listener
+        .local_addr()
+        .map_err(|e| Failure::Local(format!("--listen: {e}")))?;
+    // The first line of stdout, for scripts and tests that listen on port 0.
+    crate::output::write_stdout(format!("listening on http://{local}\n").as_bytes())
+        .map_err(Failure::Local)?;
+    note(&format!(
+        "oint serve: queue {} ({} pending{}{})",
+        queue.path().display(),
+        recovery.queued.len(),
+        if recovery.resumed > 0 {
+            format!(", {} resumed after an interrupted send", recovery.resumed)
+        } else {
+            String::new()
+        },
+        if recovery.unknown > 0 {
+            format!(
+                ", {} dead-lettered: they were being sent when the relay stopped and may have arrived",
+                recovery.unknown
+            )
+        } else {
+            String::new()
+        },
+    ));
+    metrics.unknown.inc_by(recovery.unknown);
+    if !tags && !options.routes.is_empty() {
+        note(
+            "oint serve: over a webhook the portal drops tags: a re-fired alert is a new notification, and its resolve one more (use an OAuth application to have them replace each other)",
+        );
+    }
+
+    let (ids, inbox) = mpsc::unbounded_channel();
+    for id in recovery.queued {
+        let _ = ids.send(id);
+    }
+    let (stop_tx, stop) = watch::channel(false);
+    let relay = Arc::new(http::Relay {
+        queue: queue.clone(),
+        metrics: metrics.clone(),
+        ids: ids.clone(),
+        token: options.token,
+        queue_limit: options.queue_limit,
+        strict: options.strict,
+        portal,
+        tags,
+        routes: options.routes,
+        drain_per_second: limit.rate * 50.0,
+        draining: AtomicBool::new(false),
+    });
+    let server = {
+        let mut stop = stop.clone();
+        axum::serve(listener, http::router(relay.clone())).with_graceful_shutdown(async move {
+            let _ = stop.wait_for(|s| *s).await;
+        })
+    };
+    let signals = async {
+        shutdown_signal().await;
+        note("oint serve: stopping: no new notifications; finishing the batches in flight");
+        relay.draining.store(true, Ordering::Relaxed);
+        let _ = stop_tx.send(true);
+    };
+    let delivery = delivery::run(
+        &client,
+        delivery::Delivery {
+            queue: queue.clone(),
+            metrics: metrics.clone(),
+            ids: inbox,
+            again: ids,
+            stop,
+            concurrency: options.concurrency,
+        },
+    );
+    let (served, (), ()) = tokio::join!(server, delivery, signals);
+    served.map_err(|e| Failure::Local(format!("the relay's server failed: {e}")))?;
+    drop(relay);
+    queue.close();
+    note(&format!(
+        "oint serve: stopped; {} pending in {}",
+        queue.pending(),
+        queue.path().display()
+    ));
+    Ok(Success::Finished(Exit::Ok))
+}
+
+fn options(args: &ServeArgs, world: &World<'_>, strict: bool) -> Result<Options, String> {
+    let token = match (&args.auth_token_file, world.var("OINT_SERVE_TOKEN")) {
+        (Some(path), _) => Some(settings::read_secret_file(
+            &world.expand(path),
+            "--auth-token-file",
+        )?),
+        (None, Some(token)) => Some(crate::secrets::clean_secret(&token, "OINT_SERVE_TOKEN")?),
+        (None, None) => None,
+    }
+    .map(SecretString::from);
+    let mut routes = BTreeMap::new();
+    if let Some(serve) = settings::serve_section(world)? {
+        for (key, value) in serve {
+            let toml::Value::Table(table) = value else {
+                return Err(format!(
+                    "config file: [serve] takes only routes ([serve.routes.NAME]), not {key:?}"
+                ));
+            };
+            if key != "routes" {
+                return Err(format!(
+                    "config file: [serve] takes only routes ([serve.routes.NAME]), not {key:?}"
+                ));
+            }
+            for (name, route) in table {
+                let config: RouteConfig = route
+                    .try_into()
+                    .map_err(|e: toml::de::Error| format!("config file: [serve.routes.{name}]: {}", e.message()))?;
+                let route = Route::new(&name, config)
+                    .map_err(|e| format!("config file: [serve.routes.{name}]: {e}"))?;
+                routes.insert(name, route);
+            }
+        }
+    }
+    for spec in &args.routes {
+        let (name, route) = route_flag(spec)?;
+        // The command line wins over the file, as everywhere.
+        routes.insert(name, route);
+    }
+    Ok(Options {
+        listen: args.listen.clone(),
+        queue: args.queue.as_deref().map(|p| world.expand(p)),
+        queue_limit: args.queue_limit,
+        routes,
+        token,
+        concurrency: args.concurrency as usize,
+        strict,
+    })
+}
+
+/// `--route NAME=USER[,USER…]`: a route with the default template.
+fn route_flag(spec: &str) -> Result<(String, Route), String> {
+    let usage = || {
+        format!("--route: expected NAME=USER[,USER…] such as ops=1,10, got {spec:?}")
+    };
+    let (name, users) = spec.split_once('=').ok_or_else(usage)?;
+    let users = users
+        .split(',')
+        .map(|u| u.trim().parse::<u64>().ok().filter(|u| *u > 0))
+        .collect::<Option<Vec<u64>>>()
+        .filter(|u| !u.is_empty())
+        .ok_or_else(|| format!("--route {name}: users are user IDs (whole numbers of 1 or more), separated by commas"))?;
+    let config: RouteConfig = serde_json::from_value(serde_json::json!({ "users": users }))
+        .map_err(|e| format!("--route: {e}"))?;
+    let route = Route::new(name, config).map_err(|e| format!("--route: {e}"))?;
+    Ok((name.to_string(), route))
+}
+
+/// Where the queue lives by default: one file per portal under the data directory.
+fn default_queue(portal: &bitrix24::Portal) -> Result<PathBuf, String> {
+    let dir = match std::env::var_os("OINT_STATE_DIR").filter(|d| !d.is_empty()) {
+        Some(dir) => PathBuf::from(dir),
+        None => dirs::data_local_dir()
+            .ok_or("cannot find a data directory for the queue; pass --queue FILE")?
+            .join("oint"),
+    };
+    let name = crate::files::file_name_for(portal.authority());
+    Ok(dir.join("serve").join(format!("{name}.sqlite3")))
+}
+
+/// The address to bind; anything but loopback only with a token, since whoever reaches the
+/// relay can notify anyone on the portal.
+async fn listen_address(listen: &str, has_token: bool) -> Result<SocketAddr, Failure> {
+    let addrs: Vec<SocketAddr> = tokio::net::lookup_host(listen)
+        .await
+        .map_err(|e| {
+            Failure::Usage(format!(
+                "--listen: expected HOST:PORT such as 127.0.0.1:9380, got {listen:?} ({e})"
+            ))
+        })?
+        .collect();
+    let addr = *addrs.first().ok_or_else(|| {
+        Failure::Usage(format!("--listen: {listen:?} names no address"))
+    })?;
+    if !has_token && !addrs.iter().all(|a| a.ip().is_loopback()) {
+        return Err(Failure::Usage(format!(
+            "--listen: {listen} is reachable from other machines; give the relay a token first (--auth-token-file FILE or OINT_SERVE_TOKEN), or listen on 127.0.0.1"
+        )));
+    }
+    Ok(addr)
+}
+
+/// SIGTERM or Ctrl-C (SIGINT).
+async fn shutdown_signal() {
+    #[cfg(unix)]
+    {
+        use tokio::signal::unix::{SignalKind, signal};
+        match signal(SignalKind::terminate()) {
+            Ok(mut term) => {
+                tokio::select! {
+                    _ = term.recv() => {}
+                    _ = tokio::signal::ctrl_c() => {}
+                }
+            }
+            Err(_) => {
+                let _ = tokio::signal::ctrl_c().await;
+            }
+        }
+    }
+    #[cfg(not(unix))]
+    {
+        let _ = tokio::signal::ctrl_c().await;
+    }
+}

@@ -1,0 +1,541 @@
+//! The relay's queue: a SQLite file in WAL mode with `synchronous=FULL`, so an item answered
+//! 202 is on disk before the answer leaves.
+//!
+//! One writer thread owns the writing connection and commits whatever jobs have piled up in
+//! one transaction (group commit): under load many accepts share one fsync instead of each
+//! paying for its own, and the async server never waits on the disk itself.
+//!
+//! An item is `queued` until a batch holding it is dispatched (its rate-limit slot taken, its
+//! request about to be written); then `sending`. Delivered items are deleted; items the portal
+//! refused, and items whose outcome is unknown, move to `dead_letters`. After a crash, items
+//! still `sending` may have reached the portal: they are queued again only when a resend
+//! cannot duplicate them (a tag, from an OAuth application), and dead-lettered otherwise —
+//! the journal rules of `notify bulk`.
+
+use std::path::{Path, PathBuf};
+use std::sync::Mutex;
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::mpsc;
+use std::time::{SystemTime, UNIX_EPOCH};
+
+use bitrix24::Request;
+use rusqlite::{Connection, OpenFlags, OptionalExtension, params};
+use serde_json::{Map, Value, json};
+
+/// Jobs the writer thread commits together, at most.
+const GROUP: usize = 512;
+
+/// A notification to queue.
+pub struct NewItem {
+    pub request: Request,
+    /// It has a tag: resending it replaces rather than duplicates (over OAuth).
+    pub tagged: bool,
+    /// Where it came from: `notify`, `alertmanager/ROUTE`, `grafana/ROUTE`.
+    pub source: String,
+}
+
+/// What became of an item after a batch.
+pub enum Settlement {
+    Delivered,
+    /// Not sent (the portal unreachable, the credentials refused): queued again.
+    Again { error: String, description: String },
+    /// Refused by the portal, not created, or outcome unknown: kept for a person to look at.
+    Dead {
+        reason: &'static str,
+        error: String,
+        description: String,
+    },
+}
+
+/// What the queue held when it was opened.
+pub struct Recovery {
+    /// Items to deliver, oldest first.
+    pub queued: Vec<u64>,
+    /// Items that were being sent when the relay stopped, queued again (safe to resend).
+    pub resumed: u64,
+    /// Items that were being sent and could not be resent safely: dead-lettered now.
+    pub unknown: u64,
+}
+
+/// How full the queue is.
+pub struct Stats {
+    pub pending: u64,
+    pub dead: u64,
+    /// When the oldest pending item was accepted, in Unix milliseconds.
+    pub oldest_ms: Option<i64>,
+}
+
+enum Job {
+    Enqueue(Vec<NewItem>, tokio::sync::oneshot::Sender<Result<Vec<u64>, String>>),
+    Sending(Vec<u64>, mpsc::SyncSender<Result<(), String>>),
+    Settle(Vec<(u64, Settlement)>, tokio::sync::oneshot::Sender<Result<(), String>>),
+}
+
+pub struct Queue {
+    jobs: Mutex<Option<mpsc::Sender<Job>>>,
+    writer: Mutex<Option<std::thread::JoinHandle<()>>>,
+    reader: Mutex<Connection>,
+    /// Pending items (queued and sending), kept in step with the commits.
+    pending: AtomicU64,
+    path: PathBuf,
+    /// Held while the relay runs: one relay per queue.
+    _lock: std::fs::File,
+}
+
+const SCHEMA: &str = "
+CREATE TABLE IF NOT EXISTS items (
+    id INTEGER PRIMARY KEY AUTOINCREMENT,
+    accepted_ms INTEGER NOT NULL,
+    source TEXT NOT NULL,
+    method TEXT NOT NULL,
+    params TEXT NOT NULL,
+    tagged INTEGER NOT NULL,
+    state TEXT NOT NULL CHECK (state IN ('queued', 'sending')),
+    attempts INTEGER NOT NULL DEFAULT 0,
+    error TEXT,
+    description TEXT
+);
+CREATE TABLE IF NOT EXISTS dead_letters (
+    id INTEGER PRIMARY KEY,
+    accepted_ms INTEGER NOT NULL,
+    dead_ms INTEGER NOT NULL,
+    source TEXT NOT NULL,
+    method TEXT NOT NULL,
+    params TEXT NOT NULL,
+    reason TEXT NOT NULL,
+    error TEXT NOT NULL,
+    description TEXT NOT NULL
+);
+";
+
+impl Queue {
+    /// Opens (or creates) the queue at `path` and recovers it; `resend_tagged` when tagged
+    /// items may be sent again without a duplicate (an OAuth application).
+    pub fn open(path: &Path, resend_tagged: bool) -> Result<(Queue, Recovery), String> {
+        let shown = path.display();
+        if let Some(dir) = path.parent().filter(|d| !d.as_os_str().is_empty()) {
+            std::fs::create_dir_all(dir)
+                .map_err(|e| format!("--queue: cannot create {}: {e}", dir.display()))?;
+        }
+        match std::fs::symlink_metadata(path) {
+            Ok(meta) if meta.file_type().is_symlink() => {
+                return Err(format!(
+                    "--queue: {shown} is a symbolic link; give the queue's real path"
+                ));
+            }
+            Ok(meta) if !meta.is_file() => {
+                return Err(format!("--queue: {shown} is not a regular file"));
+            }
+            Ok(_) => {}
+            // Created private: queued texts are nobody else's business.
+            Err(_) => create_private(path)
+                .map_err(|e| format!("--queue: cannot create {shown}: {e}"))?,
+        }
+        // Only one relay may own a queue: a second would send every item again.
+        let lock_path = path.with_extension("lock");
+        let lock_file = std::fs::OpenOptions::new()
+            .write(true)
+            .create(true)
+            .truncate(false)
+            .open(&lock_path)
+            .map_err(|e| format!("--queue: cannot open {}: {e}", lock_path.display()))?;
+        lock_file.try_lock().map_err(|_| {
+            format!("--queue: {shown} is in use by another oint serve; give each relay its own --queue")
+        })?;
+        let fail = |e: rusqlite::Error| format!("--queue: {shown}: {e}");
+        let mut writer = connect(path).map_err(fail)?;
+        // WAL lets /queue and the delivery loop read while the writer commits.
+        writer
+            .pragma_update(None, "journal_mode", "WAL")
+            .and_then(|()| writer.execute_batch(SCHEMA))
+            .map_err(|e| {
+                format!("--queue: {shown} is not a queue this relay can use ({e}); give another --queue file")
+            })?;
+        let recovery = recover(&mut writer, resend_tagged).map_err(fail)?;
+        let reader = connect(path).map_err(fail)?;
+        let pending: u64 = reader
+            .query_row("SELECT count(*) FROM items", [], |r| r.get(0))
+            .map_err(fail)?;
+        let (jobs, inbox) = mpsc::channel();
+        let writer = std::thread::Builder::new()
+            .name("oint-serve-queue".into())
+            .spawn(move || write_loop(writer, inbox))
+            .map_err(|e| format!("cannot start the queue's writer thread: {e}"))?;
+        Ok((
+            Queue {
+                jobs: Mutex::new(Some(jobs)),
+                writer: Mutex::new(Some(writer)),
+                reader: Mutex::new(reader),
+                pending: AtomicU64::new(pending),
+                path: path.to_path_buf(),
+                _lock: lock_file,
+            },
+            recovery,
+        ))
+    }
+
+    pub fn path(&self) -> &Path {
+        &self.path
+    }
+
+    /// Pending items, as of the last commit.
+    pub fn pending(&self) -> u64 {
+        self.pending.load(Ordering::Relaxed)
+    }
+
+    /// Queues `items` durably (committed and synced) and gives their ids, in order.
+    pub async fn enqueue(&self, items: Vec<NewItem>) -> Result<Vec<u64>, String> {
+        let n = items.len() as u64;
+        let (tx, rx) = tokio::sync::oneshot::channel();
+        self.submit(Job::Enqueue(items, tx))?;
+        let ids = rx.await.map_err(|_| stopped())??;
+        self.pending.fetch_add(n, Ordering::Relaxed);
+        Ok(ids)
+    }
+
+    /// Marks items `sending`, durably, before their batch is written. Blocks until synced:
+    /// it runs inside the bulk sender's dispatch hook, which must not return before.
+    pub fn mark_sending(&self, ids: &[u64]) -> Result<(), String> {
+        let (tx, rx) = mpsc::sync_channel(1);
+        self.submit(Job::Sending(ids.to_vec(), tx))?;
+        rx.recv().map_err(|_| stopped())?
+    }
+
+    /// Records a batch's outcomes.
+    pub async fn settle(&self, outcomes: Vec<(u64, Settlement)>) -> Result<(), String> {
+        let gone = outcomes
+            .iter()
+            .filter(|(_, s)| !matches!(s, Settlement::Again { .. }))
+            .count() as u64;
+        let (tx, rx) = tokio::sync::oneshot::channel();
+        self.submit(Job::Settle(outcomes, tx))?;
+        rx.await.map_err(|_| stopped())??;
+        self.pending.fetch_sub(gone, Ordering::Relaxed);
+        Ok(())
+    }
+
+    /// The request of a pending item.
+    pub fn load(&self, id: u64) -> Result<Option<Request>, String> {
+        let reader = lock(&self.reader);
+        let row: Option<(String, String)> = reader
+            .query_row(
+                "SELECT method, params FROM items WHERE id = ?1",
+                [id as i64],
+                |r| Ok((r.get(0)?, r.get(1)?)),
+            )
+            .optional()
+            .map_err(|e| format!("queue: cannot read item {id}: {e}"))?;
+        let Some((method, params)) = row else {
+            return Ok(None);
+        };
+        let params: Map<String, Value> = serde_json::from_str(&params)
+            .map_err(|e| format!("queue: item {id} is damaged: {e}"))?;
+        Ok(Some(
+            params
+                .into_iter()
+                .fold(Request::new(method), |r, (k, v)| r.param(k, v)),
+        ))
+    }
+
+    pub fn stats(&self) -> Result<Stats, String> {
+        let reader = lock(&self.reader);
+        let read = || -> rusqlite::Result<Stats> {
+            let (pending, oldest_ms) = reader.query_row(
+                "SELECT count(*), min(accepted_ms) FROM items",
+                [],
+                |r| Ok((r.get(0)?, r.get(1)?)),
+            )?;
+            let dead = reader.query_row("SELECT count(*) FROM dead_letters", [], |r| r.get(0))?;
+            Ok(Stats {
+                pending,
+                dead,
+                oldest_ms,
+            })
+        };
+        read().map_err(|e| format!("queue: cannot read its size: {e}"))
+    }
+
+    /// Up to `limit` pending and `limit` dead-lettered items, oldest first, for `GET /queue`.
+    /// They hold what was queued (user, text, attach), never a credential.
+    pub fn listing(&self, limit: usize) -> Result<Value, String> {
+        let reader = lock(&self.reader);
+        let read = || -> rusqlite::Result<Value> {
+            let mut pending = Vec::new();
+            let mut stmt = reader.prepare(
+                "SELECT id, accepted_ms, source, method, params, state, attempts, error, description
+                 FROM items ORDER BY id LIMIT ?1",
+            )?;
+            let mut rows = stmt.query([limit as i64])?;
+            while let Some(r) = rows.next()? {
+                let mut item = shown_item(r.get(0)?, r.get(1)?, r.get(2)?, r.get(3)?, &r.get::<_, String>(4)?);
+                item["state"] = json!(r.get::<_, String>(5)?);
+                item["attempts"] = json!(r.get::<_, i64>(6)?);
+                if let Some(error) = r.get::<_, Option<String>>(7)? {
+                    item["last_error"] = json!({"error": error, "description": r.get::<_, Option<String>>(8)?});
+                }
+                pending.push(item);
+            }
+            let mut dead = Vec::new();
+            let mut stmt = reader.prepare(
+                "SELECT id, accepted_ms, source, method, params, dead_ms, reason, error, description
+                 FROM dead_letters ORDER BY id LIMIT ?1",
+            )?;
+            let mut rows = stmt.query([limit as i64])?;
+            while let Some(r) = rows.next()? {
+                let mut item = shown_item(r.get(0)?, r.get(1)?, r.get(2)?, r.get(3)?, &r.get::<_, String>(4)?);
+                item["dead_ms"] = json!(r.get::<_, i64>(5)?);
+                item["reason"] = json!(r.get::<_, String>(6)?);
+                item["error"] = json!(r.get::<_, String>(7)?);
+                item["description"] = json!(r.get::<_, String>(8)?);
+                dead.push(item);
+            }
+            Ok(json!({"pending": pending, "dead_letters": dead}))
+        };
+        read().map_err(|e| format!("queue: cannot list it: {e}"))
+    }
+
+    /// Commits what is left and stops the writer thread.
+    pub fn close(&self) {
+        lock(&self.jobs).take();
+        if let Some(writer) = lock(&self.writer).take() {
+            let _ = writer.join();
+        }
+    }
+
+    fn submit(&self, job: Job) -> Result<(), String> {
+        lock(&self.jobs)
+            .as_ref()
+            .ok_or_else(stopped)?
+            .send(job)
+            .map_err(|_| stopped())
+    }
+}
+
+impl Drop for Queue {
+    fn drop(&mut self) {
+        self.close();
+    }
+}
+
+fn stopped() -> String {
+    "queue: its writer has stopped (see the error above)".into()
+}
+
+fn lock<T>(m: &Mutex<T>) -> std::sync::MutexGuard<'_, T> {
+    m.lock().unwrap_or_else(|e| e.into_inner())
+}
+
+pub fn now_ms() -> i64 {
+    SystemTime::now()
+        .duration_since(UNIX_EPOCH)
+        .map_or(0, |d| d.as_millis() as i64)
+}
+
+#[cfg(unix)]
+fn create_private(path: &Path) -> std::io::Result<()> {
+    use std::os::unix::fs::OpenOptionsExt;
+    std::fs::OpenOptions::new()
+        .write(true)
+        .create_new(true)
+        .mode(0o600)
+        .open(path)
+        .map(drop)
+}
+
+#[cfg(not(unix))]
+fn create_private(path: &Path) -> std::io::Result<()> {
+    std::fs::OpenOptions::new()
+        .write(true)
+        .create_new(true)
+        .open(path)
+        .map(drop)
+}
+
+fn connect(path: &Path) -> rusqlite::Result<Connection> {
+    let conn = Connection::open_with_flags(
+        path,
+        OpenFlags::SQLITE_OPEN_READ_WRITE | OpenFlags::SQLITE_OPEN_NO_MUTEX,
+    )?;
+    conn.busy_timeout(std::time::Duration::from_secs(10))?;
+    // Every commit is synced before its jobs hear of it.
+    conn.pragma_update(None, "synchronous", "FULL")?;
+    Ok(conn)
+}
+
+fn recover(conn: &mut Connection, resend_tagged: bool) -> rusqlite::Result<Recovery> {
+    let tx = conn.transaction()?;
+    let resumed = if resend_tagged {
+        tx.execute(
+            "UPDATE items SET state = 'queued' WHERE state = 'sending' AND tagged = 1",
+            [],
+        )? as u64
+    } else {
+        0
+    };
+    let moved = tx.execute(
+        "INSERT INTO dead_letters (id, accepted_ms, dead_ms, source, method, params, reason, error, description)
+         SELECT id, accepted_ms, ?1, source, method, params, 'outcome_unknown', 'OUTCOME_UNKNOWN',
+                'the relay stopped while this was being sent; it may have reached the portal, and sending it again could duplicate it'
+         FROM items WHERE state = 'sending'",
+        [now_ms()],
+    )? as u64;
+    tx.execute("DELETE FROM items WHERE state = 'sending'", [])?;
+    let queued = {
+        let mut stmt = tx.prepare("SELECT id FROM items ORDER BY id")?;
+        stmt.query_map([], |r| r.get::<_, i64>(0).map(|id| id as u64))?
+            .collect::<rusqlite::Result<Vec<u64>>>()?
+    };
+    tx.commit()?;
+    Ok(Recovery {
+        queued,
+        resumed,
+        unknown: moved,
+    })
+}
+
+/// A queued item as `/queue` shows it: who, what, from where.
+fn shown_item(id: i64, accepted_ms: i64, source: String, method: String, params: &str) -> Value {
+    let params: Map<String, Value> = serde_json::from_str(params).unwrap_or_default();
+    let mut item = json!({
+        "id": id,
+        "accepted_ms": accepted_ms,
+        "source": source,
+        "method": method,
+    });
+    for (key, name) in [
+        ("USER_ID", "user"),
+        ("MESSAGE", "text"),
+        ("TAG", "tag"),
+        ("SUB_TAG", "sub_tag"),
+        ("ATTACH", "attach"),
+    ] {
+        if let Some(v) = params.get(key) {
+            item[name] = v.clone();
+        }
+    }
+    item
+}
+
+fn write_loop(mut conn: Connection, inbox: mpsc::Receiver<Job>) {
+    while let Ok(first) = inbox.recv() {
+        let mut jobs = vec![first];
+        while jobs.len() < GROUP {
+            match inbox.try_recv() {
+                Ok(job) => jobs.push(job),
+                Err(_) => break,
+            }
+        }
+        commit_group(&mut conn, jobs);
+    }
+}
+
+/// Applies every job in one transaction, each in a savepoint of its own, then commits; a
+/// job hears of its result only after the commit is synced.
+fn commit_group(conn: &mut Connection, jobs: Vec<Job>) {
+    let now = now_ms();
+    let mut results: Vec<Result<Vec<u64>, String>> = Vec::with_capacity(jobs.len());
+    let committed = (|| -> rusqlite::Result<()> {
+        let mut tx = conn.transaction()?;
+        for job in &jobs {
+            let sp = tx.savepoint()?;
+            let applied = match job {
+                Job::Enqueue(items, _) => apply_enqueue(&sp, items, now),
+                Job::Sending(ids, _) => apply_sending(&sp, ids).map(|()| Vec::new()),
+                Job::Settle(outcomes, _) => apply_settle(&sp, outcomes, now).map(|()| Vec::new()),
+            };
+            results.push(match applied {
+                Ok(ids) => {
+                    sp.commit()?;
+                    Ok(ids)
+                }
+                // Dropping the savepoint rolls this job back; the others still commit.
+                Err(e) => Err(format!("queue: {e}")),
+            });
+        }
+        tx.commit()
+    })();
+    let failed = committed.err().map(|e| format!("queue: cannot commit: {e}"));
+    for (job, result) in jobs.into_iter().zip(
+        results
+            .into_iter()
+            .map(Some)
+            .chain(std::iter::repeat_with(|| None)),
+    ) {
+        let result = match (&failed, result) {
+            (Some(e), _) => Err(e.clone()),
+            (None, Some(r)) => r,
+            (None, None) => Err(stopped()),
+        };
+        match job {
+            Job::Enqueue(_, reply) => {
+                let _ = reply.send(result);
+            }
+            Job::Sending(_, reply) => {
+                let _ = reply.send(result.map(drop));
+            }
+            Job::Settle(_, reply) => {
+                let _ = reply.send(result.map(drop));
+            }
+        }
+    }
+}
+
+fn apply_enqueue(
+    conn: &Connection,
+    items: &[NewItem],
+    now: i64,
+) -> rusqlite::Result<Vec<u64>> {
+    let mut stmt = conn.prepare_cached(
+        "INSERT INTO items (accepted_ms, source, method, params, tagged, state)
+         VALUES (?1, ?2, ?3, ?4, ?5, 'queued')",
+    )?;
+    let mut ids = Vec::with_capacity(items.len());
+    for item in items {
+        let params = Value::Object(item.request.params().clone()).to_string();
+        stmt.execute(params![now, item.source, item.request.method(), params, item.tagged])?;
+        ids.push(conn.last_insert_rowid() as u64);
+    }
+    Ok(ids)
+}
+
+fn apply_sending(conn: &Connection, ids: &[u64]) -> rusqlite::Result<()> {
+    let mut stmt = conn.prepare_cached("UPDATE items SET state = 'sending' WHERE id = ?1")?;
+    for id in ids {
+        stmt.execute([*id as i64])?;
+    }
+    Ok(())
+}
+
+fn apply_settle(conn: &Connection, outcomes: &[(u64, Settlement)], now: i64) -> rusqlite::Result<()> {
+    for (id, settlement) in outcomes {
+        let id = *id as i64;
+        match settlement {
+            Settlement::Delivered => {
+                conn.prepare_cached("DELETE FROM items WHERE id = ?1")?
+                    .execute([id])?;
+            }
+            Settlement::Again { error, description } => {
+                conn.prepare_cached(
+                    "UPDATE items SET state = 'queued', attempts = attempts + 1, error = ?2, description = ?3
+                     WHERE id = ?1",
+                )?
+                .execute(params![id, error, description])?;
+            }
+            Settlement::Dead {
+                reason,
+                error,
+                description,
+            } => {
+                conn.prepare_cached(
+                    "INSERT OR REPLACE INTO dead_letters
+                       (id, accepted_ms, dead_ms, source, method, params, reason, error, description)
+                     SELECT id, accepted_ms, ?2, source, method, params, ?3, ?4, ?5 FROM items WHERE id = ?1",
+                )?
+                .execute(params![id, now, reason, error, description])?;
+                conn.prepare_cached("DELETE FROM items WHERE id = ?1")?
+                    .execute([id])?;
+            }
+        }
+    }
+    Ok(())
+}
