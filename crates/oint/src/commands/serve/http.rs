@@ -139,7 +139,12 @@ async fn accept(relay: &Relay, items: Vec<Checked>) -> Answer {
     let mut warnings = Vec::new();
     let mut new = Vec::with_capacity(items.len());
     for c in items {
-        warnings.extend(c.warnings);
+        // One line per kind of warning, not one per recipient.
+        for w in c.warnings {
+            if !warnings.contains(&w) {
+                warnings.push(w);
+            }
+        }
         new.push(c.item);
     }
     match relay.queue.enqueue(new).await {

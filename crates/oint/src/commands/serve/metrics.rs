@@ -67,7 +67,7 @@ impl Metrics {
         );
         registry.register(
             "rejected",
-            "Requests refused before queueing, by reason (invalid, unauthorized, full, too_large)",
+            "Requests refused before queueing, by reason (invalid, unauthorized, full, no_route, draining, queue_error); bodies over 4 MiB are refused with 413 before they are read",
             m.rejected.clone(),
         );
         registry.register("batches", "Batch requests dispatched", m.batches.clone());

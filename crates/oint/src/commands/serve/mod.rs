@@ -79,13 +79,15 @@ pub async fn command(args: ServeArgs, global: &Global) -> Result<Success, Failur
             other => note(&format!("oint serve: {other}")),
         })));
     let limit = transport.limit();
+    // The sandbox's port changes every start; its queue must not.
+    let sandbox = matches!(resolved.target, settings::Target::Sandbox { .. });
     let (client, _sandbox) = connect(resolved.target, &transport).await?;
     let portal = client.portal().clone();
     let tags = portal.is_oauth();
 
     let queue_path = match options.queue {
         Some(path) => path,
-        None => default_queue(&portal).map_err(Failure::Usage)?,
+        None => default_queue(&portal, sandbox).map_err(Failure::Usage)?,
     };
     let (queue, recovery) = queue::Queue::open(&queue_path, tags).map_err(Failure::Usage)?;
     let queue = Arc::new(queue);
@@ -244,14 +246,18 @@ fn route_flag(spec: &str) -> Result<(String, Route), String> {
 }
 
 /// Where the queue lives by default: one file per portal under the data directory.
-fn default_queue(portal: &bitrix24::Portal) -> Result<PathBuf, String> {
+fn default_queue(portal: &bitrix24::Portal, sandbox: bool) -> Result<PathBuf, String> {
     let dir = match std::env::var_os("OINT_STATE_DIR").filter(|d| !d.is_empty()) {
         Some(dir) => PathBuf::from(dir),
         None => dirs::data_local_dir()
             .ok_or("cannot find a data directory for the queue; pass --queue FILE")?
             .join("oint"),
     };
-    let name = crate::files::file_name_for(portal.authority());
+    let name = if sandbox {
+        "sandbox".to_string()
+    } else {
+        crate::files::file_name_for(portal.authority())
+    };
     Ok(dir.join("serve").join(format!("{name}.sqlite3")))
 }
 

@@ -1,0 +1,536 @@
+//! `oint serve` as a process, against the emulator over HTTP: what it accepts and refuses,
+//! that it guards itself with a token, that SIGTERM drains, and that kill -9 loses nothing it
+//! answered 202 for.
+#![cfg(feature = "serve")]
+
+mod common;
+
+use std::collections::{BTreeMap, BTreeSet};
+use std::path::{Path, PathBuf};
+use std::process::Stdio;
+use std::time::Duration;
+
+use bitrix24_emulator::Emulator;
+use common::{SECRET, TOKEN, emulator, oint_command};
+use serde_json::{Value, json};
+use tokio::io::{AsyncBufReadExt, BufReader};
+
+/// A running `oint serve`, killed when dropped.
+struct Relay {
+    child: tokio::process::Child,
+    base: String,
+    http: reqwest::Client,
+    stderr: PathBuf,
+}
+
+impl Relay {
+    async fn start(args: &[&str], env: &[(&str, &str)], dir: &Path) -> Relay {
+        let stderr = dir.join(format!("relay-{}.stderr", fastrand::u32(..)));
+        let mut all = vec!["serve", "--listen", "127.0.0.1:0"];
+        all.extend_from_slice(args);
+        let mut cmd = oint_command(&all, env);
+        cmd.stdout(Stdio::piped())
+            .stderr(std::fs::File::create(&stderr).unwrap())
+            .kill_on_drop(true);
+        let mut child = cmd.spawn().expect("oint serve starts");
+        let mut lines = BufReader::new(child.stdout.take().unwrap()).lines();
+        let first = tokio::time::timeout(Duration::from_secs(60), lines.next_line())
+            .await
+            .expect("oint serve prints its address")
+            .unwrap()
+            .unwrap_or_else(|| {
+                panic!(
+                    "oint serve ended before listening: {}",
+                    std::fs::read_to_string(&stderr).unwrap_or_default()
+                )
+            });
+        let base = first
+            .strip_prefix("listening on ")
+            .unwrap_or_else(|| panic!("first line: {first}"))
+            .to_string();
+        Relay {
+            child,
+            base,
+            http: reqwest::Client::new(),
+            stderr,
+        }
+    }
+
+    async fn post(&self, path: &str, body: &str) -> (u16, Value) {
+        self.post_as(path, body, None).await
+    }
+
+    async fn post_as(&self, path: &str, body: &str, token: Option<&str>) -> (u16, Value) {
+        let mut request = self
+            .http
+            .post(format!("{}{path}", self.base))
+            .header("content-type", "application/json")
+            .body(body.to_string());
+        if let Some(token) = token {
+            request = request.bearer_auth(token);
+        }
+        let response = request.send().await.expect("the relay answers");
+        let status = response.status().as_u16();
+        let text = response.text().await.unwrap();
+        (
+            status,
+            serde_json::from_str(&text).unwrap_or(Value::String(text)),
+        )
+    }
+
+    async fn get(&self, path: &str) -> (u16, String) {
+        let response = self
+            .http
+            .get(format!("{}{path}", self.base))
+            .send()
+            .await
+            .expect("the relay answers");
+        (response.status().as_u16(), response.text().await.unwrap())
+    }
+
+    /// A counter or gauge from `/metrics`.
+    async fn metric(&self, name: &str) -> f64 {
+        let (status, text) = self.get("/metrics").await;
+        assert_eq!(status, 200, "{text}");
+        metric(&text, name)
+    }
+
+    fn stderr(&self) -> String {
+        std::fs::read_to_string(&self.stderr).unwrap_or_default()
+    }
+
+    /// Sends SIGTERM and waits for the exit code.
+    async fn terminate(mut self) -> (i32, String) {
+        let pid = self.child.id().expect("running") as i32;
+        unsafe { libc::kill(pid, libc::SIGTERM) };
+        let status = tokio::time::timeout(Duration::from_secs(120), self.child.wait())
+            .await
+            .expect("the relay stops after SIGTERM")
+            .unwrap();
+        (status.code().unwrap_or(-1), self.stderr())
+    }
+
+    async fn kill9(mut self) -> String {
+        self.child.kill().await.unwrap();
+        self.stderr()
+    }
+}
+
+fn metric(text: &str, name: &str) -> f64 {
+    text.lines()
+        .find_map(|l| l.strip_prefix(name)?.strip_prefix(' ')?.parse().ok())
+        .unwrap_or_else(|| panic!("no {name} in {text}"))
+}
+
+/// Waits (bounded, not timed) until `done` holds for the emulator's notifications.
+async fn until(emu: &Emulator, what: &str, done: impl Fn(&[bitrix24_emulator::Notification]) -> bool) {
+    for _ in 0..1200 {
+        if done(&emu.notifications()) {
+            return;
+        }
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+    panic!("{what}: the emulator holds {} notifications", emu.notifications().len());
+}
+
+fn assert_no_secret(text: &str) {
+    assert!(
+        !text.contains(SECRET) && !text.contains(TOKEN),
+        "a secret leaked: {text}"
+    );
+}
+
+fn tmp() -> tempfile::TempDir {
+    tempfile::tempdir().unwrap()
+}
+
+#[tokio::test]
+async fn notify_is_answered_202_then_delivered_and_counted() {
+    let emu = emulator().await;
+    let dir = tmp();
+    let url = emu.webhook_url(1, SECRET);
+    let queue = dir.path().join("q.sqlite3");
+    let relay = Relay::start(&["--url", &url, "--queue", queue.to_str().unwrap()], &[], dir.path()).await;
+
+    let (status, body) = relay.post("/notify", r#"{"user": 1, "text": "Backup done"}"#).await;
+    assert_eq!(status, 202, "{body}");
+    assert!(body["id"].as_u64().is_some(), "{body}");
+    let (status, body) = relay
+        .post(
+            "/notify",
+            r#"{"users": [1, 2], "text": "**Deploy** failed", "markdown": true, "system": true}"#,
+        )
+        .await;
+    assert_eq!(status, 202, "{body}");
+    assert_eq!(body["ids"].as_array().unwrap().len(), 2, "{body}");
+
+    until(&emu, "three notifications", |n| n.len() == 3).await;
+    let got = emu.notifications();
+    assert_eq!(got[0].message, "Backup done");
+    assert_eq!(got[1].message, "[b]Deploy[/b] failed");
+    assert_eq!(got[1].r#type, "SYSTEM");
+    assert_eq!(
+        got.iter().map(|n| n.user_id).collect::<Vec<_>>(),
+        [1, 1, 2]
+    );
+
+    assert_eq!(relay.metric("oint_serve_accepted_total").await, 3.0);
+    // Delivered is counted once the batch's outcome is recorded, just after the portal has it.
+    for _ in 0..200 {
+        if relay.metric("oint_serve_delivered_total").await == 3.0 {
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+    assert_eq!(relay.metric("oint_serve_delivered_total").await, 3.0);
+    assert_eq!(relay.metric("oint_serve_queue_depth").await, 0.0);
+    let (status, listing) = relay.get("/queue").await;
+    assert_eq!(status, 200);
+    let listing: Value = serde_json::from_str(&listing).unwrap();
+    assert_eq!(listing["pending_total"], 0, "{listing}");
+    assert_eq!(listing["dead_letters_total"], 0, "{listing}");
+    let (status, health) = relay.get("/healthz").await;
+    assert_eq!((status, health.contains("\"ok\"")), (200, true), "{health}");
+
+    let (code, stderr) = relay.terminate().await;
+    assert_eq!(code, 0, "{stderr}");
+    assert_no_secret(&stderr);
+    assert!(!stderr.contains(&url), "{stderr}");
+}
+
+#[tokio::test]
+async fn bad_notifications_get_400_with_the_reason_and_are_not_queued() {
+    let emu = emulator().await;
+    let dir = tmp();
+    let url = emu.webhook_url(1, SECRET);
+    let queue = dir.path().join("q.sqlite3");
+    let relay = Relay::start(&["--url", &url, "--queue", queue.to_str().unwrap()], &[], dir.path()).await;
+    let cases = [
+        ("not json", "not JSON"),
+        (r#"[{"user": 1, "text": "a"}]"#, "expected a JSON object"),
+        (r#"{"user": 0, "text": "a"}"#, "user: expected a user ID"),
+        (r#"{"user": 1}"#, "text: is missing or blank"),
+        (r#"{"user": 1, "users": [2], "text": "a"}"#, "not both"),
+        (r#"{"users": [], "text": "a"}"#, "users: expected a list"),
+        (r#"{"user": 1, "text": "a", "colour": "red"}"#, "unknown field \"colour\""),
+        (r#"{"user": 1, "text": "a", "attach": [{"IMAGE": {"NAME": "no link"}}]}"#, "attach"),
+    ];
+    for (body, reason) in cases {
+        let (status, answer) = relay.post("/notify", body).await;
+        assert_eq!(status, 400, "{body}: {answer}");
+        let description = answer["description"].as_str().unwrap_or_default();
+        assert!(description.contains(reason), "{body}: {answer}");
+    }
+    let too_big = format!(r#"{{"user": 1, "text": "{}"}}"#, "x".repeat(5 << 20));
+    // Refused with 413 as soon as the length is known; the relay may close the connection
+    // before the client has written it all, which the client sees as a reset instead.
+    let sent = reqwest::Client::new()
+        .post(format!("{}/notify", relay.base))
+        .body(too_big)
+        .send()
+        .await;
+    if let Ok(response) = sent {
+        assert_eq!(response.status().as_u16(), 413);
+    }
+    let (status, answer) = relay.post("/notify", r#"{"user": 1}"#).await;
+    assert_eq!(status, 400, "the relay still answers: {answer}");
+    assert_eq!(
+        relay.metric("oint_serve_rejected_total{reason=\"invalid\"}").await,
+        cases.len() as f64 + 1.0
+    );
+    assert_eq!(relay.metric("oint_serve_accepted_total").await, 0.0);
+    assert_eq!(relay.metric("oint_serve_queue_depth").await, 0.0);
+    let (code, stderr) = relay.terminate().await;
+    assert_eq!(code, 0, "{stderr}");
+    assert!(
+        emu.requests().iter().all(|r| {
+            let method = r.method.as_deref().unwrap_or_default();
+            !method.contains("notify") && method != "batch"
+        }),
+        "nothing was sent"
+    );
+}
+
+#[tokio::test]
+async fn a_token_guards_every_endpoint_but_healthz() {
+    let emu = emulator().await;
+    let dir = tmp();
+    let url = emu.webhook_url(1, SECRET);
+    let queue = dir.path().join("q.sqlite3");
+    let token_file = dir.path().join("relay.token");
+    let relay_token = "relay-bearer-7f3a9c";
+    std::fs::write(&token_file, format!("{relay_token}\n")).unwrap();
+    #[cfg(unix)]
+    {
+        use std::os::unix::fs::PermissionsExt;
+        std::fs::set_permissions(&token_file, std::fs::Permissions::from_mode(0o644)).unwrap();
+        let out = common::oint(
+            &["serve", "--url", &url, "--auth-token-file", token_file.to_str().unwrap()],
+            &[],
+        )
+        .await;
+        assert_eq!(out.status.code(), Some(2), "a readable token file is refused");
+        assert!(common::stderr(&out).contains("chmod 600"), "{}", common::stderr(&out));
+        std::fs::set_permissions(&token_file, std::fs::Permissions::from_mode(0o600)).unwrap();
+    }
+    let relay = Relay::start(
+        &[
+            "--url",
+            &url,
+            "--queue",
+            queue.to_str().unwrap(),
+            "--auth-token-file",
+            token_file.to_str().unwrap(),
+        ],
+        &[],
+        dir.path(),
+    )
+    .await;
+    let body = r#"{"user": 1, "text": "guarded"}"#;
+    for token in [None, Some("wrong"), Some("relay-bearer-7f3a9")] {
+        let (status, answer) = relay.post_as("/notify", body, token).await;
+        assert_eq!(status, 401, "{token:?}: {answer}");
+        assert!(!answer.to_string().contains(relay_token), "{answer}");
+    }
+    assert_eq!(relay.get("/metrics").await.0, 401);
+    assert_eq!(relay.get("/queue").await.0, 401);
+    assert_eq!(relay.get("/healthz").await.0, 200);
+    let (status, answer) = relay.post_as("/notify", body, Some(relay_token)).await;
+    assert_eq!(status, 202, "{answer}");
+    until(&emu, "the guarded notification", |n| n.len() == 1).await;
+    let (code, stderr) = relay.terminate().await;
+    assert_eq!(code, 0);
+    assert!(!stderr.contains(relay_token), "{stderr}");
+}
+
+#[tokio::test]
+async fn a_relay_reachable_from_other_machines_needs_a_token() {
+    let out = common::oint(
+        &["serve", "--url", "sandbox", "--listen", "0.0.0.0:0"],
+        &[],
+    )
+    .await;
+    assert_eq!(out.status.code(), Some(2));
+    let err = common::stderr(&out);
+    assert!(
+        err.contains("--listen") && err.contains("--auth-token-file"),
+        "{err}"
+    );
+    let out = common::oint(&["serve", "--url", "sandbox", "--listen", "nowhere"], &[]).await;
+    assert_eq!(out.status.code(), Some(2));
+    assert!(common::stderr(&out).contains("--listen: expected HOST:PORT"));
+}
+
+#[tokio::test]
+async fn a_second_relay_on_the_same_queue_is_refused() {
+    let emu = emulator().await;
+    let dir = tmp();
+    let url = emu.webhook_url(1, SECRET);
+    let queue = dir.path().join("q.sqlite3");
+    let relay = Relay::start(&["--url", &url, "--queue", queue.to_str().unwrap()], &[], dir.path()).await;
+    let out = common::oint(
+        &["serve", "--url", &url, "--listen", "127.0.0.1:0", "--queue", queue.to_str().unwrap()],
+        &[],
+    )
+    .await;
+    assert_eq!(out.status.code(), Some(2), "{}", common::stderr(&out));
+    assert!(common::stderr(&out).contains("in use by another oint serve"));
+    relay.terminate().await;
+}
+
+#[tokio::test]
+async fn a_full_queue_answers_503_with_retry_after() {
+    let emu = emulator().await;
+    // The first batch is held at the portal, so the queue stays full meanwhile.
+    emu.add_faults(&json!([{"method": "batch", "kind": "delay", "ms": 3000}]))
+        .unwrap();
+    let dir = tmp();
+    let url = emu.webhook_url(1, SECRET);
+    let queue = dir.path().join("q.sqlite3");
+    let relay = Relay::start(
+        &["--url", &url, "--queue", queue.to_str().unwrap(), "--queue-limit", "2"],
+        &[],
+        dir.path(),
+    )
+    .await;
+    let (status, _) = relay.post("/notify", r#"{"user": 1, "text": "one"}"#).await;
+    assert_eq!(status, 202);
+    let response = relay
+        .http
+        .post(format!("{}/notify", relay.base))
+        .body(r#"{"users": [1, 1], "text": "two more"}"#)
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(response.status().as_u16(), 503);
+    let retry_after: u64 = response.headers()["retry-after"]
+        .to_str()
+        .unwrap()
+        .parse()
+        .unwrap();
+    assert!(retry_after >= 1, "{retry_after}");
+    let body: Value = response.json().await.unwrap();
+    assert!(
+        body["description"].as_str().unwrap().contains("--queue-limit"),
+        "{body}"
+    );
+    assert_eq!(relay.metric("oint_serve_rejected_total{reason=\"full\"}").await, 1.0);
+    until(&emu, "the first", |n| n.len() == 1).await;
+    relay.terminate().await;
+}
+
+/// Posts `n` notifications from 8 tasks at once; the texts are `prefix-i`.
+async fn post_many(relay: &Relay, n: usize, prefix: &str, tagged: bool) -> Vec<u64> {
+    let next = std::sync::atomic::AtomicUsize::new(0);
+    let ids = std::sync::Mutex::new(Vec::new());
+    let worker = || async {
+        loop {
+            let i = next.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+            if i >= n {
+                return;
+            }
+            let mut body = json!({"user": 1, "text": format!("{prefix}-{i}")});
+            if tagged {
+                body["tag"] = json!(format!("{prefix}-{i}"));
+            }
+            let (status, answer) = relay.post("/notify", &body.to_string()).await;
+            assert_eq!(status, 202, "{answer}");
+            ids.lock().unwrap().push(answer["id"].as_u64().unwrap());
+        }
+    };
+    futures_util::future::join_all((0..8).map(|_| worker())).await;
+    ids.into_inner().unwrap()
+}
+
+#[tokio::test]
+async fn sigterm_finishes_the_batches_in_flight_and_keeps_the_rest_queued() {
+    let emu = emulator().await;
+    emu.add_faults(&json!([{"method": "batch", "kind": "delay", "ms": 1500, "count": 100}]))
+        .unwrap();
+    let dir = tmp();
+    let url = emu.webhook_url(1, SECRET);
+    let queue = dir.path().join("q.sqlite3");
+    let q = queue.to_str().unwrap();
+    // One batch in flight at a time.
+    let args = ["--url", &url, "--queue", q, "--concurrency", "1"];
+    let relay = Relay::start(&args, &[], dir.path()).await;
+    post_many(&relay, 120, "drain", false).await;
+    // The first batch has run at the portal and waits for its answer.
+    until(&emu, "the first batch", |n| !n.is_empty()).await;
+    let (code, stderr) = relay.terminate().await;
+    assert_eq!(code, 0, "{stderr}");
+    assert!(stderr.contains("stopping"), "{stderr}");
+    // The batch in flight was finished and recorded, no other started: the rest is queued.
+    let delivered = emu.notifications().len();
+    let pending: usize = stderr
+        .split("stopped; ")
+        .nth(1)
+        .and_then(|rest| rest.split(' ').next())
+        .and_then(|n| n.parse().ok())
+        .unwrap_or_else(|| panic!("{stderr}"));
+    assert!((1..=50).contains(&delivered), "{delivered}");
+    assert_eq!(delivered + pending, 120, "{stderr}");
+
+    // Restarted without the slow portal: the rest goes, nothing twice.
+    emu.clear_faults();
+    let relay = Relay::start(&["--url", &url, "--queue", q], &[], dir.path()).await;
+    until(&emu, "all 120", |n| n.len() == 120).await;
+    let texts: BTreeSet<String> = emu.notifications().into_iter().map(|n| n.message).collect();
+    assert_eq!(texts.len(), 120, "no notification twice");
+    relay.terminate().await;
+}
+
+/// kill -9 with batches in flight: after a restart every notification answered 202 is at the
+/// portal exactly once. Tagged, from an OAuth application: a batch that may have run is sent
+/// again and its tags replace what it left.
+#[tokio::test]
+async fn kill_9_loses_nothing_answered_202_and_duplicates_nothing_tagged() {
+    let emu = emulator().await;
+    // Each batch runs, then its answer waits: a kill lands while one is in flight.
+    emu.add_faults(&json!([{"method": "batch", "kind": "delay", "ms": 400, "count": 1000}]))
+        .unwrap();
+    let dir = tmp();
+    let queue = dir.path().join("q.sqlite3");
+    let q = queue.to_str().unwrap();
+    let url = emu.url();
+    let args = ["--url", &url, "--token", TOKEN, "--queue", q, "--concurrency", "2"];
+    let relay = Relay::start(&args, &[], dir.path()).await;
+    let ids = post_many(&relay, 400, "k9", true).await;
+    assert_eq!(ids.iter().collect::<BTreeSet<_>>().len(), 400);
+    until(&emu, "some delivered", |n| n.len() >= 100).await;
+    let before = emu.notifications().len();
+    let stderr = relay.kill9().await;
+    assert!(before < 400, "killed before the end ({before})");
+    assert_no_secret(&stderr);
+
+    emu.clear_faults();
+    let relay = Relay::start(&args, &[], dir.path()).await;
+    until(&emu, "all 400", |n| n.len() >= 400).await;
+    // Settled: nothing pending, nothing dead.
+    for _ in 0..200 {
+        if relay.metric("oint_serve_queue_depth").await == 0.0 {
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+    assert_eq!(relay.metric("oint_serve_queue_depth").await, 0.0);
+    assert_eq!(relay.metric("oint_serve_dead_letters").await, 0.0);
+    let mut by_text: BTreeMap<String, usize> = BTreeMap::new();
+    for n in emu.notifications() {
+        *by_text.entry(n.message).or_default() += 1;
+    }
+    assert_eq!(by_text.len(), 400, "every notification arrived");
+    assert!(by_text.values().all(|&c| c == 1), "none twice: {by_text:?}");
+    let (code, stderr) = relay.terminate().await;
+    assert_eq!(code, 0, "{stderr}");
+    assert_no_secret(&stderr);
+}
+
+/// Over a webhook nothing may be sent twice: a batch that was in flight at kill -9 is
+/// dead-lettered as outcome unknown, shown in /queue, and never resent.
+#[tokio::test]
+async fn kill_9_over_a_webhook_dead_letters_what_may_have_arrived_and_sends_the_rest() {
+    let emu = emulator().await;
+    emu.add_faults(&json!([{"method": "batch", "kind": "delay", "ms": 400, "count": 1000}]))
+        .unwrap();
+    let dir = tmp();
+    let queue = dir.path().join("q.sqlite3");
+    let q = queue.to_str().unwrap();
+    let url = emu.webhook_url(1, SECRET);
+    let args = ["--url", &url, "--queue", q, "--concurrency", "1"];
+    let relay = Relay::start(&args, &[], dir.path()).await;
+    post_many(&relay, 300, "wh", false).await;
+    until(&emu, "the first batch", |n| !n.is_empty()).await;
+    relay.kill9().await;
+
+    emu.clear_faults();
+    let relay = Relay::start(&args, &[], dir.path()).await;
+    let (status, listing) = relay.get("/queue?limit=1000").await;
+    assert_eq!(status, 200);
+    let listing: Value = serde_json::from_str(&listing).unwrap();
+    let dead: BTreeSet<String> = listing["dead_letters"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|d| {
+            assert_eq!(d["reason"], "outcome_unknown", "{d}");
+            d["text"].as_str().unwrap().to_string()
+        })
+        .collect();
+    assert!(!dead.is_empty() && dead.len() <= 50, "the batch in flight: {listing}");
+    until(&emu, "the rest", |n| n.len() >= 300 - dead.len()).await;
+    tokio::time::sleep(Duration::from_millis(300)).await;
+    let mut seen = BTreeMap::new();
+    for n in emu.notifications() {
+        *seen.entry(n.message).or_insert(0) += 1;
+    }
+    assert!(seen.values().all(|&c| c == 1), "none twice");
+    for i in 0..300 {
+        let text = format!("wh-{i}");
+        assert!(
+            seen.contains_key(&text) || dead.contains(&text),
+            "{text} is neither delivered nor dead-lettered"
+        );
+    }
+    relay.terminate().await;
+}
