@@ -143,14 +143,15 @@ impl Queue {
             format!("--queue: {shown} is in use by another oint serve; give each relay its own --queue")
         })?;
         let fail = |e: rusqlite::Error| format!("--queue: {shown}: {e}");
-        let mut writer = connect(path).map_err(fail)?;
+        let not_a_queue = |e: rusqlite::Error| {
+            format!("--queue: {shown} is not a queue this relay can use ({e}); give another --queue file")
+        };
+        let mut writer = connect(path).map_err(not_a_queue)?;
         // WAL lets /queue and the delivery loop read while the writer commits.
         writer
             .pragma_update(None, "journal_mode", "WAL")
             .and_then(|()| writer.execute_batch(SCHEMA))
-            .map_err(|e| {
-                format!("--queue: {shown} is not a queue this relay can use ({e}); give another --queue file")
-            })?;
+            .map_err(not_a_queue)?;
         let recovery = recover(&mut writer, resend_tagged).map_err(fail)?;
         let reader = connect(path).map_err(fail)?;
         let pending: u64 = reader
@@ -538,4 +539,123 @@ fn apply_settle(conn: &Connection, outcomes: &[(u64, Settlement)], now: i64) -> 
         }
     }
     Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn item(text: &str, tagged: bool) -> NewItem {
+        NewItem {
+            request: Request::new("im.notify.personal.add")
+                .param("USER_ID", 1)
+                .param("MESSAGE", text),
+            tagged,
+            source: "notify".into(),
+        }
+    }
+
+    /// The journal rules after a crash: what was `sending` is resent only when tagged over
+    /// OAuth; the rest of it is dead-lettered; what was only queued is queued.
+    #[tokio::test]
+    async fn a_restart_sorts_what_was_in_flight_by_whether_a_resend_is_safe() {
+        for resend_tagged in [true, false] {
+            let dir = tempfile::tempdir().unwrap();
+            let path = dir.path().join("q.sqlite3");
+            let (queue, recovery) = Queue::open(&path, resend_tagged).unwrap();
+            assert_eq!(recovery.queued, Vec::<u64>::new());
+            let ids = queue
+                .enqueue(vec![item("a", true), item("b", false), item("c", false)])
+                .await
+                .unwrap();
+            assert_eq!(ids, [1, 2, 3]);
+            queue.mark_sending(&ids[..2]).unwrap();
+            drop(queue);
+
+            let (queue, recovery) = Queue::open(&path, resend_tagged).unwrap();
+            if resend_tagged {
+                assert_eq!(recovery.queued, [1, 3]);
+                assert_eq!((recovery.resumed, recovery.unknown), (1, 1));
+            } else {
+                assert_eq!(recovery.queued, [3]);
+                assert_eq!((recovery.resumed, recovery.unknown), (0, 2));
+            }
+            let stats = queue.stats().unwrap();
+            assert_eq!(stats.pending, recovery.queued.len() as u64);
+            assert_eq!(stats.dead, recovery.unknown);
+            assert_eq!(queue.pending(), stats.pending);
+            let listing = queue.listing(10).unwrap();
+            let dead: Vec<&Value> = listing["dead_letters"].as_array().unwrap().iter().collect();
+            assert!(dead.iter().all(|d| d["reason"] == "outcome_unknown"), "{listing}");
+            let texts: Vec<&str> = dead.iter().map(|d| d["text"].as_str().unwrap()).collect();
+            assert_eq!(texts, if resend_tagged { vec!["b"] } else { vec!["a", "b"] });
+            assert_eq!(
+                queue.load(3).unwrap().unwrap().params()["MESSAGE"],
+                "c",
+                "a queued item reads back as it was accepted"
+            );
+        }
+    }
+
+    #[tokio::test]
+    async fn settled_items_leave_the_queue_or_wait_in_it_again() {
+        let dir = tempfile::tempdir().unwrap();
+        let (queue, _) = Queue::open(&dir.path().join("q.sqlite3"), false).unwrap();
+        let ids = queue
+            .enqueue(vec![item("a", false), item("b", false), item("c", false)])
+            .await
+            .unwrap();
+        queue.mark_sending(&ids).unwrap();
+        queue
+            .settle(vec![
+                (ids[0], Settlement::Delivered),
+                (
+                    ids[1],
+                    Settlement::Again {
+                        error: "NOT_SENT".into(),
+                        description: "no connection".into(),
+                    },
+                ),
+                (
+                    ids[2],
+                    Settlement::Dead {
+                        reason: "failed",
+                        error: "USER_NOT_FOUND".into(),
+                        description: "no such user".into(),
+                    },
+                ),
+            ])
+            .await
+            .unwrap();
+        assert_eq!(queue.pending(), 1);
+        assert!(queue.load(ids[0]).unwrap().is_none());
+        let listing = queue.listing(10).unwrap();
+        assert_eq!(listing["pending"][0]["state"], "queued");
+        assert_eq!(listing["pending"][0]["attempts"], 1);
+        assert_eq!(listing["pending"][0]["last_error"]["error"], "NOT_SENT");
+        assert_eq!(listing["dead_letters"][0]["error"], "USER_NOT_FOUND");
+    }
+
+    #[test]
+    fn a_queue_that_is_not_one_is_refused_and_left_alone() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("notes.txt");
+        std::fs::write(&path, "not a database, just notes\n".repeat(100)).unwrap();
+        let err = Queue::open(&path, false).err().unwrap();
+        assert!(err.contains("is not a queue this relay can use"), "{err}");
+        assert_eq!(
+            std::fs::read_to_string(&path).unwrap(),
+            "not a database, just notes\n".repeat(100)
+        );
+        #[cfg(unix)]
+        {
+            let link = dir.path().join("link.sqlite3");
+            std::os::unix::fs::symlink(dir.path().join("elsewhere"), &link).unwrap();
+            let err = Queue::open(&link, false).err().unwrap();
+            assert!(err.contains("symbolic link"), "{err}");
+            assert!(!dir.path().join("elsewhere").exists());
+        }
+        let err = Queue::open(dir.path(), false).err().unwrap();
+        assert!(err.contains("not a regular file"), "{err}");
+    }
 }
