@@ -6,132 +6,11 @@
 mod common;
 
 use std::collections::{BTreeMap, BTreeSet};
-use std::path::{Path, PathBuf};
-use std::process::Stdio;
 use std::time::Duration;
 
-use bitrix24_emulator::Emulator;
-use common::{SECRET, TOKEN, emulator, oint_command};
+use common::relay::{Relay, until};
+use common::{SECRET, TOKEN, emulator};
 use serde_json::{Value, json};
-use tokio::io::{AsyncBufReadExt, BufReader};
-
-/// A running `oint serve`, killed when dropped.
-struct Relay {
-    child: tokio::process::Child,
-    base: String,
-    http: reqwest::Client,
-    stderr: PathBuf,
-}
-
-impl Relay {
-    async fn start(args: &[&str], env: &[(&str, &str)], dir: &Path) -> Relay {
-        let stderr = dir.join(format!("relay-{}.stderr", fastrand::u32(..)));
-        let mut all = vec!["serve", "--listen", "127.0.0.1:0"];
-        all.extend_from_slice(args);
-        let mut cmd = oint_command(&all, env);
-        cmd.stdout(Stdio::piped())
-            .stderr(std::fs::File::create(&stderr).unwrap())
-            .kill_on_drop(true);
-        let mut child = cmd.spawn().expect("oint serve starts");
-        let mut lines = BufReader::new(child.stdout.take().unwrap()).lines();
-        let first = tokio::time::timeout(Duration::from_secs(60), lines.next_line())
-            .await
-            .expect("oint serve prints its address")
-            .unwrap()
-            .unwrap_or_else(|| {
-                panic!(
-                    "oint serve ended before listening: {}",
-                    std::fs::read_to_string(&stderr).unwrap_or_default()
-                )
-            });
-        let base = first
-            .strip_prefix("listening on ")
-            .unwrap_or_else(|| panic!("first line: {first}"))
-            .to_string();
-        Relay {
-            child,
-            base,
-            http: reqwest::Client::new(),
-            stderr,
-        }
-    }
-
-    async fn post(&self, path: &str, body: &str) -> (u16, Value) {
-        self.post_as(path, body, None).await
-    }
-
-    async fn post_as(&self, path: &str, body: &str, token: Option<&str>) -> (u16, Value) {
-        let mut request = self
-            .http
-            .post(format!("{}{path}", self.base))
-            .header("content-type", "application/json")
-            .body(body.to_string());
-        if let Some(token) = token {
-            request = request.bearer_auth(token);
-        }
-        let response = request.send().await.expect("the relay answers");
-        let status = response.status().as_u16();
-        let text = response.text().await.unwrap();
-        (
-            status,
-            serde_json::from_str(&text).unwrap_or(Value::String(text)),
-        )
-    }
-
-    async fn get(&self, path: &str) -> (u16, String) {
-        let response = self
-            .http
-            .get(format!("{}{path}", self.base))
-            .send()
-            .await
-            .expect("the relay answers");
-        (response.status().as_u16(), response.text().await.unwrap())
-    }
-
-    /// A counter or gauge from `/metrics`.
-    async fn metric(&self, name: &str) -> f64 {
-        let (status, text) = self.get("/metrics").await;
-        assert_eq!(status, 200, "{text}");
-        metric(&text, name)
-    }
-
-    fn stderr(&self) -> String {
-        std::fs::read_to_string(&self.stderr).unwrap_or_default()
-    }
-
-    /// Sends SIGTERM and waits for the exit code.
-    async fn terminate(mut self) -> (i32, String) {
-        let pid = self.child.id().expect("running") as i32;
-        unsafe { libc::kill(pid, libc::SIGTERM) };
-        let status = tokio::time::timeout(Duration::from_secs(120), self.child.wait())
-            .await
-            .expect("the relay stops after SIGTERM")
-            .unwrap();
-        (status.code().unwrap_or(-1), self.stderr())
-    }
-
-    async fn kill9(mut self) -> String {
-        self.child.kill().await.unwrap();
-        self.stderr()
-    }
-}
-
-fn metric(text: &str, name: &str) -> f64 {
-    text.lines()
-        .find_map(|l| l.strip_prefix(name)?.strip_prefix(' ')?.parse().ok())
-        .unwrap_or_else(|| panic!("no {name} in {text}"))
-}
-
-/// Waits (bounded, not timed) until `done` holds for the emulator's notifications.
-async fn until(emu: &Emulator, what: &str, done: impl Fn(&[bitrix24_emulator::Notification]) -> bool) {
-    for _ in 0..1200 {
-        if done(&emu.notifications()) {
-            return;
-        }
-        tokio::time::sleep(Duration::from_millis(50)).await;
-    }
-    panic!("{what}: the emulator holds {} notifications", emu.notifications().len());
-}
 
 fn assert_no_secret(text: &str) {
     assert!(
@@ -532,5 +411,53 @@ async fn kill_9_over_a_webhook_dead_letters_what_may_have_arrived_and_sends_the_
             "{text} is neither delivered nor dead-lettered"
         );
     }
+    relay.terminate().await;
+}
+
+/// Grafana's documented webhook payload (tests/fixtures/grafana-v1.json), posted as Grafana
+/// posts it: one notification per alert and route user, tagged by fingerprint over OAuth.
+#[tokio::test]
+async fn a_grafana_payload_becomes_one_notification_per_alert_and_user() {
+    let emu = emulator().await;
+    let dir = tmp();
+    let queue = dir.path().join("q.sqlite3");
+    let url = emu.url();
+    let relay = Relay::start(
+        &["--url", &url, "--token", TOKEN, "--queue", queue.to_str().unwrap(), "--route", "ops=1,2"],
+        &[],
+        dir.path(),
+    )
+    .await;
+    let fixture = include_str!("fixtures/grafana-v1.json");
+    let (status, answer) = relay.post("/grafana/ops", fixture).await;
+    assert_eq!(status, 202, "{answer}");
+    assert_eq!(answer["ids"].as_array().unwrap().len(), 4, "{answer}");
+    until(&emu, "two alerts for two users", |n| n.len() == 4).await;
+    let got = emu.notifications();
+    for alert in ["High memory usage", "High CPU usage"] {
+        let users: BTreeSet<u64> = got
+            .iter()
+            .filter(|n| n.message.contains(alert) && n.message.contains("FIRING"))
+            .map(|n| n.user_id)
+            .collect();
+        assert_eq!(users, BTreeSet::from([1, 2]), "{alert}: {got:?}");
+    }
+    assert!(
+        got.iter().all(|n| n.tag.as_deref().is_some_and(|t| t.contains("|ops:"))),
+        "tagged <route>:<fingerprint>: {got:?}"
+    );
+    // Posting it again replaces rather than adds: the same tags.
+    let (status, _) = relay.post("/grafana/ops", fixture).await;
+    assert_eq!(status, 202);
+    tokio::time::sleep(Duration::from_millis(500)).await;
+    until(&emu, "still four", |n| n.len() == 4).await;
+
+    let (status, answer) = relay.post("/grafana/nope", fixture).await;
+    assert_eq!(status, 404, "{answer}");
+    assert!(answer["description"].as_str().unwrap().contains("ops"), "{answer}");
+    let (status, answer) = relay.post("/grafana/ops", r#"{"alerts": "no"}"#).await;
+    assert_eq!(status, 400, "{answer}");
+    let (status, answer) = relay.post("/alertmanager/ops", fixture).await;
+    assert_eq!(status, 400, "a Grafana payload is not Alertmanager's: {answer}");
     relay.terminate().await;
 }
