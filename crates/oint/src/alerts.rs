@@ -14,6 +14,16 @@
 //! 400: the alert would be lost, which is worse than an empty spot in its text. Mistakes that
 //! fail on every payload (syntax, an unknown filter) are caught at start by [`Route::new`].
 //!
+//! What a template sees, under the payload's own names:
+//! - always: `route`, `source` (`Alertmanager` or `Grafana`), `receiver`, `groupKey`,
+//!   `groupLabels`, `commonLabels`, `commonAnnotations`, `externalURL`, `truncatedAlerts`;
+//!   from Grafana also `orgId`, `title`, `state`, `message`;
+//! - per alert: the alert's `status`, `labels`, `annotations`, `startsAt`, `endsAt`,
+//!   `generatorURL`, `fingerprint` (derived from the labels when the payload has none), from
+//!   Grafana `silenceURL`, `dashboardURL`, `panelURL`, `imageURL`, `values`, `valueString`
+//!   when sent; and `groupStatus`;
+//! - per group: the group's `status` and `alerts`, a list of the per-alert fields.
+//!
 //! Tags make a resolve replace its firing notification (portal-behaviour §6.3): per alert
 //! `<route>:<fingerprint>`, per group `<route>:<hash of the group key>`.
 
