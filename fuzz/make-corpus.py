@@ -88,6 +88,14 @@ configs = [
 # The config target's first byte: bit 0 adds --portal work, bit 1 adds --url.
 write("config", [m + c for m in ("\x00", "\x01", "\x03") for c in configs])
 
+# The alerts target's first byte: bit 0 Grafana, bit 1 per group, bit 2 Markdown, bit 3 no tags.
+fixtures = ROOT / "crates/oint/tests/fixtures"
+alertmanager = (fixtures / "alertmanager-v4.json").read_text()
+grafana = (fixtures / "grafana-v1.json").read_text()
+write("alerts", [m + alertmanager for m in ("\x00", "\x02", "\x04", "\x08")]
+      + [m + grafana for m in ("\x01", "\x03", "\x05")]
+      + ["\x00" + json.dumps(dict(json.loads(alertmanager), truncatedAlerts=3, alerts=json.loads(alertmanager)["alerts"][:1]))])
+
 jsonl = [
     '{"user": 2, "text": "ok 1"}\n{"user": 0, "text": "x"}\n{"user": 2, "text": "ok 2"}\nnot json\n{"user": 2, "text": "x", "attach": [{"IMAGE": {"LINK": "ftp://x"}}]}\n',
     '{"user": 2, "text": "row 1", "tag": "row-1", "sub_tag": "s", "system": true}\n\n{"user": "3", "text": "row 2", "system": "yes"}\r\n',

@@ -33,7 +33,7 @@ if ! [[ "$seconds" =~ ^[0-9]+$ && "$jobs" =~ ^[1-9][0-9]*$ ]] && [ "$build_only"
     exit 2
 fi
 [ $# -gt 0 ] && shift
-all_targets=(blocks url config bulk_jsonl bulk_csv journal emu_json emu_form emu_batch)
+all_targets=(alerts blocks url config bulk_jsonl bulk_csv journal emu_json emu_form emu_batch)
 targets=("$@")
 [ ${#targets[@]} -eq 0 ] && targets=("${all_targets[@]}")
 for t in "${targets[@]}"; do

@@ -5,6 +5,7 @@
 //! so a fixed bug stays fixed without a fuzzer. Modules that only need `bitrix24` (`attach`,
 //! `portal`) are kept apart so that crate's tests can use them.
 
+pub mod alerts;
 pub mod attach;
 pub mod blocks;
 pub mod bulk;

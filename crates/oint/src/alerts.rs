@@ -14,6 +14,16 @@
 //! 400: the alert would be lost, which is worse than an empty spot in its text. Mistakes that
 //! fail on every payload (syntax, an unknown filter) are caught at start by [`Route::new`].
 //!
+//! What a template sees, under the payload's own names:
+//! - always: `route`, `source` (`Alertmanager` or `Grafana`), `receiver`, `groupKey`,
+//!   `groupLabels`, `commonLabels`, `commonAnnotations`, `externalURL`, `truncatedAlerts`;
+//!   from Grafana also `orgId`, `title`, `state`, `message`;
+//! - per alert: the alert's `status`, `labels`, `annotations`, `startsAt`, `endsAt`,
+//!   `generatorURL`, `fingerprint` (derived from the labels when the payload has none), from
+//!   Grafana `silenceURL`, `dashboardURL`, `panelURL`, `imageURL`, `values`, `valueString`
+//!   when sent; and `groupStatus`;
+//! - per group: the group's `status` and `alerts`, a list of the per-alert fields.
+//!
 //! Tags make a resolve replace its firing notification (portal-behaviour §6.3): per alert
 //! `<route>:<fingerprint>`, per group `<route>:<hash of the group key>`.
 
@@ -278,6 +288,11 @@ fn one_line(e: &minijinja::Error) -> String {
         text.push_str(&cause.to_string());
         source = cause.source();
     }
+    collapse(&text)
+}
+
+/// `text` on one line: each run of whitespace (line breaks too) as one space.
+fn collapse(text: &str) -> String {
     text.split_whitespace().collect::<Vec<_>>().join(" ")
 }
 
@@ -410,8 +425,14 @@ struct Alert {
 }
 
 fn parse(source: Source, body: &[u8]) -> Result<Payload, String> {
-    let mut wire: Wire = serde_json::from_slice(body)
-        .map_err(|e| format!("not a valid {} webhook payload: {e}", source.name()))?;
+    // serde's message may quote the input, line breaks and all.
+    let mut wire: Wire = serde_json::from_slice(body).map_err(|e| {
+        format!(
+            "not a valid {} webhook payload: {}",
+            source.name(),
+            collapse(&e.to_string())
+        )
+    })?;
     match wire.version.as_deref() {
         Some(v) if v == source.version() => {}
         Some(v) => {
@@ -824,6 +845,12 @@ mod tests {
         for (source, body, reason) in cases {
             assert_eq!(render(source, &route(""), &body), Err(reason.to_string()));
         }
+        // serde quotes the unknown value; its line break must not split the reason.
+        let e = render(Source::Alertmanager, &route(""), br#"{"status": "f\n"}"#).unwrap_err();
+        assert_eq!(
+            e,
+            "not a valid Alertmanager webhook payload: unknown variant `f `, expected `firing` or `resolved` at line 1 column 16"
+        );
         let bad_status = edit(AM, |v| v["alerts"][0]["status"] = "pending".into());
         let e = render(Source::Alertmanager, &route(""), &bad_status).unwrap_err();
         assert!(

@@ -5,7 +5,7 @@
 //!
 //! - leaves: [`flags`] (raw clap flags), [`ranges`], [`secrets`], [`files`], [`markdown`];
 //! - [`output`] (exit codes, results, the printer), [`portal_errors`], [`severity`],
-//!   [`blocks`];
+//!   [`blocks`], [`alerts`] (alert webhooks to notification texts, for `serve`);
 //! - [`settings`] (flags + environment + config file + OAuth → target and transport);
 //! - [`sandbox`] (the embedded portal) and [`connect`] (a client for a target);
 //! - [`commands`]: one module per command family (OPI, notify, call, bulk, sandbox);

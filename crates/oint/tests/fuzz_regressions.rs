@@ -63,3 +63,14 @@ fn config_inputs() {
     let n = replay::replay("config", config::run);
     assert!(n > 0, "no kept inputs");
 }
+
+#[path = "../../../fuzz/src/alerts.rs"]
+mod alerts;
+
+/// A webhook body whose unknown `status` held a line break: serde quoted it into the 400
+/// reason, which must be one line.
+#[test]
+fn alerts_inputs() {
+    let n = replay::replay("alerts", alerts::run);
+    assert!(n > 0, "no kept inputs");
+}

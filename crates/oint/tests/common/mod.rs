@@ -135,3 +135,5 @@ pub fn oauth_env(emu: &Emulator, refresh: &str, store: &Path) -> Vec<(&'static s
         ("BITRIX24_TOKEN_STORE", store.display().to_string()),
     ]
 }
+
+pub mod alertmanager;
