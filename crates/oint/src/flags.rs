@@ -640,7 +640,7 @@ pub struct ServeArgs {
     /// Address to listen on; anything but loopback needs a token (--auth-token-file)
     #[arg(long, value_name = "ADDR", default_value = "127.0.0.1:9380")]
     pub listen: String,
-    /// The queue's SQLite file [default: <data dir>/oint/serve/<portal>.sqlite3]
+    /// The queue's SQLite file [default: DATA_DIR/oint/serve/PORTAL.sqlite3]
     #[arg(long, value_name = "FILE")]
     pub queue: Option<PathBuf>,
     /// Pending notifications the queue holds at most; beyond it, 503 with Retry-After

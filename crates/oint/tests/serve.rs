@@ -30,13 +30,22 @@ async fn notify_is_answered_202_then_delivered_and_counted() {
     let url = emu.webhook_url(1, SECRET);
     let queue = dir.path().join("q.sqlite3");
     let relay = Relay::start(
-        &["--url", &url, "--queue", queue.to_str().unwrap(), "--route", "ops=1"],
+        &[
+            "--url",
+            &url,
+            "--queue",
+            queue.to_str().unwrap(),
+            "--route",
+            "ops=1",
+        ],
         &[],
         dir.path(),
     )
     .await;
 
-    let (status, body) = relay.post("/notify", r#"{"user": 1, "text": "Backup done"}"#).await;
+    let (status, body) = relay
+        .post("/notify", r#"{"user": 1, "text": "Backup done"}"#)
+        .await;
     assert_eq!(status, 202, "{body}");
     assert!(body["id"].as_u64().is_some(), "{body}");
     let (status, body) = relay
@@ -53,10 +62,7 @@ async fn notify_is_answered_202_then_delivered_and_counted() {
     assert_eq!(got[0].message, "Backup done");
     assert_eq!(got[1].message, "[b]Deploy[/b] failed");
     assert_eq!(got[1].r#type, "SYSTEM");
-    assert_eq!(
-        got.iter().map(|n| n.user_id).collect::<Vec<_>>(),
-        [1, 1, 2]
-    );
+    assert_eq!(got.iter().map(|n| n.user_id).collect::<Vec<_>>(), [1, 1, 2]);
 
     assert_eq!(relay.metric("oint_serve_accepted_total").await, 3.0);
     // Delivered is counted once the batch's outcome is recorded, just after the portal has it.
@@ -92,7 +98,12 @@ async fn bad_notifications_get_400_with_the_reason_and_are_not_queued() {
     let dir = tmp();
     let url = emu.webhook_url(1, SECRET);
     let queue = dir.path().join("q.sqlite3");
-    let relay = Relay::start(&["--url", &url, "--queue", queue.to_str().unwrap()], &[], dir.path()).await;
+    let relay = Relay::start(
+        &["--url", &url, "--queue", queue.to_str().unwrap()],
+        &[],
+        dir.path(),
+    )
+    .await;
     let cases = [
         ("not json", "not JSON"),
         (r#"[{"user": 1, "text": "a"}]"#, "expected a JSON object"),
@@ -100,8 +111,14 @@ async fn bad_notifications_get_400_with_the_reason_and_are_not_queued() {
         (r#"{"user": 1}"#, "text: is missing or blank"),
         (r#"{"user": 1, "users": [2], "text": "a"}"#, "not both"),
         (r#"{"users": [], "text": "a"}"#, "users: expected a list"),
-        (r#"{"user": 1, "text": "a", "colour": "red"}"#, "unknown field \"colour\""),
-        (r#"{"user": 1, "text": "a", "attach": [{"IMAGE": {"NAME": "no link"}}]}"#, "attach"),
+        (
+            r#"{"user": 1, "text": "a", "colour": "red"}"#,
+            "unknown field \"colour\"",
+        ),
+        (
+            r#"{"user": 1, "text": "a", "attach": [{"IMAGE": {"NAME": "no link"}}]}"#,
+            "attach",
+        ),
     ];
     for (body, reason) in cases {
         let (status, answer) = relay.post("/notify", body).await;
@@ -123,7 +140,9 @@ async fn bad_notifications_get_400_with_the_reason_and_are_not_queued() {
     let (status, answer) = relay.post("/notify", r#"{"user": 1}"#).await;
     assert_eq!(status, 400, "the relay still answers: {answer}");
     assert_eq!(
-        relay.metric("oint_serve_rejected_total{reason=\"invalid\"}").await,
+        relay
+            .metric("oint_serve_rejected_total{reason=\"invalid\"}")
+            .await,
         cases.len() as f64 + 1.0
     );
     assert_eq!(relay.metric("oint_serve_accepted_total").await, 0.0);
@@ -153,12 +172,26 @@ async fn a_token_guards_every_endpoint_but_healthz() {
         use std::os::unix::fs::PermissionsExt;
         std::fs::set_permissions(&token_file, std::fs::Permissions::from_mode(0o644)).unwrap();
         let out = common::oint(
-            &["serve", "--url", &url, "--auth-token-file", token_file.to_str().unwrap()],
+            &[
+                "serve",
+                "--url",
+                &url,
+                "--auth-token-file",
+                token_file.to_str().unwrap(),
+            ],
             &[],
         )
         .await;
-        assert_eq!(out.status.code(), Some(2), "a readable token file is refused");
-        assert!(common::stderr(&out).contains("chmod 600"), "{}", common::stderr(&out));
+        assert_eq!(
+            out.status.code(),
+            Some(2),
+            "a readable token file is refused"
+        );
+        assert!(
+            common::stderr(&out).contains("chmod 600"),
+            "{}",
+            common::stderr(&out)
+        );
         std::fs::set_permissions(&token_file, std::fs::Permissions::from_mode(0o600)).unwrap();
     }
     let relay = Relay::start(
@@ -193,11 +226,7 @@ async fn a_token_guards_every_endpoint_but_healthz() {
 
 #[tokio::test]
 async fn a_relay_reachable_from_other_machines_needs_a_token() {
-    let out = common::oint(
-        &["serve", "--url", "sandbox", "--listen", "0.0.0.0:0"],
-        &[],
-    )
-    .await;
+    let out = common::oint(&["serve", "--url", "sandbox", "--listen", "0.0.0.0:0"], &[]).await;
     assert_eq!(out.status.code(), Some(2));
     let err = common::stderr(&out);
     assert!(
@@ -215,9 +244,22 @@ async fn a_second_relay_on_the_same_queue_is_refused() {
     let dir = tmp();
     let url = emu.webhook_url(1, SECRET);
     let queue = dir.path().join("q.sqlite3");
-    let relay = Relay::start(&["--url", &url, "--queue", queue.to_str().unwrap()], &[], dir.path()).await;
+    let relay = Relay::start(
+        &["--url", &url, "--queue", queue.to_str().unwrap()],
+        &[],
+        dir.path(),
+    )
+    .await;
     let out = common::oint(
-        &["serve", "--url", &url, "--listen", "127.0.0.1:0", "--queue", queue.to_str().unwrap()],
+        &[
+            "serve",
+            "--url",
+            &url,
+            "--listen",
+            "127.0.0.1:0",
+            "--queue",
+            queue.to_str().unwrap(),
+        ],
         &[],
     )
     .await;
@@ -236,7 +278,14 @@ async fn a_full_queue_answers_503_with_retry_after() {
     let url = emu.webhook_url(1, SECRET);
     let queue = dir.path().join("q.sqlite3");
     let relay = Relay::start(
-        &["--url", &url, "--queue", queue.to_str().unwrap(), "--queue-limit", "2"],
+        &[
+            "--url",
+            &url,
+            "--queue",
+            queue.to_str().unwrap(),
+            "--queue-limit",
+            "2",
+        ],
         &[],
         dir.path(),
     )
@@ -259,10 +308,18 @@ async fn a_full_queue_answers_503_with_retry_after() {
     assert!(retry_after >= 1, "{retry_after}");
     let body: Value = response.json().await.unwrap();
     assert!(
-        body["description"].as_str().unwrap().contains("--queue-limit"),
+        body["description"]
+            .as_str()
+            .unwrap()
+            .contains("--queue-limit"),
         "{body}"
     );
-    assert_eq!(relay.metric("oint_serve_rejected_total{reason=\"full\"}").await, 1.0);
+    assert_eq!(
+        relay
+            .metric("oint_serve_rejected_total{reason=\"full\"}")
+            .await,
+        1.0
+    );
     until(&emu, "the first", |n| n.len() == 1).await;
     relay.terminate().await;
 }
@@ -341,7 +398,16 @@ async fn kill_9_loses_nothing_answered_202_and_duplicates_nothing_tagged() {
     let queue = dir.path().join("q.sqlite3");
     let q = queue.to_str().unwrap();
     let url = emu.url();
-    let args = ["--url", &url, "--token", TOKEN, "--queue", q, "--concurrency", "2"];
+    let args = [
+        "--url",
+        &url,
+        "--token",
+        TOKEN,
+        "--queue",
+        q,
+        "--concurrency",
+        "2",
+    ];
     let relay = Relay::start(&args, &[], dir.path()).await;
     let ids = post_many(&relay, 400, "k9", true).await;
     assert_eq!(ids.iter().collect::<BTreeSet<_>>().len(), 400);
@@ -405,7 +471,10 @@ async fn kill_9_over_a_webhook_dead_letters_what_may_have_arrived_and_sends_the_
             d["text"].as_str().unwrap().to_string()
         })
         .collect();
-    assert!(!dead.is_empty() && dead.len() <= 50, "the batch in flight: {listing}");
+    assert!(
+        !dead.is_empty() && dead.len() <= 50,
+        "the batch in flight: {listing}"
+    );
     until(&emu, "the rest", |n| n.len() >= 300 - dead.len()).await;
     tokio::time::sleep(Duration::from_millis(300)).await;
     let mut seen = BTreeMap::new();
@@ -432,7 +501,16 @@ async fn a_grafana_payload_becomes_one_notification_per_alert_and_user() {
     let queue = dir.path().join("q.sqlite3");
     let url = emu.url();
     let relay = Relay::start(
-        &["--url", &url, "--token", TOKEN, "--queue", queue.to_str().unwrap(), "--route", "ops=1,2"],
+        &[
+            "--url",
+            &url,
+            "--token",
+            TOKEN,
+            "--queue",
+            queue.to_str().unwrap(),
+            "--route",
+            "ops=1,2",
+        ],
         &[],
         dir.path(),
     )
@@ -452,7 +530,8 @@ async fn a_grafana_payload_becomes_one_notification_per_alert_and_user() {
         assert_eq!(users, BTreeSet::from([1, 2]), "{alert}: {got:?}");
     }
     assert!(
-        got.iter().all(|n| n.tag.as_deref().is_some_and(|t| t.contains("|ops:"))),
+        got.iter()
+            .all(|n| n.tag.as_deref().is_some_and(|t| t.contains("|ops:"))),
         "tagged <route>:<fingerprint>: {got:?}"
     );
     // Posting it again replaces rather than adds: the same tags.
@@ -463,10 +542,16 @@ async fn a_grafana_payload_becomes_one_notification_per_alert_and_user() {
 
     let (status, answer) = relay.post("/grafana/nope", fixture).await;
     assert_eq!(status, 404, "{answer}");
-    assert!(answer["description"].as_str().unwrap().contains("ops"), "{answer}");
+    assert!(
+        answer["description"].as_str().unwrap().contains("ops"),
+        "{answer}"
+    );
     let (status, answer) = relay.post("/grafana/ops", r#"{"alerts": "no"}"#).await;
     assert_eq!(status, 400, "{answer}");
     let (status, answer) = relay.post("/alertmanager/ops", fixture).await;
-    assert_eq!(status, 400, "a Grafana payload is not Alertmanager's: {answer}");
+    assert_eq!(
+        status, 400,
+        "a Grafana payload is not Alertmanager's: {answer}"
+    );
     relay.terminate().await;
 }

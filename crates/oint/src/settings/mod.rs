@@ -23,8 +23,8 @@ pub mod target;
 pub mod transport;
 pub mod world;
 
-pub use config_file::{ConfigFile, PortalEntry};
 pub use config_file::read_secret_file;
+pub use config_file::{ConfigFile, PortalEntry};
 pub use connection::{entry_limits, serve_section, strict, target, top_level_strict};
 pub use oauth::OAuthCreds;
 pub use target::Target;

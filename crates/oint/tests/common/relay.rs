@@ -119,13 +119,19 @@ pub fn metric(text: &str, name: &str) -> f64 {
 }
 
 /// Waits (bounded, not timed) until `done` holds for the emulator's notifications.
-pub async fn until(emu: &Emulator, what: &str, done: impl Fn(&[bitrix24_emulator::Notification]) -> bool) {
+pub async fn until(
+    emu: &Emulator,
+    what: &str,
+    done: impl Fn(&[bitrix24_emulator::Notification]) -> bool,
+) {
     for _ in 0..1200 {
         if done(&emu.notifications()) {
             return;
         }
         tokio::time::sleep(Duration::from_millis(50)).await;
     }
-    panic!("{what}: the emulator holds {} notifications", emu.notifications().len());
+    panic!(
+        "{what}: the emulator holds {} notifications",
+        emu.notifications().len()
+    );
 }
-

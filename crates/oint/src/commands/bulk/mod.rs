@@ -358,7 +358,11 @@ pub async fn run(client: &Client, options: Options) -> Result<Exit, Failure> {
 
 /// [`input::check`], and the library's warning for a tag over a webhook: one more warning of
 /// the row, or with `strict` what makes it invalid.
-pub fn checked(raw: &input::RawRow, strict: bool, portal: &bitrix24::Portal) -> Result<Row, RowError> {
+pub fn checked(
+    raw: &input::RawRow,
+    strict: bool,
+    portal: &bitrix24::Portal,
+) -> Result<Row, RowError> {
     let mut row = input::check(raw, strict)?;
     if let Some(finding) = bitrix24::notify::webhook_tag_finding(&row.request, portal) {
         let line = crate::severity::line(&finding, &|f| input::column_of(&f.field).to_string());

@@ -127,7 +127,8 @@ pub async fn run(client: &Client, delivery: Delivery) {
                     let count = refusals.entry(id).or_default();
                     *count += 1;
                     if curable || *count < MAX_REFUSALS {
-                        not_sent.get_or_insert_with(|| (api.code.to_string(), api.description.clone()));
+                        not_sent
+                            .get_or_insert_with(|| (api.code.to_string(), api.description.clone()));
                         put_back.push(id);
                         Settlement::Again {
                             error: api.code.to_string(),

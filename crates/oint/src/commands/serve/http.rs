@@ -67,7 +67,13 @@ fn answer(status: StatusCode, body: Value) -> Answer {
     (status, HeaderMap::new(), axum::Json(body))
 }
 
-fn refused(relay: &Relay, status: StatusCode, reason: &str, error: &str, description: String) -> Answer {
+fn refused(
+    relay: &Relay,
+    status: StatusCode,
+    reason: &str,
+    error: &str,
+    description: String,
+) -> Answer {
     relay.metrics.reject(reason);
     answer(status, json!({"error": error, "description": description}))
 }
@@ -122,7 +128,9 @@ async fn accept(relay: &Relay, items: Vec<Checked>) -> Answer {
     let pending = relay.queue.pending();
     if pending.saturating_add(n) > relay.queue_limit {
         let over = pending.saturating_add(n) - relay.queue_limit;
-        let seconds = (over as f64 / relay.drain_per_second).ceil().clamp(1.0, 3600.0) as u64;
+        let seconds = (over as f64 / relay.drain_per_second)
+            .ceil()
+            .clamp(1.0, 3600.0) as u64;
         let (status, mut headers, body) = refused(
             relay,
             StatusCode::SERVICE_UNAVAILABLE,
@@ -178,8 +186,8 @@ async fn accept(relay: &Relay, items: Vec<Checked>) -> Answer {
 
 /// Checks one notification given as bulk-row fields.
 fn check(relay: &Relay, fields: Map<String, Value>, source: &str) -> Result<Checked, String> {
-    let row = checked(&RawRow { line: 0, fields }, relay.strict, &relay.portal)
-        .map_err(|e| e.message)?;
+    let row =
+        checked(&RawRow { line: 0, fields }, relay.strict, &relay.portal).map_err(|e| e.message)?;
     Ok(Checked {
         warnings: row
             .warnings
@@ -196,14 +204,18 @@ fn check(relay: &Relay, fields: Map<String, Value>, source: &str) -> Result<Chec
 
 async fn notify(State(relay): State<Arc<Relay>>, body: Bytes) -> Answer {
     let invalid = |description: String| {
-        refused(&relay, StatusCode::BAD_REQUEST, "invalid", "INVALID_NOTIFICATION", description)
+        refused(
+            &relay,
+            StatusCode::BAD_REQUEST,
+            "invalid",
+            "INVALID_NOTIFICATION",
+            description,
+        )
     };
     let mut fields = match serde_json::from_slice::<Value>(&body) {
         Ok(Value::Object(fields)) => fields,
         Ok(_) => {
-            return invalid(
-                "expected a JSON object such as {\"user\": 1, \"text\": \"…\"}".into(),
-            );
+            return invalid("expected a JSON object such as {\"user\": 1, \"text\": \"…\"}".into());
         }
         Err(e) => return invalid(format!("the body is not JSON: {e}")),
     };
@@ -241,7 +253,11 @@ async fn alertmanager(
     alerts(&relay, Source::Alertmanager, &route, &body).await
 }
 
-async fn grafana(State(relay): State<Arc<Relay>>, Path(route): Path<String>, body: Bytes) -> Answer {
+async fn grafana(
+    State(relay): State<Arc<Relay>>,
+    Path(route): Path<String>,
+    body: Bytes,
+) -> Answer {
     alerts(&relay, Source::Grafana, &route, &body).await
 }
 
@@ -258,14 +274,23 @@ async fn alerts(relay: &Relay, source: Source, name: &str, body: &[u8]) -> Answe
             if known.is_empty() {
                 "this relay has no routes; add --route NAME=USER[,USER…] or [serve.routes.NAME] in the config file".into()
             } else {
-                format!("no route named {name:?}; the routes are {}", known.join(", "))
+                format!(
+                    "no route named {name:?}; the routes are {}",
+                    known.join(", ")
+                )
             },
         );
     };
     let rendered = match alerts::render(source, route, body) {
         Ok(rendered) => rendered,
         Err(e) => {
-            return refused(relay, StatusCode::BAD_REQUEST, "invalid", "INVALID_PAYLOAD", e);
+            return refused(
+                relay,
+                StatusCode::BAD_REQUEST,
+                "invalid",
+                "INVALID_PAYLOAD",
+                e,
+            );
         }
     };
     let origin = match source {
@@ -288,7 +313,13 @@ async fn alerts(relay: &Relay, source: Source, name: &str, body: &[u8]) -> Answe
             match check(relay, fields, &origin) {
                 Ok(item) => items.push(item),
                 Err(e) => {
-                    return refused(relay, StatusCode::BAD_REQUEST, "invalid", "INVALID_PAYLOAD", e);
+                    return refused(
+                        relay,
+                        StatusCode::BAD_REQUEST,
+                        "invalid",
+                        "INVALID_PAYLOAD",
+                        e,
+                    );
                 }
             }
         }

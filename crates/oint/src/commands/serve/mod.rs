@@ -62,22 +62,23 @@ pub async fn command(args: ServeArgs, global: &Global) -> Result<Success, Failur
 
     let metrics = Arc::new(metrics::Metrics::new());
     let counted = metrics.clone();
-    let transport = resolved
-        .transport
-        .clone()
-        .with_notices(NoticeSink(Arc::new(move |notice: &Notice| match notice {
-            Notice::Wait(w)
-                if matches!(
-                    w.reason,
-                    WaitReason::RateLimit { .. } | WaitReason::OperatingTime { .. }
-                ) =>
-            {
-                counted.waited(w.wait)
-            }
-            // Backoffs before retries are part of the outcome; a reset state is worth a line.
-            Notice::Wait(_) => {}
-            other => note(&format!("oint serve: {other}")),
-        })));
+    let transport =
+        resolved
+            .transport
+            .clone()
+            .with_notices(NoticeSink(Arc::new(move |notice: &Notice| match notice {
+                Notice::Wait(w)
+                    if matches!(
+                        w.reason,
+                        WaitReason::RateLimit { .. } | WaitReason::OperatingTime { .. }
+                    ) =>
+                {
+                    counted.waited(w.wait)
+                }
+                // Backoffs before retries are part of the outcome; a reset state is worth a line.
+                Notice::Wait(_) => {}
+                other => note(&format!("oint serve: {other}")),
+            })));
     let limit = transport.limit();
     // The sandbox's port changes every start; its queue must not.
     let sandbox = matches!(resolved.target, settings::Target::Sandbox { .. });
@@ -202,9 +203,9 @@ fn options(args: &ServeArgs, world: &World<'_>, strict: bool) -> Result<Options,
                 ));
             }
             for (name, route) in table {
-                let config: RouteConfig = route
-                    .try_into()
-                    .map_err(|e: toml::de::Error| format!("config file: [serve.routes.{name}]: {}", e.message()))?;
+                let config: RouteConfig = route.try_into().map_err(|e: toml::de::Error| {
+                    format!("config file: [serve.routes.{name}]: {}", e.message())
+                })?;
                 let route = Route::new(&name, config)
                     .map_err(|e| format!("config file: [serve.routes.{name}]: {e}"))?;
                 routes.insert(name, route);
@@ -229,9 +230,7 @@ fn options(args: &ServeArgs, world: &World<'_>, strict: bool) -> Result<Options,
 
 /// `--route NAME=USER[,USER…]`: a route with the default template.
 fn route_flag(spec: &str) -> Result<(String, Route), String> {
-    let usage = || {
-        format!("--route: expected NAME=USER[,USER…] such as ops=1,10, got {spec:?}")
-    };
+    let usage = || format!("--route: expected NAME=USER[,USER…] such as ops=1,10, got {spec:?}");
     let (name, users) = spec.split_once('=').ok_or_else(usage)?;
     let users = users
         .split(',')
@@ -272,9 +271,9 @@ async fn listen_address(listen: &str, has_token: bool) -> Result<SocketAddr, Fai
             ))
         })?
         .collect();
-    let addr = *addrs.first().ok_or_else(|| {
-        Failure::Usage(format!("--listen: {listen:?} names no address"))
-    })?;
+    let addr = *addrs
+        .first()
+        .ok_or_else(|| Failure::Usage(format!("--listen: {listen:?} names no address")))?;
     if !has_token && !addrs.iter().all(|a| a.ip().is_loopback()) {
         return Err(Failure::Usage(format!(
             "--listen: {listen} is reachable from other machines; give the relay a token first (--auth-token-file FILE or OINT_SERVE_TOKEN), or listen on 127.0.0.1"

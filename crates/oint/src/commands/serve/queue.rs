@@ -38,7 +38,10 @@ pub struct NewItem {
 pub enum Settlement {
     Delivered,
     /// Not sent (the portal unreachable, the credentials refused): queued again.
-    Again { error: String, description: String },
+    Again {
+        error: String,
+        description: String,
+    },
     /// Refused by the portal, not created, or outcome unknown: kept for a person to look at.
     Dead {
         reason: &'static str,
@@ -66,9 +69,15 @@ pub struct Stats {
 }
 
 enum Job {
-    Enqueue(Vec<NewItem>, tokio::sync::oneshot::Sender<Result<Vec<u64>, String>>),
+    Enqueue(
+        Vec<NewItem>,
+        tokio::sync::oneshot::Sender<Result<Vec<u64>, String>>,
+    ),
     Sending(Vec<u64>, mpsc::SyncSender<Result<(), String>>),
-    Settle(Vec<(u64, Settlement)>, tokio::sync::oneshot::Sender<Result<(), String>>),
+    Settle(
+        Vec<(u64, Settlement)>,
+        tokio::sync::oneshot::Sender<Result<(), String>>,
+    ),
 }
 
 pub struct Queue {
@@ -128,8 +137,9 @@ impl Queue {
             }
             Ok(_) => {}
             // Created private: queued texts are nobody else's business.
-            Err(_) => create_private(path)
-                .map_err(|e| format!("--queue: cannot create {shown}: {e}"))?,
+            Err(_) => {
+                create_private(path).map_err(|e| format!("--queue: cannot create {shown}: {e}"))?
+            }
         }
         // Only one relay may own a queue: a second would send every item again.
         let lock_path = path.with_extension("lock");
@@ -140,11 +150,15 @@ impl Queue {
             .open(&lock_path)
             .map_err(|e| format!("--queue: cannot open {}: {e}", lock_path.display()))?;
         lock_file.try_lock().map_err(|_| {
-            format!("--queue: {shown} is in use by another oint serve; give each relay its own --queue")
+            format!(
+                "--queue: {shown} is in use by another oint serve; give each relay its own --queue"
+            )
         })?;
         let fail = |e: rusqlite::Error| format!("--queue: {shown}: {e}");
         let not_a_queue = |e: rusqlite::Error| {
-            format!("--queue: {shown} is not a queue this relay can use ({e}); give another --queue file")
+            format!(
+                "--queue: {shown} is not a queue this relay can use ({e}); give another --queue file"
+            )
         };
         let mut writer = connect(path).map_err(not_a_queue)?;
         // WAL lets /queue and the delivery loop read while the writer commits.
@@ -241,11 +255,10 @@ impl Queue {
     pub fn stats(&self) -> Result<Stats, String> {
         let reader = lock(&self.reader);
         let read = || -> rusqlite::Result<Stats> {
-            let (pending, oldest_ms) = reader.query_row(
-                "SELECT count(*), min(accepted_ms) FROM items",
-                [],
-                |r| Ok((r.get(0)?, r.get(1)?)),
-            )?;
+            let (pending, oldest_ms) =
+                reader.query_row("SELECT count(*), min(accepted_ms) FROM items", [], |r| {
+                    Ok((r.get(0)?, r.get(1)?))
+                })?;
             let dead = reader.query_row("SELECT count(*) FROM dead_letters", [], |r| r.get(0))?;
             Ok(Stats {
                 pending,
@@ -268,11 +281,18 @@ impl Queue {
             )?;
             let mut rows = stmt.query([limit as i64])?;
             while let Some(r) = rows.next()? {
-                let mut item = shown_item(r.get(0)?, r.get(1)?, r.get(2)?, r.get(3)?, &r.get::<_, String>(4)?);
+                let mut item = shown_item(
+                    r.get(0)?,
+                    r.get(1)?,
+                    r.get(2)?,
+                    r.get(3)?,
+                    &r.get::<_, String>(4)?,
+                );
                 item["state"] = json!(r.get::<_, String>(5)?);
                 item["attempts"] = json!(r.get::<_, i64>(6)?);
                 if let Some(error) = r.get::<_, Option<String>>(7)? {
-                    item["last_error"] = json!({"error": error, "description": r.get::<_, Option<String>>(8)?});
+                    item["last_error"] =
+                        json!({"error": error, "description": r.get::<_, Option<String>>(8)?});
                 }
                 pending.push(item);
             }
@@ -283,7 +303,13 @@ impl Queue {
             )?;
             let mut rows = stmt.query([limit as i64])?;
             while let Some(r) = rows.next()? {
-                let mut item = shown_item(r.get(0)?, r.get(1)?, r.get(2)?, r.get(3)?, &r.get::<_, String>(4)?);
+                let mut item = shown_item(
+                    r.get(0)?,
+                    r.get(1)?,
+                    r.get(2)?,
+                    r.get(3)?,
+                    &r.get::<_, String>(4)?,
+                );
                 item["dead_ms"] = json!(r.get::<_, i64>(5)?);
                 item["reason"] = json!(r.get::<_, String>(6)?);
                 item["error"] = json!(r.get::<_, String>(7)?);
@@ -455,7 +481,9 @@ fn commit_group(conn: &mut Connection, jobs: Vec<Job>) {
         }
         tx.commit()
     })();
-    let failed = committed.err().map(|e| format!("queue: cannot commit: {e}"));
+    let failed = committed
+        .err()
+        .map(|e| format!("queue: cannot commit: {e}"));
     for (job, result) in jobs.into_iter().zip(
         results
             .into_iter()
@@ -481,11 +509,7 @@ fn commit_group(conn: &mut Connection, jobs: Vec<Job>) {
     }
 }
 
-fn apply_enqueue(
-    conn: &Connection,
-    items: &[NewItem],
-    now: i64,
-) -> rusqlite::Result<Vec<u64>> {
+fn apply_enqueue(conn: &Connection, items: &[NewItem], now: i64) -> rusqlite::Result<Vec<u64>> {
     let mut stmt = conn.prepare_cached(
         "INSERT INTO items (accepted_ms, source, method, params, tagged, state)
          VALUES (?1, ?2, ?3, ?4, ?5, 'queued')",
@@ -493,7 +517,13 @@ fn apply_enqueue(
     let mut ids = Vec::with_capacity(items.len());
     for item in items {
         let params = Value::Object(item.request.params().clone()).to_string();
-        stmt.execute(params![now, item.source, item.request.method(), params, item.tagged])?;
+        stmt.execute(params![
+            now,
+            item.source,
+            item.request.method(),
+            params,
+            item.tagged
+        ])?;
         ids.push(conn.last_insert_rowid() as u64);
     }
     Ok(ids)
@@ -507,7 +537,11 @@ fn apply_sending(conn: &Connection, ids: &[u64]) -> rusqlite::Result<()> {
     Ok(())
 }
 
-fn apply_settle(conn: &Connection, outcomes: &[(u64, Settlement)], now: i64) -> rusqlite::Result<()> {
+fn apply_settle(
+    conn: &Connection,
+    outcomes: &[(u64, Settlement)],
+    now: i64,
+) -> rusqlite::Result<()> {
     for (id, settlement) in outcomes {
         let id = *id as i64;
         match settlement {
@@ -586,9 +620,19 @@ mod tests {
             assert_eq!(queue.pending(), stats.pending);
             let listing = queue.listing(10).unwrap();
             let dead: Vec<&Value> = listing["dead_letters"].as_array().unwrap().iter().collect();
-            assert!(dead.iter().all(|d| d["reason"] == "outcome_unknown"), "{listing}");
+            assert!(
+                dead.iter().all(|d| d["reason"] == "outcome_unknown"),
+                "{listing}"
+            );
             let texts: Vec<&str> = dead.iter().map(|d| d["text"].as_str().unwrap()).collect();
-            assert_eq!(texts, if resend_tagged { vec!["b"] } else { vec!["a", "b"] });
+            assert_eq!(
+                texts,
+                if resend_tagged {
+                    vec!["b"]
+                } else {
+                    vec!["a", "b"]
+                }
+            );
             assert_eq!(
                 queue.load(3).unwrap().unwrap().params()["MESSAGE"],
                 "c",
