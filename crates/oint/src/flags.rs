@@ -352,8 +352,9 @@ pub struct SendFlags {
     /// Text for e-mail and other external channels
     #[arg(long, value_name = "TEXT")]
     pub message_out: Option<String>,
-    /// Attachment: JSON (list of blocks or full form), OPI's single-quoted form, or a file path
-    #[arg(long, value_name = "FILE|JSON")]
+    /// Attachment: JSON (list of blocks or full form), OPI's single-quoted form, a file path, or
+    /// an https:// URL to download it from (http:// only for loopback; at most 1 MiB, 10 s)
+    #[arg(long, value_name = "FILE|JSON|URL")]
     pub attach: Option<String>,
     /// Add a picture block (repeatable)
     #[arg(long, value_name = "NAME=URL")]
@@ -563,8 +564,9 @@ pub struct NotificationFlags {
     /// Uniqueness tag: a newer notification with the same tag replaces the old one (OAuth apps only)
     #[arg(long, value_name = "TAG")]
     pub tag: Option<String>,
-    /// Attachment blocks: a JSON array, OPI's single-quoted form, or a path to a .json file
-    #[arg(long, value_name = "JSON|FILE")]
+    /// Attachment blocks: a JSON array, OPI's single-quoted form, a path to a .json file, or an
+    /// https:// URL to download them from (http:// only for loopback; at most 1 MiB, 10 s)
+    #[arg(long, value_name = "JSON|FILE|URL")]
     pub blocks: Option<String>,
     /// OAuth access token, when --url is a portal domain
     #[arg(
