@@ -204,7 +204,8 @@ pub struct Connection {
     /// Show what is sent and received on stderr (secrets masked)
     #[arg(long, global = true)]
     pub debug: bool,
-    /// Print the request that would be sent (secrets masked) and send nothing
+    /// Print the request that would be sent (secrets masked) and send nothing; several
+    /// batches (notify send to more than 50 users) print as a list
     #[arg(long, global = true)]
     pub dry_run: bool,
 }
@@ -542,7 +543,8 @@ pub struct CommonFlags {
     /// Show the parsed options and what is sent and received (secrets masked)
     #[arg(long)]
     pub debug: bool,
-    /// Print the request that would be sent (secrets masked) and send nothing
+    /// Print the request that would be sent (secrets masked) and send nothing; several
+    /// batches (notify send to more than 50 users) print as a list
     #[arg(long)]
     pub test: bool,
     /// Write the result to this file instead of standard output (checked before sending)

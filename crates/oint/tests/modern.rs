@@ -728,3 +728,62 @@ async fn several_users_one_batch_one_result_each() {
     assert_eq!(o.status.code(), Some(2), "{}", stderr(&o));
     assert_eq!(emu.notifications().len(), before);
 }
+
+/// `--user` with more than 50 users and `--dry-run`: one request per batch of 50, as the
+/// real send makes them, in a list; nothing is sent.
+#[tokio::test(flavor = "multi_thread")]
+async fn dry_run_to_many_users_shows_each_batch() {
+    let emu = emulator().await;
+    let url = emu.webhook_url(1, SECRET);
+    let users: Vec<String> = (1..=120).map(|u| u.to_string()).collect();
+    let users = users.join(",");
+    let o = oint(
+        &[
+            "notify",
+            "send",
+            "--url",
+            &url,
+            "--user",
+            &users,
+            "--text",
+            "x",
+            "--dry-run",
+            "--json",
+        ],
+        &[],
+    )
+    .await;
+    assert_eq!(o.status.code(), Some(0), "{}", stderr(&o));
+    let previews = json(&o);
+    let previews = previews.as_array().expect("a list of requests");
+    let sizes: Vec<usize> = previews
+        .iter()
+        .map(|p| p["body"]["cmd"].as_object().unwrap().len())
+        .collect();
+    assert_eq!(sizes, [50, 50, 20]);
+    assert!(previews[0]["url"].as_str().unwrap().ends_with("/batch"));
+    assert_eq!(
+        previews[2]["body"]["cmd"]["19"],
+        "im.notify.personal.add?USER_ID=120&MESSAGE=x"
+    );
+    // Up to 50: one request, as before.
+    let o = oint(
+        &[
+            "notify",
+            "send",
+            "--url",
+            &url,
+            "--user",
+            "1,2",
+            "--text",
+            "x",
+            "--dry-run",
+            "--json",
+        ],
+        &[],
+    )
+    .await;
+    assert_eq!(o.status.code(), Some(0), "{}", stderr(&o));
+    assert_eq!(json(&o)["body"]["cmd"].as_object().unwrap().len(), 2);
+    assert!(emu.requests().is_empty() && emu.notifications().is_empty());
+}

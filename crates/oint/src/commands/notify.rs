@@ -248,10 +248,18 @@ async fn send_to_each(
         });
     }
     if dry_run {
-        let batch = items
-            .iter()
-            .fold(client.batch(), |b, item| b.push(item.request.clone()));
-        return Ok(preview(client, &batch.to_request().map_err(failure)?));
+        // The batches the send would make: a portal batch holds at most 50 commands.
+        let batches = items
+            .chunks(bitrix24::MAX_BATCH)
+            .map(|chunk| {
+                chunk
+                    .iter()
+                    .fold(client.batch(), |b, item| b.push(item.request.clone()))
+                    .to_request()
+                    .map_err(failure)
+            })
+            .collect::<Result<Vec<_>, _>>()?;
+        return Ok(render::previews(client, &batches));
     }
     let mut outcomes: Vec<(u64, ItemOutcome)> = client
         .bulk(futures_util::stream::iter(items))
