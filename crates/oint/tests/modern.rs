@@ -575,6 +575,7 @@ async fn text_from_standard_input() {
     let df = "Filesystem  Size  Used Avail Use%\n/dev/vda    252G  231G   21G  92% /\n";
     let o = run(df.as_bytes().to_vec(), &[]).await;
     assert_eq!(o.status.code(), Some(0), "{}", stderr(&o));
+    assert_eq!(stderr(&o), "", "no hint when standard input is a pipe");
     let stored = emu.notifications();
     assert_eq!(stored.len(), 1);
     assert_eq!(
@@ -786,4 +787,43 @@ async fn dry_run_to_many_users_shows_each_batch() {
     assert_eq!(o.status.code(), Some(0), "{}", stderr(&o));
     assert_eq!(json(&o)["body"]["cmd"].as_object().unwrap().len(), 2);
     assert!(emu.requests().is_empty() && emu.notifications().is_empty());
+}
+
+/// `--text -` on a terminal says what it waits for. `script` (util-linux) gives oint a
+/// terminal and types into it: a line, then Ctrl-D.
+#[tokio::test(flavor = "multi_thread")]
+async fn text_from_a_terminal_gets_a_hint() {
+    use tokio::io::AsyncWriteExt;
+    let command = format!(
+        "'{}' notify send --url sandbox --user 1 --text - --dry-run --json",
+        env!("CARGO_BIN_EXE_oint")
+    );
+    let spawned = tokio::process::Command::new("script")
+        .args(["-qec", &command, "/dev/null"])
+        .env("OINT_CONFIG", "/nonexistent/oint-test-config.toml")
+        .stdin(std::process::Stdio::piped())
+        .stdout(std::process::Stdio::piped())
+        .stderr(std::process::Stdio::piped())
+        .spawn();
+    let Ok(mut child) = spawned else {
+        eprintln!("skipped: no `script` to give oint a terminal");
+        return;
+    };
+    let mut stdin = child.stdin.take().unwrap();
+    stdin.write_all(b"typed on a terminal\n\x04").await.unwrap();
+    drop(stdin);
+    let o = child.wait_with_output().await.unwrap();
+    let screen = stdout(&o);
+    assert_eq!(o.status.code(), Some(0), "{screen}");
+    // The terminal echoes what is typed, perhaps before the hint: a line of its own.
+    assert!(
+        screen
+            .lines()
+            .any(|l| l.trim_end() == "reading --text from standard input; end with Ctrl-D"),
+        "{screen}"
+    );
+    assert!(
+        screen.contains(r#""MESSAGE": "typed on a terminal""#),
+        "{screen}"
+    );
 }

@@ -350,8 +350,19 @@ async fn build_send(flags: SendFlags) -> Result<Notification, Failure> {
     let attach =
         build_attach(base, &flags.image, &flags.file, &flags.color).map_err(Failure::Usage)?;
     let text = match flags.text.as_str() {
-        "-" => crate::files::read_stdin_text(crate::files::STDIN_TEXT_CAP)
-            .map_err(|e| Failure::Usage(format!("--text -: {e}")))?,
+        "-" => {
+            use std::io::IsTerminal;
+            // Otherwise a terminal just waits, silently, for an end of input.
+            if std::io::stdin().is_terminal() {
+                crate::output::note(if cfg!(windows) {
+                    "reading --text from standard input; end with Ctrl-Z Enter"
+                } else {
+                    "reading --text from standard input; end with Ctrl-D"
+                });
+            }
+            crate::files::read_stdin_text(crate::files::STDIN_TEXT_CAP)
+                .map_err(|e| Failure::Usage(format!("--text -: {e}")))?
+        }
         _ => flags.text,
     };
     let text = if flags.markdown {
