@@ -258,7 +258,7 @@ async fn secrets_in_the_url_are_not_printed() {
         (format!("{server}/not-json.txt?secret=q-s3cr3t-4471"), true),
         // Not even connected to: the message names the host only.
         (
-            format!("http://203.0.113.9/b.json?secret=q-s3cr3t-4471"),
+            "http://203.0.113.9/b.json?secret=q-s3cr3t-4471".to_string(),
             false,
         ),
         // A TLS handshake with a plain HTTP server fails: reqwest's own error, scrubbed.
