@@ -121,7 +121,11 @@ fn run_opi(method: Method, global: &Global) -> Exit {
             global.strict
         }
     };
-    let job = match opi::plan(method, strict) {
+    let runtime = match runtime() {
+        Ok(runtime) => runtime,
+        Err(e) => return output::report(Err(e), None),
+    };
+    let job = match runtime.block_on(opi::plan(method, strict)) {
         Ok(job) => job,
         Err(e) => return output::report(Err(Failure::Usage(e.0)), None),
     };
@@ -135,7 +139,7 @@ fn run_opi(method: Method, global: &Global) -> Exit {
         Some(Err(e)) => return output::report(Err(Failure::Usage(e)), None),
         None => None,
     };
-    output::report(block_on(opi::execute(job, &global.transport)), out)
+    output::report(runtime.block_on(opi::execute(job, &global.transport)), out)
 }
 
 /// The one runtime a command runs on.

@@ -1,4 +1,5 @@
-//! The `--blocks` value: attachment blocks as JSON, as OPI's single-quoted JSON, or as a file.
+//! The `--blocks` (and `--attach`) value: attachment blocks as JSON, as OPI's single-quoted
+//! JSON, as a file, or as an http(s) URL to download them from.
 //!
 //! OPI's own generated examples pass `"[{'IMAGE':{'NAME':'Image1','LINK':'https://…'}}]"`,
 //! which is not JSON. Real JSON is tried first and always wins, so a valid JSON value is never
@@ -10,8 +11,24 @@ use std::path::Path;
 use bitrix24::Attach;
 use serde_json::Value;
 
-/// Reads `--blocks`. `Ok(None)` means "nothing to attach"; `Err` lists what the portal would
-/// refuse, one line each.
+/// Reads `--blocks`, downloading it first when it is an http(s) URL ([`crate::download`]);
+/// what was downloaded passes the same checks as the text itself would.
+pub async fn read(input: &str) -> Result<Option<Attach>, String> {
+    let trimmed = input.trim();
+    if !crate::download::is_url(trimmed) {
+        return parse(trimmed);
+    }
+    let url = crate::download::parse(trimmed)?;
+    let shown = crate::download::shown(&url);
+    let body = crate::download::get(&url, &crate::download::BLOCKS).await?;
+    let text = String::from_utf8(body)
+        .map_err(|_| format!("what {shown} sent is not UTF-8 text; check the URL"))?;
+    let value = parse_json_text(text.trim()).map_err(|e| format!("what {shown} sent {e}"))?;
+    checked(value)
+}
+
+/// Reads `--blocks` given as text or a file name (URLs are [`read`]'s). `Ok(None)` means
+/// "nothing to attach"; `Err` lists what the portal would refuse, one line each.
 pub fn parse(input: &str) -> Result<Option<Attach>, String> {
     let trimmed = input.trim();
     if trimmed.is_empty() {
@@ -22,8 +39,6 @@ pub fn parse(input: &str) -> Result<Option<Attach>, String> {
     } else if std::fs::metadata(trimmed).is_ok() {
         let text = read_file(Path::new(trimmed))?;
         parse_json_text(text.trim()).map_err(|e| format!("file {trimmed:?}: {e}"))?
-    } else if trimmed.starts_with("http://") || trimmed.starts_with("https://") {
-        return Err("downloading blocks from a URL is not supported; save the JSON to a file and pass its path".into());
     } else if trimmed.to_ascii_lowercase().ends_with(".json") {
         return Err(format!("file {trimmed:?} does not exist"));
     } else {
@@ -31,6 +46,10 @@ pub fn parse(input: &str) -> Result<Option<Attach>, String> {
             "expected a JSON array such as [{\"IMAGE\":{\"NAME\":\"a\",\"LINK\":\"https://…\"}}], OPI's single-quoted form, or a path to a .json file".into(),
         );
     };
+    checked(value)
+}
+
+fn checked(value: Value) -> Result<Option<Attach>, String> {
     // Only what the portal refuses stops here; warnings are the caller's to show (or, with
     // --strict, to refuse) through the notification's own check.
     let attach = Attach::from_value(value);
@@ -182,7 +201,6 @@ mod tests {
                 "wrap it in [ ]",
             ),
             ("IMAGE", "expected a JSON array"),
-            ("https://example.com/blocks.json", "not supported"),
             ("[1]", "blocks[0]: is a number"),
         ];
         for (input, needle) in table {

@@ -225,7 +225,8 @@ pub struct Connection {
     /// Show what is sent and received on stderr (secrets masked)
     #[arg(long, global = true)]
     pub debug: bool,
-    /// Print the request that would be sent (secrets masked) and send nothing
+    /// Print the request that would be sent (secrets masked) and send nothing; several
+    /// batches (notify send to more than 50 users) print as a list
     #[arg(long, global = true)]
     pub dry_run: bool,
 }
@@ -373,8 +374,9 @@ pub struct SendFlags {
     /// Text for e-mail and other external channels
     #[arg(long, value_name = "TEXT")]
     pub message_out: Option<String>,
-    /// Attachment: JSON (list of blocks or full form), OPI's single-quoted form, or a file path
-    #[arg(long, value_name = "FILE|JSON")]
+    /// Attachment: JSON (list of blocks or full form), OPI's single-quoted form, a file path, or
+    /// an https:// URL to download it from (http:// only for loopback; at most 1 MiB, 10 s)
+    #[arg(long, value_name = "FILE|JSON|URL")]
     pub attach: Option<String>,
     /// Add a picture block (repeatable)
     #[arg(long, value_name = "NAME=URL")]
@@ -562,7 +564,8 @@ pub struct CommonFlags {
     /// Show the parsed options and what is sent and received (secrets masked)
     #[arg(long)]
     pub debug: bool,
-    /// Print the request that would be sent (secrets masked) and send nothing
+    /// Print the request that would be sent (secrets masked) and send nothing; several
+    /// batches (notify send to more than 50 users) print as a list
     #[arg(long)]
     pub test: bool,
     /// Write the result to this file instead of standard output (checked before sending)
@@ -584,8 +587,9 @@ pub struct NotificationFlags {
     /// Uniqueness tag: a newer notification with the same tag replaces the old one (OAuth apps only)
     #[arg(long, value_name = "TAG")]
     pub tag: Option<String>,
-    /// Attachment blocks: a JSON array, OPI's single-quoted form, or a path to a .json file
-    #[arg(long, value_name = "JSON|FILE")]
+    /// Attachment blocks: a JSON array, OPI's single-quoted form, a path to a .json file, or an
+    /// https:// URL to download them from (http:// only for loopback; at most 1 MiB, 10 s)
+    #[arg(long, value_name = "JSON|FILE|URL")]
     pub blocks: Option<String>,
     /// OAuth access token, when --url is a portal domain
     #[arg(

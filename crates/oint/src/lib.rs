@@ -3,7 +3,8 @@
 //! The binary in `main.rs` only calls [`app::main`]. Modules depend on each other in one
 //! direction, from the leaves up (ARCHITECTURE.md draws it):
 //!
-//! - leaves: [`flags`] (raw clap flags), [`ranges`], [`secrets`], [`files`], [`markdown`];
+//! - leaves: [`flags`] (raw clap flags), [`ranges`], [`secrets`], [`files`], [`download`],
+//!   [`markdown`];
 //! - [`output`] (exit codes, results, the printer), [`portal_errors`], [`severity`],
 //!   [`blocks`], [`alerts`] (alert webhooks to notification texts, for `serve`);
 //! - [`settings`] (flags + environment + config file + OAuth → target and transport);
@@ -20,6 +21,7 @@ pub mod app;
 pub mod blocks;
 pub mod commands;
 pub mod connect;
+pub mod download;
 pub mod files;
 pub mod flags;
 pub mod markdown;

@@ -575,6 +575,7 @@ async fn text_from_standard_input() {
     let df = "Filesystem  Size  Used Avail Use%\n/dev/vda    252G  231G   21G  92% /\n";
     let o = run(df.as_bytes().to_vec(), &[]).await;
     assert_eq!(o.status.code(), Some(0), "{}", stderr(&o));
+    assert_eq!(stderr(&o), "", "no hint when standard input is a pipe");
     let stored = emu.notifications();
     assert_eq!(stored.len(), 1);
     assert_eq!(
@@ -727,4 +728,102 @@ async fn several_users_one_batch_one_result_each() {
     .await;
     assert_eq!(o.status.code(), Some(2), "{}", stderr(&o));
     assert_eq!(emu.notifications().len(), before);
+}
+
+/// `--user` with more than 50 users and `--dry-run`: one request per batch of 50, as the
+/// real send makes them, in a list; nothing is sent.
+#[tokio::test(flavor = "multi_thread")]
+async fn dry_run_to_many_users_shows_each_batch() {
+    let emu = emulator().await;
+    let url = emu.webhook_url(1, SECRET);
+    let users: Vec<String> = (1..=120).map(|u| u.to_string()).collect();
+    let users = users.join(",");
+    let o = oint(
+        &[
+            "notify",
+            "send",
+            "--url",
+            &url,
+            "--user",
+            &users,
+            "--text",
+            "x",
+            "--dry-run",
+            "--json",
+        ],
+        &[],
+    )
+    .await;
+    assert_eq!(o.status.code(), Some(0), "{}", stderr(&o));
+    let previews = json(&o);
+    let previews = previews.as_array().expect("a list of requests");
+    let sizes: Vec<usize> = previews
+        .iter()
+        .map(|p| p["body"]["cmd"].as_object().unwrap().len())
+        .collect();
+    assert_eq!(sizes, [50, 50, 20]);
+    assert!(previews[0]["url"].as_str().unwrap().ends_with("/batch"));
+    assert_eq!(
+        previews[2]["body"]["cmd"]["19"],
+        "im.notify.personal.add?USER_ID=120&MESSAGE=x"
+    );
+    // Up to 50: one request, as before.
+    let o = oint(
+        &[
+            "notify",
+            "send",
+            "--url",
+            &url,
+            "--user",
+            "1,2",
+            "--text",
+            "x",
+            "--dry-run",
+            "--json",
+        ],
+        &[],
+    )
+    .await;
+    assert_eq!(o.status.code(), Some(0), "{}", stderr(&o));
+    assert_eq!(json(&o)["body"]["cmd"].as_object().unwrap().len(), 2);
+    assert!(emu.requests().is_empty() && emu.notifications().is_empty());
+}
+
+/// `--text -` on a terminal says what it waits for. `script` (util-linux) gives oint a
+/// terminal and types into it: a line, then Ctrl-D.
+#[tokio::test(flavor = "multi_thread")]
+async fn text_from_a_terminal_gets_a_hint() {
+    use tokio::io::AsyncWriteExt;
+    let command = format!(
+        "'{}' notify send --url sandbox --user 1 --text - --dry-run --json",
+        env!("CARGO_BIN_EXE_oint")
+    );
+    let spawned = tokio::process::Command::new("script")
+        .args(["-qec", &command, "/dev/null"])
+        .env("OINT_CONFIG", "/nonexistent/oint-test-config.toml")
+        .stdin(std::process::Stdio::piped())
+        .stdout(std::process::Stdio::piped())
+        .stderr(std::process::Stdio::piped())
+        .spawn();
+    let Ok(mut child) = spawned else {
+        eprintln!("skipped: no `script` to give oint a terminal");
+        return;
+    };
+    let mut stdin = child.stdin.take().unwrap();
+    stdin.write_all(b"typed on a terminal\n\x04").await.unwrap();
+    drop(stdin);
+    let o = child.wait_with_output().await.unwrap();
+    let screen = stdout(&o);
+    assert_eq!(o.status.code(), Some(0), "{screen}");
+    // The terminal echoes what is typed, perhaps before the hint: a line of its own.
+    assert!(
+        screen
+            .lines()
+            .any(|l| l.trim_end() == "reading --text from standard input; end with Ctrl-D"),
+        "{screen}"
+    );
+    assert!(
+        screen.contains(r#""MESSAGE": "typed on a terminal""#),
+        "{screen}"
+    );
 }

@@ -87,7 +87,7 @@ async fn run_notify(
     match action {
         NotifyAction::Send(flags) => {
             let users = flags.user.clone();
-            let notification = build_send(flags)?;
+            let notification = build_send(flags).await?;
             // One check says it for every user: only USER_ID differs.
             let (report, request) = Notification {
                 user: users[0],
@@ -248,10 +248,18 @@ async fn send_to_each(
         });
     }
     if dry_run {
-        let batch = items
-            .iter()
-            .fold(client.batch(), |b, item| b.push(item.request.clone()));
-        return Ok(preview(client, &batch.to_request().map_err(failure)?));
+        // The batches the send would make: a portal batch holds at most 50 commands.
+        let batches = items
+            .chunks(bitrix24::MAX_BATCH)
+            .map(|chunk| {
+                chunk
+                    .iter()
+                    .fold(client.batch(), |b, item| b.push(item.request.clone()))
+                    .to_request()
+                    .map_err(failure)
+            })
+            .collect::<Result<Vec<_>, _>>()?;
+        return Ok(render::previews(client, &batches));
     }
     let mut outcomes: Vec<(u64, ItemOutcome)> = client
         .bulk(futures_util::stream::iter(items))
@@ -329,13 +337,32 @@ fn not_done(message: String) -> Failure {
     }
 }
 
-/// Turns the send flags into a notification for the library's builder.
-fn build_send(flags: SendFlags) -> Result<Notification, Failure> {
-    let attach = build_attach(&flags.attach, &flags.image, &flags.file, &flags.color)
-        .map_err(Failure::Usage)?;
+/// Turns the send flags into a notification for the library's builder. Async only for an
+/// `--attach` URL, which is downloaded like OPI's `--blocks`.
+async fn build_send(flags: SendFlags) -> Result<Notification, Failure> {
+    let base = match &flags.attach {
+        Some(text) => blocks::read(text)
+            .await
+            .map_err(|e| Failure::Usage(severity::flagged("--attach", &e)))?
+            .map(|a| a.as_json().clone()),
+        None => None,
+    };
+    let attach =
+        build_attach(base, &flags.image, &flags.file, &flags.color).map_err(Failure::Usage)?;
     let text = match flags.text.as_str() {
-        "-" => crate::files::read_stdin_text(crate::files::STDIN_TEXT_CAP)
-            .map_err(|e| Failure::Usage(format!("--text -: {e}")))?,
+        "-" => {
+            use std::io::IsTerminal;
+            // Otherwise a terminal just waits, silently, for an end of input.
+            if std::io::stdin().is_terminal() {
+                crate::output::note(if cfg!(windows) {
+                    "reading --text from standard input; end with Ctrl-Z Enter"
+                } else {
+                    "reading --text from standard input; end with Ctrl-D"
+                });
+            }
+            crate::files::read_stdin_text(crate::files::STDIN_TEXT_CAP)
+                .map_err(|e| Failure::Usage(format!("--text -: {e}")))?
+        }
         _ => flags.text,
     };
     let text = if flags.markdown {
@@ -363,19 +390,13 @@ fn send_flag(finding: &bitrix24::Finding) -> String {
     }
 }
 
-/// Joins `--attach`, `--image`, `--file` and `--color` into one attachment.
+/// Joins `--attach` (already read), `--image`, `--file` and `--color` into one attachment.
 fn build_attach(
-    attach: &Option<String>,
+    base: Option<Value>,
     images: &[String],
     files: &[String],
     color: &Option<String>,
 ) -> Result<Option<Attach>, String> {
-    let base = match attach {
-        Some(text) => blocks::parse(text)
-            .map_err(|e| severity::flagged("--attach", &e.to_string()))?
-            .map(|a| a.as_json().clone()),
-        None => None,
-    };
     let mut extra = Vec::new();
     for (flag, kind, items) in [("--image", "IMAGE", images), ("--file", "FILE", files)] {
         for item in items {
@@ -437,7 +458,7 @@ mod tests {
     fn attach_flags_combine() {
         let images = vec!["chart=https://x/c.png".to_string()];
         let files = vec!["log.txt=/upload/log.txt".to_string()];
-        let a = build_attach(&Some("[{'MESSAGE':'hi'}]".into()), &images, &files, &None)
+        let a = build_attach(Some(json!([{"MESSAGE": "hi"}])), &images, &files, &None)
             .unwrap()
             .unwrap();
         assert_eq!(
@@ -445,33 +466,21 @@ mod tests {
             &json!([{"MESSAGE": "hi"}, {"IMAGE": {"NAME": "chart", "LINK": "https://x/c.png"}},
                     {"FILE": {"NAME": "log.txt", "LINK": "/upload/log.txt"}}])
         );
-        let a = build_attach(&None, &images, &[], &Some("#29619b".into()))
+        let a = build_attach(None, &images, &[], &Some("#29619b".into()))
             .unwrap()
             .unwrap();
         assert_eq!(
             a.as_json(),
             &json!({"COLOR": "#29619b", "BLOCKS": [{"IMAGE": {"NAME": "chart", "LINK": "https://x/c.png"}}]})
         );
-        assert!(build_attach(&None, &[], &[], &None).unwrap().is_none());
+        assert!(build_attach(None, &[], &[], &None).unwrap().is_none());
         let table = [
-            (None, vec!["noequals"], None, "--image: expected NAME=URL"),
-            (None, vec![], Some("#fff"), "--color: colours an attachment"),
-            (
-                Some("nope"),
-                vec![],
-                None,
-                "--attach: expected a JSON array",
-            ),
+            (vec!["noequals"], None, "--image: expected NAME=URL"),
+            (vec![], Some("#fff"), "--color: colours an attachment"),
         ];
-        for (attach, images, color, want) in table {
+        for (images, color, want) in table {
             let images: Vec<String> = images.iter().map(|s| s.to_string()).collect();
-            let e = build_attach(
-                &attach.map(String::from),
-                &images,
-                &[],
-                &color.map(String::from),
-            )
-            .unwrap_err();
+            let e = build_attach(None, &images, &[], &color.map(String::from)).unwrap_err();
             assert!(e.starts_with(want), "{e}");
         }
     }
@@ -482,7 +491,7 @@ mod tests {
     fn attach_flags_are_checked_by_the_library() {
         let findings = |images: &[&str], color: Option<&str>, strict: bool| {
             let images: Vec<String> = images.iter().map(|s| s.to_string()).collect();
-            let attach = build_attach(&None, &images, &[], &color.map(String::from)).unwrap();
+            let attach = build_attach(None, &images, &[], &color.map(String::from)).unwrap();
             let (report, _) = severity::Notification {
                 user: 1,
                 text: "x".into(),

@@ -1,8 +1,9 @@
 //! The OPI-compatible commands, `oint bitrix24 <Method>`: flags with OPI's names become a
 //! checked [`Job`] ([`plan`]), which is then sent ([`execute`]).
 //!
-//! Every check that can be made without the network is made in [`plan`], so that a mistake is
-//! reported with OPI's flag name and exit code 2 before anything is sent. The mapping from a
+//! Every check that can be made without the portal is made in [`plan`] (which also downloads
+//! `--blocks` given as a URL), so that a mistake is reported with OPI's flag name and exit
+//! code 2 before anything is sent. The mapping from a
 //! request field to OPI's flag ([`opi_flag`]) lives here, and nowhere else.
 
 use std::path::PathBuf;
@@ -69,18 +70,22 @@ fn usage(flag: &str, message: impl std::fmt::Display) -> UsageError {
 }
 
 /// Checks an OPI method's flags and makes its job; `strict` refuses warnings too
-/// (`--strict`, `OINT_STRICT`).
-pub fn plan(method: Method, strict: bool) -> Result<Job, UsageError> {
+/// (`--strict`, `OINT_STRICT`). Async only for a `--blocks` URL.
+pub async fn plan(method: Method, strict: bool) -> Result<Job, UsageError> {
     match method {
-        Method::CreatePersonalNotification(flags) => notification(flags, false, strict),
-        Method::CreateSystemNotification(flags) => notification(flags, true, strict),
+        Method::CreatePersonalNotification(flags) => notification(flags, false, strict).await,
+        Method::CreateSystemNotification(flags) => notification(flags, true, strict).await,
         Method::DeleteNotification(flags) => delete(flags),
         Method::GetPictureBlock(flags) => block(flags, Block::image),
         Method::GetFileBlock(flags) => block(flags, Block::file),
     }
 }
 
-fn notification(flags: NotificationFlags, system: bool, strict: bool) -> Result<Job, UsageError> {
+async fn notification(
+    flags: NotificationFlags,
+    system: bool,
+    strict: bool,
+) -> Result<Job, UsageError> {
     let target = target(flags.url, flags.token)?;
     let user = positive_id("--user", "user", flags.user)?;
     let text = unescape_newlines(&required("--text", flags.text, "the notification text")?);
@@ -90,8 +95,11 @@ fn notification(flags: NotificationFlags, system: bool, strict: bool) -> Result<
             "is blank; the portal refuses notifications without text",
         ));
     }
+    // Last of the flags: a URL is downloaded only when everything else is right.
     let attach = match flags.blocks {
-        Some(text) => blocks::parse(&text).map_err(|e| usage("--blocks", e))?,
+        Some(text) => blocks::read(&text)
+            .await
+            .map_err(|e| usage("--blocks", e))?,
         None => None,
     };
     let (report, request) = crate::severity::Notification {
@@ -307,6 +315,15 @@ mod tests {
             text: Some(text.into()),
             ..Default::default()
         }
+    }
+
+    /// The real `plan`, on a runtime of its own.
+    fn plan(method: Method, strict: bool) -> Result<Job, UsageError> {
+        tokio::runtime::Builder::new_current_thread()
+            .enable_all()
+            .build()
+            .unwrap()
+            .block_on(super::plan(method, strict))
     }
 
     fn request_of(job: Job) -> Request {

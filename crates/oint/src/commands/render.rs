@@ -48,6 +48,25 @@ pub fn preview(client: &Client, request: &Request) -> Outcome {
     }
 }
 
+/// What `--dry-run` shows for several requests: one preview as [`preview`] shows it, more
+/// as a list of them.
+pub fn previews(client: &Client, requests: &[Request]) -> Outcome {
+    match requests {
+        [one] => preview(client, one),
+        many => {
+            let json = Value::Array(
+                many.iter()
+                    .map(|r| serde_json::to_value(client.preview(r)).expect("a preview is JSON"))
+                    .collect(),
+            );
+            Outcome::Value {
+                plain: output::to_pretty_json(&json),
+                json,
+            }
+        }
+    }
+}
+
 /// The outcome in `format`. The portal's error JSON belongs on stdout only when the caller
 /// asked for JSON.
 pub fn render(outcome: Result<Outcome, Failure>, format: OutputFormat) -> Result<Success, Failure> {
