@@ -555,3 +555,110 @@ async fn a_grafana_payload_becomes_one_notification_per_alert_and_user() {
     );
     relay.terminate().await;
 }
+
+/// Routes from the config file: a template in Markdown, system notifications, one per group;
+/// the command line's --route wins over a route of the same name; a bad route stops the start.
+#[tokio::test]
+async fn config_file_routes_render_their_templates() {
+    let emu = emulator().await;
+    let dir = tmp();
+    let queue = dir.path().join("q.sqlite3");
+    let config = dir.path().join("config.toml");
+    std::fs::write(
+        &config,
+        r#"
+[serve.routes.infra]
+users = [2]
+system = true
+markdown = true
+template = "**{{ labels.alertname }}** on {{ labels.instance }} is {{ status }}"
+
+[serve.routes.grouped]
+users = [3]
+group = true
+"#,
+    )
+    .unwrap();
+    let url = emu.webhook_url(1, SECRET);
+    let env = [("OINT_CONFIG", config.to_str().unwrap())];
+    let relay = Relay::start(
+        &["--url", &url, "--queue", queue.to_str().unwrap()],
+        &env,
+        dir.path(),
+    )
+    .await;
+    let fixture = include_str!("fixtures/alertmanager-v4.json");
+    let (status, answer) = relay.post("/alertmanager/infra", fixture).await;
+    assert_eq!(status, 202, "{answer}");
+    let (status, answer) = relay.post("/alertmanager/grouped", fixture).await;
+    assert_eq!(status, 202, "{answer}");
+    until(&emu, "two per-alert and one per-group", |n| n.len() == 3).await;
+    let got = emu.notifications();
+    let infra: Vec<&str> = got
+        .iter()
+        .filter(|n| n.user_id == 2)
+        .map(|n| n.message.as_str())
+        .collect();
+    assert_eq!(
+        infra,
+        [
+            "[b]DiskFull[/b] on db1:9100 is firing",
+            "[b]DiskFull[/b] on db2:9100 is resolved"
+        ]
+    );
+    assert!(
+        got.iter()
+            .filter(|n| n.user_id == 2)
+            .all(|n| n.r#type == "SYSTEM")
+    );
+    let grouped: Vec<&str> = got
+        .iter()
+        .filter(|n| n.user_id == 3)
+        .map(|n| n.message.as_str())
+        .collect();
+    assert_eq!(grouped.len(), 1, "{got:?}");
+    // The group's default: one line per alert, the firing one and the resolved one.
+    assert!(
+        grouped[0].starts_with("[b]FIRING:1[/b]") && grouped[0].contains("\n✓ [s]DiskFull[/s]"),
+        "{grouped:?}"
+    );
+    relay.terminate().await;
+
+    std::fs::write(
+        &config,
+        "[serve.routes.bad]\nusers = [1]\ntemplate = \"{{ unclosed\"\n",
+    )
+    .unwrap();
+    let out = common::oint(&["serve", "--url", &url, "--listen", "127.0.0.1:0"], &env).await;
+    assert_eq!(out.status.code(), Some(2));
+    let err = common::stderr(&out);
+    assert!(
+        err.contains("serve.routes.bad") && err.contains("template"),
+        "{err}"
+    );
+    std::fs::write(&config, "[serve.routes.x]\nusers = []\n").unwrap();
+    let out = common::oint(&["serve", "--url", &url, "--listen", "127.0.0.1:0"], &env).await;
+    assert_eq!(out.status.code(), Some(2));
+    assert!(
+        common::stderr(&out).contains("users is empty"),
+        "{}",
+        common::stderr(&out)
+    );
+    std::fs::write(&config, "[serve]\nlisten = \"0.0.0.0:1\"\n").unwrap();
+    let out = common::oint(&["serve", "--url", &url, "--listen", "127.0.0.1:0"], &env).await;
+    assert_eq!(out.status.code(), Some(2));
+    assert!(
+        common::stderr(&out).contains("[serve] takes only routes"),
+        "{}",
+        common::stderr(&out)
+    );
+    for bad in ["ops", "ops=", "ops=0", "ops=1,x", "../x=1", "=1"] {
+        let out = common::oint(&["serve", "--url", &url, "--route", bad], &[]).await;
+        assert_eq!(out.status.code(), Some(2), "{bad}");
+        assert!(
+            common::stderr(&out).contains("--route"),
+            "{bad}: {}",
+            common::stderr(&out)
+        );
+    }
+}
