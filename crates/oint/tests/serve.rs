@@ -662,3 +662,53 @@ group = true
         );
     }
 }
+
+/// The relay and an `oint notify bulk` on the same machine draw from one bucket: together
+/// past the portal's burst, the portal still never answers 503.
+#[tokio::test]
+async fn the_relay_and_other_oint_processes_share_the_portals_budget() {
+    // The standard plan, enforced by the emulator: burst 50, 2 requests a second.
+    let emu = emulator().await;
+    let dir = tmp();
+    let queue = dir.path().join("q.sqlite3");
+    let url = emu.webhook_url(1, SECRET);
+    let relay = Relay::start(
+        &["--url", &url, "--queue", queue.to_str().unwrap()],
+        &[],
+        dir.path(),
+    )
+    .await;
+    let rows = dir.path().join("rows.jsonl");
+    let text: String = (0..1500)
+        .map(|i| format!("{{\"user\": 1, \"text\": \"bulk-{i}\"}}\n"))
+        .collect();
+    std::fs::write(&rows, text).unwrap();
+    let bulk_args = [
+        "notify",
+        "bulk",
+        "--url",
+        &url,
+        "--input",
+        rows.to_str().unwrap(),
+    ];
+    let bulk = common::oint(&bulk_args, &[]);
+    let posts = async {
+        for chunk in 0..30 {
+            let users: Vec<u64> = vec![1; 50];
+            let body = json!({"users": users, "text": format!("relay-{chunk}")});
+            let (status, answer) = relay.post("/notify", &body.to_string()).await;
+            assert_eq!(status, 202, "{answer}");
+        }
+    };
+    let (out, ()) = tokio::join!(bulk, posts);
+    assert_eq!(out.status.code(), Some(0), "{}", common::stderr(&out));
+    until(&emu, "3000 notifications", |n| n.len() == 3000).await;
+    let statuses: Vec<u16> = emu.requests().iter().map(|r| r.status).collect();
+    assert!(
+        statuses.len() > 50,
+        "past the burst: {} requests",
+        statuses.len()
+    );
+    assert!(statuses.iter().all(|s| *s != 503), "a 503: {statuses:?}");
+    relay.terminate().await;
+}
