@@ -61,7 +61,8 @@ Alertmanager webhook receiver), POST /grafana/ROUTE (a Grafana webhook contact p
 GET /healthz, GET /metrics, GET /queue. An accepted notification is answered 202 with its id
 once it is synced to the queue; it is delivered in batches of 50 at the portal's pace, shared
 with every oint process on this machine. SIGTERM stops accepting, finishes the batches in
-flight and exits; after kill -9 the next start resumes the queue.";
+flight and exits 0 (a second SIGTERM exits 1 at once); after kill -9 the next start resumes the
+queue.";
 
 const SEND_EXAMPLES: &str = "\
 Examples:

@@ -712,3 +712,30 @@ async fn the_relay_and_other_oint_processes_share_the_portals_budget() {
     assert!(statuses.iter().all(|s| *s != 503), "a 503: {statuses:?}");
     relay.terminate().await;
 }
+
+/// A second SIGTERM does not wait for a batch in flight: the relay exits 1 at once, and the
+/// next start settles that batch by the restart rules (over a webhook: dead-lettered).
+#[tokio::test]
+async fn a_second_sigterm_stops_at_once() {
+    let emu = emulator().await;
+    // Far longer than the test would wait.
+    emu.add_faults(&json!([{"method": "batch", "kind": "delay", "ms": 300_000}]))
+        .unwrap();
+    let dir = tmp();
+    let queue = dir.path().join("q.sqlite3");
+    let q = queue.to_str().unwrap();
+    let url = emu.webhook_url(1, SECRET);
+    let relay = Relay::start(&["--url", &url, "--queue", q], &[], dir.path()).await;
+    let (status, _) = relay
+        .post("/notify", r#"{"user": 1, "text": "held"}"#)
+        .await;
+    assert_eq!(status, 202);
+    until(&emu, "the batch has run", |n| n.len() == 1).await;
+    let (code, stderr) = relay.signalled(2).await;
+    assert_eq!(code, 1, "{stderr}");
+    assert!(stderr.contains("stopped at once"), "{stderr}");
+    emu.clear_faults();
+    let relay = Relay::start(&["--url", &url, "--queue", q], &[], dir.path()).await;
+    assert_eq!(relay.metric("oint_serve_dead_letters").await, 1.0);
+    relay.terminate().await;
+}

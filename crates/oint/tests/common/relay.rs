@@ -96,9 +96,18 @@ impl Relay {
     }
 
     /// Sends SIGTERM and waits for the exit code.
-    pub async fn terminate(mut self) -> (i32, String) {
+    pub async fn terminate(self) -> (i32, String) {
+        self.signalled(1).await
+    }
+
+    /// Sends SIGTERM `times` times and waits for the exit code.
+    pub async fn signalled(mut self, times: usize) -> (i32, String) {
         let pid = self.child.id().expect("running") as i32;
-        unsafe { libc::kill(pid, libc::SIGTERM) };
+        for _ in 0..times {
+            unsafe { libc::kill(pid, libc::SIGTERM) };
+            // Each signal is its own event for the relay.
+            tokio::time::sleep(Duration::from_millis(100)).await;
+        }
         let status = tokio::time::timeout(Duration::from_secs(120), self.child.wait())
             .await
             .expect("the relay stops after SIGTERM")

@@ -92,6 +92,8 @@ pub async fn command(args: ServeArgs, global: &Global) -> Result<Success, Failur
     };
     let (queue, recovery) = queue::Queue::open(&queue_path, tags).map_err(Failure::Usage)?;
     let queue = Arc::new(queue);
+    // Before the address is printed: a SIGTERM right after it must find the handler.
+    let mut signals = Signals::install();
     let listener = tokio::net::TcpListener::bind(listen)
         .await
         .map_err(|e| Failure::Usage(format!("--listen: cannot listen on {listen}: {e}")))?;
@@ -146,15 +148,23 @@ pub async fn command(args: ServeArgs, global: &Global) -> Result<Success, Failur
     });
     let server = {
         let mut stop = stop.clone();
-        axum::serve(listener, http::router(relay.clone())).with_graceful_shutdown(async move {
-            let _ = stop.wait_for(|s| *s).await;
-        })
-    };
-    let signals = async {
-        shutdown_signal().await;
-        note("oint serve: stopping: no new notifications; finishing the batches in flight");
-        relay.draining.store(true, Ordering::Relaxed);
-        let _ = stop_tx.send(true);
+        let served = axum::serve(listener, http::router(relay.clone())).with_graceful_shutdown({
+            let mut stop = stop.clone();
+            async move {
+                let _ = stop.wait_for(|s| *s).await;
+            }
+        });
+        // Requests still open some seconds after the stop are cut: a client that never
+        // finishes its request must not keep the relay from exiting.
+        async move {
+            tokio::select! {
+                served = served => served,
+                () = async {
+                    let _ = stop.wait_for(|s| *s).await;
+                    tokio::time::sleep(SHUTDOWN_GRACE).await;
+                } => Ok(()),
+            }
+        }
     };
     let delivery = delivery::run(
         &client,
@@ -167,8 +177,25 @@ pub async fn command(args: ServeArgs, global: &Global) -> Result<Success, Failur
             concurrency: options.concurrency,
         },
     );
-    let (served, (), ()) = tokio::join!(server, delivery, signals);
-    served.map_err(|e| Failure::Local(format!("the relay's server failed: {e}")))?;
+    let stopping = async {
+        signals.next().await;
+        note(
+            "oint serve: stopping: no new notifications; finishing the batches in flight (a second signal stops at once)",
+        );
+        relay.draining.store(true, Ordering::Relaxed);
+        let _ = stop_tx.send(true);
+        signals.next().await;
+    };
+    tokio::select! {
+        (served, ()) = async { tokio::join!(server, delivery) } => {
+            served.map_err(|e| Failure::Local(format!("the relay's server failed: {e}")))?;
+        }
+        () = stopping => {
+            note("oint serve: stopped at once; batches in flight are settled at the next start by the restart rules");
+            queue.close();
+            return Ok(Success::Finished(Exit::Failed));
+        }
+    }
     drop(relay);
     queue.close();
     note(&format!(
@@ -282,25 +309,39 @@ async fn listen_address(listen: &str, has_token: bool) -> Result<SocketAddr, Fai
     Ok(addr)
 }
 
-/// SIGTERM or Ctrl-C (SIGINT).
-async fn shutdown_signal() {
+/// How long open requests may take to finish after a stop.
+const SHUTDOWN_GRACE: std::time::Duration = std::time::Duration::from_secs(10);
+
+/// SIGTERM or Ctrl-C (SIGINT), handled from the moment they are installed.
+struct Signals {
     #[cfg(unix)]
-    {
-        use tokio::signal::unix::{SignalKind, signal};
-        match signal(SignalKind::terminate()) {
-            Ok(mut term) => {
-                tokio::select! {
-                    _ = term.recv() => {}
-                    _ = tokio::signal::ctrl_c() => {}
-                }
-            }
-            Err(_) => {
-                let _ = tokio::signal::ctrl_c().await;
+    term: Option<(tokio::signal::unix::Signal, tokio::signal::unix::Signal)>,
+}
+
+impl Signals {
+    fn install() -> Signals {
+        #[cfg(unix)]
+        {
+            use tokio::signal::unix::{SignalKind, signal};
+            Signals {
+                term: signal(SignalKind::terminate())
+                    .and_then(|term| Ok((term, signal(SignalKind::interrupt())?)))
+                    .ok(),
             }
         }
+        #[cfg(not(unix))]
+        Signals {}
     }
-    #[cfg(not(unix))]
-    {
+
+    async fn next(&mut self) {
+        #[cfg(unix)]
+        if let Some((term, int)) = self.term.as_mut() {
+            tokio::select! {
+                _ = term.recv() => {}
+                _ = int.recv() => {}
+            }
+            return;
+        }
         let _ = tokio::signal::ctrl_c().await;
     }
 }
