@@ -1,5 +1,5 @@
 //! The embedded sandbox (`--url sandbox`, `oint sandbox …`) through the built binary: state
-//! kept across runs and several processes on one data file at once.
+//! kept across runs, several processes on one data file at once, and the build without it.
 
 mod common;
 
@@ -14,6 +14,7 @@ const SEND: [&str; 6] = [
     "1",
 ];
 
+#[cfg(feature = "sandbox")]
 mod built_in {
     use std::collections::{BTreeMap, BTreeSet};
     use std::path::Path;
@@ -129,5 +130,20 @@ mod built_in {
         for (id, message) in &stored {
             assert!(sent.contains(&(*id, message.clone())), "{id} {message}");
         }
+    }
+}
+
+#[cfg(not(feature = "sandbox"))]
+#[tokio::test(flavor = "multi_thread")]
+async fn without_the_feature_sandbox_commands_say_how_to_get_it() {
+    let mut send = SEND.to_vec();
+    send.extend(["--text", "x"]);
+    for args in [send, vec!["sandbox", "list"], vec!["sandbox", "reset"]] {
+        let out = oint(&args, &[]).await;
+        assert_eq!(out.status.code(), Some(2), "{args:?}");
+        assert_eq!(
+            stderr(&out),
+            "error: this oint was built without the sandbox; rebuild with --features sandbox\n"
+        );
     }
 }
