@@ -42,7 +42,12 @@ mod built_in {
         let stored = stored.as_array().expect("a list");
         let by_id: BTreeMap<u64, String> = stored
             .iter()
-            .map(|n| (n["id"].as_u64().unwrap(), n["message"].as_str().unwrap().into()))
+            .map(|n| {
+                (
+                    n["id"].as_u64().unwrap(),
+                    n["message"].as_str().unwrap().into(),
+                )
+            })
             .collect();
         assert_eq!(by_id.len(), stored.len(), "ids repeat: {stored:?}");
         by_id
@@ -126,7 +131,10 @@ mod built_in {
         assert!(counts.windows(2).all(|w| w[0] >= w[1]), "{sent:?}");
         assert!(times.keys().copied().eq(1..=times.len() as u64), "{sent:?}");
         // What is left is the last stretch: ids 1..=n, each with the text its send got it for.
-        assert!(stored.keys().copied().eq(1..=stored.len() as u64), "{stored:?}");
+        assert!(
+            stored.keys().copied().eq(1..=stored.len() as u64),
+            "{stored:?}"
+        );
         for (id, message) in &stored {
             assert!(sent.contains(&(*id, message.clone())), "{id} {message}");
         }
