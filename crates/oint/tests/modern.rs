@@ -795,9 +795,13 @@ async fn dry_run_to_many_users_shows_each_batch() {
 #[tokio::test(flavor = "multi_thread")]
 async fn text_from_a_terminal_gets_a_hint() {
     use tokio::io::AsyncWriteExt;
+    // A portal rather than the sandbox, which an oint may be built without; a dry run sends
+    // it nothing.
+    let emu = emulator().await;
     let command = format!(
-        "'{}' notify send --url sandbox --user 1 --text - --dry-run --json",
-        env!("CARGO_BIN_EXE_oint")
+        "'{}' notify send --url '{}' --user 1 --text - --dry-run --json",
+        env!("CARGO_BIN_EXE_oint"),
+        emu.webhook_url(1, SECRET)
     );
     let spawned = tokio::process::Command::new("script")
         .args(["-qec", &command, "/dev/null"])
@@ -827,4 +831,5 @@ async fn text_from_a_terminal_gets_a_hint() {
         screen.contains(r#""MESSAGE": "typed on a terminal""#),
         "{screen}"
     );
+    assert!(emu.requests().is_empty(), "a dry run sends nothing");
 }
