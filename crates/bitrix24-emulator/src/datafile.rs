@@ -103,6 +103,7 @@ fn regular_or_absent(path: &Path) -> Result<(), Error> {
 }
 
 fn private_options() -> OpenOptions {
+    #[cfg_attr(not(unix), allow(unused_mut))] // only unix has a mode to set
     let mut options = OpenOptions::new();
     #[cfg(unix)]
     std::os::unix::fs::OpenOptionsExt::mode(&mut options, 0o600);

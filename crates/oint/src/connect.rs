@@ -35,10 +35,8 @@ pub async fn connect(
             ))
         }
         Target::Sandbox { token } => {
-            let sandbox = sandbox::start(token.as_ref(), transport)
-                .await
-                .map_err(Failure::Local)?;
-            Ok((sandbox.client.clone(), Some(sandbox)))
+            let (client, sandbox) = sandbox::start(token.as_ref(), transport).await?;
+            Ok((client, Some(sandbox)))
         }
     }
 }

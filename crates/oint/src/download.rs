@@ -202,6 +202,14 @@ fn redirect_target(from: &Url, location: &HeaderValue) -> Result<Url, String> {
     let next = from.join(text).map_err(|_| bad())?;
     allowed(&next)
         .map_err(|why| format!("{} redirects to {}: {why}", shown(from), shown(&next)))?;
+    // A remote server must not make oint read from this machine's own services.
+    if is_loopback(&next) && !is_loopback(from) {
+        return Err(format!(
+            "{} redirects to {}, on this machine; a remote address may not lead to a local one: give the local URL yourself if you mean it",
+            shown(from),
+            shown(&next)
+        ));
+    }
     Ok(next)
 }
 
@@ -272,6 +280,26 @@ mod tests {
             assert!(e.contains(needle), "{bad}: {e}");
         }
         assert!(is_url("HTTPS://x") && is_url("http://x") && !is_url("blocks.json"));
+    }
+
+    #[test]
+    fn a_remote_address_may_not_redirect_to_this_machine() {
+        let location = |l: &str| HeaderValue::from_str(l).unwrap();
+        let remote = Url::parse("https://example.com/b.json").unwrap();
+        for local in [
+            "http://127.0.0.1:8080/x",
+            "https://localhost/x",
+            "http://[::1]/x",
+        ] {
+            let e = redirect_target(&remote, &location(local)).unwrap_err();
+            assert!(e.contains("on this machine"), "{local}: {e}");
+        }
+        assert!(redirect_target(&remote, &location("https://cdn.example.com/b")).is_ok());
+        let local = Url::parse("http://127.0.0.1:9/a").unwrap();
+        assert!(
+            redirect_target(&local, &location("/b")).is_ok(),
+            "loopback to loopback"
+        );
     }
 
     /// A loopback server that answers every connection with `answer` (or never, when `None`).

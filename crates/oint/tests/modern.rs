@@ -353,6 +353,10 @@ async fn portals_from_the_config_file_and_secrets_from_files_or_stdin() {
 
 #[tokio::test(flavor = "multi_thread")]
 async fn usage_errors_are_one_line_and_exit_2() {
+    // A real portal rather than the sandbox (which an oint may be built without): some
+    // checks come once the client exists. It must receive nothing.
+    let emu = emulator().await;
+    let url = emu.webhook_url(1, SECRET);
     let table: Vec<(Vec<&str>, &str)> = vec![
         (
             vec!["notify", "send", "--user", "1", "--text", "x"],
@@ -360,55 +364,52 @@ async fn usage_errors_are_one_line_and_exit_2() {
         ),
         (
             vec![
-                "notify", "send", "--url", "sandbox", "--user", "0", "--text", "x",
+                "notify", "send", "--url", &url, "--user", "0", "--text", "x",
             ],
             "invalid value '0' for '--user <ID>'",
         ),
         (
-            vec!["notify", "send", "--url", "sandbox", "--user", "1"],
+            vec!["notify", "send", "--url", &url, "--user", "1"],
             "--text <TEXT>",
         ),
         (
             // The portal replaces an invalid colour with a random one: a warning, refused
             // only with --strict.
             vec![
-                "notify", "send", "--url", "sandbox", "--user", "1", "--text", "x", "--color",
-                "red", "--image", "a=/b", "--strict",
+                "notify", "send", "--url", &url, "--user", "1", "--text", "x", "--color", "red",
+                "--image", "a=/b", "--strict",
             ],
             "--color: COLOR: \"red\" is not a colour",
         ),
         (
-            vec!["notify", "delete", "--url", "sandbox"],
+            vec!["notify", "delete", "--url", &url],
             "--id <ID>|--tag <TAG>|--sub-tag <TAG>",
         ),
         (
-            vec![
-                "notify", "delete", "--url", "sandbox", "--id", "1", "--tag", "t",
-            ],
+            vec!["notify", "delete", "--url", &url, "--id", "1", "--tag", "t"],
             "cannot be used with",
         ),
         (
-            vec!["notify", "read", "--url", "sandbox", "--all", "--unread"],
+            vec!["notify", "read", "--url", &url, "--all", "--unread"],
             "cannot be used with",
         ),
         (
-            vec!["notify", "list", "--url", "sandbox", "--limit", "51"],
+            vec!["notify", "list", "--url", &url, "--limit", "51"],
             "51 is not in 1..=50",
         ),
         (
-            vec!["notify", "search", "--url", "sandbox", "ab"],
+            vec!["notify", "search", "--url", &url, "ab"],
             "error: TEXT: needs at least 3 characters",
         ),
     ];
-    let dir = tempfile::tempdir().unwrap();
-    let data = dir.path().join("sandbox.sqlite3");
     for (args, want) in table {
-        let o = oint(&args, &[("OINT_SANDBOX_DATA", data.to_str().unwrap())]).await;
+        let o = oint(&args, &[]).await;
         assert_eq!(o.status.code(), Some(2), "{args:?}: {}", stderr(&o));
         let err = stderr(&o);
         assert_eq!(err.lines().count(), 1, "{err}");
         assert!(err.contains(want), "{args:?}: want {want:?}, got {err}");
     }
+    assert!(emu.requests().is_empty(), "nothing was sent");
 }
 
 #[tokio::test(flavor = "multi_thread")]
@@ -794,9 +795,13 @@ async fn dry_run_to_many_users_shows_each_batch() {
 #[tokio::test(flavor = "multi_thread")]
 async fn text_from_a_terminal_gets_a_hint() {
     use tokio::io::AsyncWriteExt;
+    // A portal rather than the sandbox, which an oint may be built without; a dry run sends
+    // it nothing.
+    let emu = emulator().await;
     let command = format!(
-        "'{}' notify send --url sandbox --user 1 --text - --dry-run --json",
-        env!("CARGO_BIN_EXE_oint")
+        "'{}' notify send --url '{}' --user 1 --text - --dry-run --json",
+        env!("CARGO_BIN_EXE_oint"),
+        emu.webhook_url(1, SECRET)
     );
     let spawned = tokio::process::Command::new("script")
         .args(["-qec", &command, "/dev/null"])
@@ -826,4 +831,5 @@ async fn text_from_a_terminal_gets_a_hint() {
         screen.contains(r#""MESSAGE": "typed on a terminal""#),
         "{screen}"
     );
+    assert!(emu.requests().is_empty(), "a dry run sends nothing");
 }

@@ -27,7 +27,7 @@ use serde::Deserialize;
 use super::world::World;
 use crate::files::{CONFIG_CAP, ReadError, SECRET_CAP, read_regular};
 use crate::ranges::{self, Range};
-use crate::secrets::{clean_secret, masked, may_be_secret, scrub_serde_message, shown_path};
+use crate::secrets::{clean_secret, masked, scrub_serde_message, shown_path};
 
 /// The config file.
 #[derive(Debug, Default, Deserialize)]
@@ -218,6 +218,7 @@ pub fn read_secret_file(path: &Path, what: &str) -> Result<String, String> {
 fn check_mode(meta: &std::fs::Metadata, what: &str, path: &Path) -> Result<(), String> {
     #[cfg(unix)]
     {
+        use crate::secrets::may_be_secret;
         use std::os::unix::fs::PermissionsExt;
         let mode = meta.permissions().mode() & 0o777;
         if mode & 0o077 != 0 {

@@ -555,6 +555,8 @@ fn fingerprint(file: &File) -> Result<String, Failure> {
 /// symbolic links and `./x` against `x` all match), else its canonical parent and name.
 #[derive(Debug, PartialEq, Eq)]
 enum FileId {
+    // Device and inode exist only on unix; elsewhere paths are compared canonically.
+    #[cfg(unix)]
     Node(u64, u64),
     Path(PathBuf),
 }
