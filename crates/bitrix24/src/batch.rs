@@ -125,17 +125,21 @@ impl<'c> Batch<'c> {
 
     /// Sends the batch as one request and returns each command's result, in the order added.
     pub async fn send(self) -> Result<BatchAnswer, Error> {
-        self.send_observed(&|| Ok(())).await
+        self.send_observed(&|| Ok(()), &|| ()).await
     }
 
-    /// [`Batch::send`], calling `before_write` when each attempt is about to be written (see
-    /// [`Client::execute_observed`]).
+    /// [`Batch::send`], calling `before_write` when each attempt is about to be written and
+    /// `not_run` after one that certainly did not run (see [`Client::execute_observed`]).
     pub(crate) async fn send_observed(
         self,
         before_write: &(dyn Fn() -> Result<(), Error> + Send + Sync),
+        not_run: &(dyn Fn() + Send + Sync),
     ) -> Result<BatchAnswer, Error> {
         let request = self.to_request()?;
-        let answer = self.client.execute_observed(&request, before_write).await?;
+        let answer = self
+            .client
+            .execute_observed(&request, before_write, not_run)
+            .await?;
         let keys = self.commands.into_iter().map(|(key, _)| key);
         decode_answer(keys, &answer.result, answer.time).map_err(|reason| Error::Decode {
             status: 200,

@@ -76,6 +76,8 @@ pub enum ItemOutcome {
 
 /// The caller's hook for a batch about to be written: its rows, in batch order.
 type OnDispatch<'c> = Arc<dyn Fn(&[u64]) -> Result<(), String> + Send + Sync + 'c>;
+/// The caller's hook for a dispatched batch that certainly did not run.
+type OnNotRun<'c> = Arc<dyn Fn(&[u64]) + Send + Sync + 'c>;
 
 /// Builder for a bulk send, from [`Client::bulk`].
 #[must_use = "nothing is sent until the stream from .run() is polled"]
@@ -85,6 +87,7 @@ pub struct Bulk<'c, S> {
     concurrency: usize,
     batch_size: usize,
     on_dispatch: Option<OnDispatch<'c>>,
+    on_not_run: Option<OnNotRun<'c>>,
 }
 
 impl Client {
@@ -116,6 +119,7 @@ impl Client {
             concurrency: DEFAULT_CONCURRENCY,
             batch_size: MAX_BATCH,
             on_dispatch: None,
+            on_not_run: None,
         }
     }
 }
@@ -151,6 +155,17 @@ where
         self
     }
 
+    /// Calls `f` with a batch's rows when every attempt of it that was dispatched (see
+    /// [`on_dispatch`](Bulk::on_dispatch)) certainly did not run: no connection could be made,
+    /// or the portal refused it before running it (a limit, an expired token). A journal that
+    /// recorded `sending` can record the rows as not sent again, so that a crash during the
+    /// backoff that follows does not leave them looking as if they might have arrived. The
+    /// next attempt calls `on_dispatch` again.
+    pub fn on_not_run(mut self, f: impl Fn(&[u64]) + Send + Sync + 'c) -> Self {
+        self.on_not_run = Some(Arc::new(f));
+        self
+    }
+
     /// Sends the items and yields `(row, outcome)` for every one of them, exactly once, in
     /// the order their batches finish. Items are read only as batches have room for them.
     pub fn run(self) -> impl Stream<Item = (u64, ItemOutcome)> + Send + 'c {
@@ -162,6 +177,7 @@ where
             concurrency: self.concurrency,
             batch_size: self.batch_size,
             on_dispatch: self.on_dispatch,
+            on_not_run: self.on_not_run,
             pending: Vec::new(),
             flush: false,
             requeue: VecDeque::new(),
@@ -197,6 +213,7 @@ struct Driver<'c, S> {
     concurrency: usize,
     batch_size: usize,
     on_dispatch: Option<OnDispatch<'c>>,
+    on_not_run: Option<OnNotRun<'c>>,
     /// The batch being filled.
     pending: Vec<Queued>,
     /// The input paused with a partly filled batch: send it.
@@ -311,6 +328,7 @@ where
                 self.client,
                 self.oauth,
                 self.on_dispatch.clone(),
+                self.on_not_run.clone(),
                 items,
             )));
         }
@@ -322,6 +340,7 @@ async fn run_batch(
     client: &Client,
     oauth: bool,
     on_dispatch: Option<OnDispatch<'_>>,
+    on_not_run: Option<OnNotRun<'_>>,
     mut items: Vec<Queued>,
 ) -> Vec<Settled> {
     let max_attempts = client.retry_policy().max_attempts.max(1);
@@ -346,6 +365,8 @@ async fn run_batch(
     let rows: Vec<u64> = items.iter().map(|q| q.row).collect();
     // How many attempts of this batch were written, and why the caller stopped one.
     let written = std::sync::atomic::AtomicU32::new(0);
+    // Attempts written that may have run: an attempt that certainly did not is taken off.
+    let may_have_run = std::sync::atomic::AtomicU32::new(0);
     let refused: Mutex<Option<(String, u32)>> = Mutex::new(None);
     let before_write = || {
         if let Some(f) = &on_dispatch
@@ -357,9 +378,19 @@ async fn run_batch(
             return Err(error);
         }
         written.fetch_add(1, std::sync::atomic::Ordering::SeqCst);
+        may_have_run.fetch_add(1, std::sync::atomic::Ordering::SeqCst);
         Ok(())
     };
-    let sent = batch.send_observed(&before_write).await;
+    // When the last attempt that may have run turns out not to have: the rows are unsent.
+    let not_run = || {
+        let before = may_have_run.fetch_sub(1, std::sync::atomic::Ordering::SeqCst);
+        if before == 1
+            && let Some(f) = &on_not_run
+        {
+            f(&rows);
+        }
+    };
+    let sent = batch.send_observed(&before_write, &not_run).await;
     let refused = refused.into_inner().unwrap_or_else(|e| e.into_inner());
     let settled: Vec<Settled> = match (sent, refused) {
         // The caller stopped the request before it was written.

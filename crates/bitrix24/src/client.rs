@@ -400,16 +400,19 @@ impl Client {
     /// goes out once; failures are retried as [`retry::decide`] says. A write that may have
     /// run but cannot safely be sent again ends in [`Error::OutcomeUnknown`].
     pub async fn execute(&self, request: &Request) -> Result<Answer<Value>, Error> {
-        self.execute_observed(request, &|| Ok(())).await
+        self.execute_observed(request, &|| Ok(()), &|| ()).await
     }
 
     /// [`Client::execute`], calling `before_write` each time an attempt has taken its
     /// rate-limit slot and is about to be written; an error from it ends the call there, that
-    /// attempt unsent. A bulk journal records `sending` at that moment.
+    /// attempt unsent. A bulk journal records `sending` at that moment. `not_run` is called
+    /// after an attempt that certainly did not run (no connection, refused by a limit before
+    /// running, an expired token), so that the journal can take the record back.
     pub(crate) async fn execute_observed(
         &self,
         request: &Request,
         before_write: &(dyn Fn() -> Result<(), Error> + Send + Sync),
+        not_run: &(dyn Fn() + Send + Sync),
     ) -> Result<Answer<Value>, Error> {
         check_method(&request.method)?;
         let inner = &*self.inner;
@@ -483,6 +486,15 @@ impl Client {
             };
             // An expired token: refresh once (single-flight, across processes too) and go
             // round again, so the resend is paced like any other request.
+            let outcome = outcome_of(&error);
+            if crate::oauth::is_expired(&error)
+                || matches!(
+                    outcome,
+                    Outcome::NotConnected | Outcome::QueryLimit | Outcome::OperationTimeLimit
+                )
+            {
+                not_run();
+            }
             if !refreshed
                 && crate::oauth::is_expired(&error)
                 && let (Some(oauth), Some(refused)) = (&inner.oauth, &auth)
@@ -493,7 +505,6 @@ impl Client {
                 why = "the access token had expired and was refreshed";
                 continue;
             }
-            let outcome = outcome_of(&error);
             match outcome {
                 Outcome::QueryLimit => inner.pacer.saturate_noting(&|n| self.notice(n))?,
                 Outcome::OperationTimeLimit => inner.operating.blocked(&billed_to, unix_now()),

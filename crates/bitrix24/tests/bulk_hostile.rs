@@ -108,3 +108,49 @@ async fn a_refused_dispatch_sends_nothing_and_says_not_sent() {
     );
     assert_eq!(emu.requests().len(), 2);
 }
+
+/// `on_not_run`: after an attempt refused before it ran (QUERY_LIMIT_EXCEEDED), the caller
+/// hears its rows are unsent; after one that may have run (a dropped connection), it does not.
+#[tokio::test]
+async fn a_dispatched_batch_that_certainly_did_not_run_is_reported() {
+    for (fault, not_run_expected) in [
+        (
+            serde_json::json!({"method": "batch", "kind": "status", "status": 503, "error": "QUERY_LIMIT_EXCEEDED"}),
+            true,
+        ),
+        (
+            serde_json::json!({"method": "batch", "kind": "reset_after"}),
+            false,
+        ),
+    ] {
+        let emu = Emulator::start(Config::default().webhook(1, SECRET).plan(Plan::Unlimited))
+            .await
+            .unwrap();
+        emu.add_faults(&serde_json::json!([fault])).unwrap();
+        let client = fast_webhook(&emu, SECRET);
+        let events: Mutex<Vec<(&str, Vec<u64>)>> = Mutex::new(Vec::new());
+        let outcomes: Vec<(u64, ItemOutcome)> = client
+            .bulk(futures_util::stream::iter(items(3)))
+            .on_dispatch(|rows| {
+                events.lock().unwrap().push(("dispatch", rows.to_vec()));
+                Ok(())
+            })
+            .on_not_run(|rows| events.lock().unwrap().push(("not run", rows.to_vec())))
+            .run()
+            .collect()
+            .await;
+        let events = events.into_inner().unwrap();
+        let names: Vec<&str> = events.iter().map(|(e, _)| *e).collect();
+        if not_run_expected {
+            assert_eq!(names, ["dispatch", "not run", "dispatch"], "{fault}");
+            assert!(
+                outcomes
+                    .iter()
+                    .all(|(_, o)| matches!(o, ItemOutcome::Delivered { .. }))
+            );
+        } else {
+            assert!(!names.contains(&"not run"), "{fault}: {names:?}");
+        }
+        assert!(events.iter().all(|(_, rows)| rows == &[1, 2, 3]));
+    }
+}

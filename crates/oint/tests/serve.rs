@@ -131,6 +131,7 @@ async fn bad_notifications_get_400_with_the_reason_and_are_not_queued() {
     // before the client has written it all, which the client sees as a reset instead.
     let sent = reqwest::Client::new()
         .post(format!("{}/notify", relay.base))
+        .header("content-type", "application/json")
         .body(too_big)
         .send()
         .await;
@@ -295,6 +296,7 @@ async fn a_full_queue_answers_503_with_retry_after() {
     let response = relay
         .http
         .post(format!("{}/notify", relay.base))
+        .header("content-type", "application/json")
         .body(r#"{"users": [1, 1], "text": "two more"}"#)
         .send()
         .await
@@ -738,4 +740,169 @@ async fn a_second_sigterm_stops_at_once() {
     let relay = Relay::start(&["--url", &url, "--queue", q], &[], dir.path()).await;
     assert_eq!(relay.metric("oint_serve_dead_letters").await, 1.0);
     relay.terminate().await;
+}
+
+/// A web page in the operator's browser can neither post to a relay without a token (only
+/// application/json is taken) nor reach it under another name (DNS rebinding).
+#[tokio::test]
+async fn a_web_page_cannot_use_a_relay_without_a_token() {
+    let emu = emulator().await;
+    let dir = tmp();
+    let queue = dir.path().join("q.sqlite3");
+    let url = emu.webhook_url(1, SECRET);
+    let relay = Relay::start(
+        &["--url", &url, "--queue", queue.to_str().unwrap()],
+        &[],
+        dir.path(),
+    )
+    .await;
+    let body = r#"{"user": 1, "text": "log in at http://phish.example"}"#;
+    for content_type in [
+        "text/plain;charset=UTF-8",
+        "application/x-www-form-urlencoded",
+        "multipart/form-data; boundary=x",
+    ] {
+        let response = relay
+            .http
+            .post(format!("{}/notify", relay.base))
+            .header("content-type", content_type)
+            .body(body)
+            .send()
+            .await
+            .unwrap();
+        assert_eq!(response.status().as_u16(), 415, "{content_type}");
+    }
+    for host in [
+        "attacker.example",
+        "rebind.attacker.example:9380",
+        "10.0.0.1",
+    ] {
+        let response = relay
+            .http
+            .get(format!("{}/queue", relay.base))
+            .header("host", host)
+            .send()
+            .await
+            .unwrap();
+        assert_eq!(response.status().as_u16(), 421, "{host}");
+    }
+    let (status, answer) = relay
+        .post("/notify", r#"{"user": 1, "text": "from a script"}"#)
+        .await;
+    assert_eq!(status, 202, "{answer}");
+    until(&emu, "only the script's", |n| n.len() == 1).await;
+    relay.terminate().await;
+}
+
+/// What one request may make is bounded: its body times its recipients, and the queue's limit
+/// is exact even when requests race for the last places.
+#[tokio::test]
+async fn one_request_cannot_blow_up_the_queue() {
+    let emu = emulator().await;
+    emu.add_faults(&json!([{"method": "batch", "kind": "delay", "ms": 5000}]))
+        .unwrap();
+    let dir = tmp();
+    let queue = dir.path().join("q.sqlite3");
+    let url = emu.webhook_url(1, SECRET);
+    let relay = Relay::start(
+        &[
+            "--url",
+            &url,
+            "--queue",
+            queue.to_str().unwrap(),
+            "--queue-limit",
+            "120",
+        ],
+        &[],
+        dir.path(),
+    )
+    .await;
+    let users: Vec<u64> = (1..=1000).collect();
+    let big = json!({"users": users, "text": "y".repeat(20_000)}).to_string();
+    let (status, answer) = relay.post("/notify", &big).await;
+    assert_eq!(status, 413, "{answer}");
+    let (status, answer) = relay
+        .post(
+            "/notify",
+            &json!({"users": (1..=121).collect::<Vec<u64>>(), "text": "x"}).to_string(),
+        )
+        .await;
+    assert_eq!(status, 413, "more than the queue holds: {answer}");
+    let fifty = json!({"users": vec![1; 50], "text": "race"}).to_string();
+    let answers =
+        futures_util::future::join_all((0..16).map(|_| relay.post("/notify", &fifty))).await;
+    let accepted = answers.iter().filter(|(s, _)| *s == 202).count();
+    assert!(
+        answers.iter().all(|(s, _)| *s == 202 || *s == 503),
+        "{answers:?}"
+    );
+    assert_eq!(
+        accepted, 2,
+        "120 places take two requests of 50: {answers:?}"
+    );
+    assert!(relay.metric("oint_serve_queue_depth").await <= 120.0);
+    relay.signalled(2).await;
+}
+
+/// kill -9 while the portal cannot be reached: the batches that could not connect never left,
+/// so the restart sends them all instead of dead-lettering them.
+#[tokio::test]
+async fn kill_9_while_the_portal_is_unreachable_loses_nothing() {
+    let dir = tmp();
+    let queue = dir.path().join("q.sqlite3");
+    let q = queue.to_str().unwrap();
+    let closed = {
+        let listener = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+        listener.local_addr().unwrap()
+    };
+    let down = format!("http://{closed}/rest/1/{SECRET}/");
+    let relay = Relay::start(&["--url", &down, "--queue", q], &[], dir.path()).await;
+    post_many(&relay, 100, "down", false).await;
+    // The first attempt failed to connect and its retry has been dispatched.
+    for _ in 0..600 {
+        if relay.metric("oint_serve_batches_total").await >= 2.0 {
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+    assert!(relay.metric("oint_serve_batches_total").await >= 2.0);
+    relay.kill9().await;
+
+    let emu = emulator().await;
+    let url = emu.webhook_url(1, SECRET);
+    let relay = Relay::start(&["--url", &url, "--queue", q], &[], dir.path()).await;
+    until(&emu, "all 100", |n| n.len() == 100).await;
+    assert_eq!(relay.metric("oint_serve_dead_letters").await, 0.0);
+    relay.terminate().await;
+}
+
+/// A client that never finishes its request does not keep the relay from stopping.
+#[tokio::test]
+async fn a_stalled_client_does_not_hold_the_stop() {
+    use tokio::io::AsyncWriteExt;
+    let emu = emulator().await;
+    let dir = tmp();
+    let queue = dir.path().join("q.sqlite3");
+    let url = emu.webhook_url(1, SECRET);
+    let relay = Relay::start(
+        &["--url", &url, "--queue", queue.to_str().unwrap()],
+        &[],
+        dir.path(),
+    )
+    .await;
+    let addr = relay.base.trim_start_matches("http://").to_string();
+    let mut headers_only = tokio::net::TcpStream::connect(&addr).await.unwrap();
+    headers_only
+        .write_all(b"POST /notify HTTP/1.1\r\nHost: 127.0.0.1\r\n")
+        .await
+        .unwrap();
+    let mut half_body = tokio::net::TcpStream::connect(&addr).await.unwrap();
+    half_body
+        .write_all(b"POST /notify HTTP/1.1\r\nHost: 127.0.0.1\r\nContent-Type: application/json\r\nContent-Length: 100\r\n\r\n{\"user\"")
+        .await
+        .unwrap();
+    tokio::time::sleep(Duration::from_millis(200)).await;
+    let (code, stderr) = relay.terminate().await;
+    assert_eq!(code, 0, "{stderr}");
+    drop((headers_only, half_body));
 }

@@ -44,6 +44,7 @@ pub async fn run(client: &Client, delivery: Delivery) {
         stop,
         concurrency,
     } = delivery;
+    let stop_dispatch = stop.clone();
     let items = {
         let queue = queue.clone();
         futures_util::stream::unfold((ids, stop), move |(mut ids, mut stop)| {
@@ -72,18 +73,33 @@ pub async fn run(client: &Client, delivery: Delivery) {
             }
         })
     };
+    // After a stop, batches that have not left stay queued: only those written are waited for.
     let on_dispatch = {
         let queue = queue.clone();
         let metrics = metrics.clone();
+        let stop = stop_dispatch;
         move |rows: &[u64]| {
+            if *stop.borrow() {
+                return Err(STOPPING.to_string());
+            }
             metrics.batches.inc();
             queue.mark_sending(rows)
+        }
+    };
+    let on_not_run = {
+        let queue = queue.clone();
+        move |rows: &[u64]| {
+            // Best effort: if it fails the rows stay `sending`, which only errs on the safe side.
+            if let Err(e) = queue.mark_not_run(rows) {
+                note(&format!("oint serve: {e}"));
+            }
         }
     };
     let outcomes = client
         .bulk(Box::pin(items))
         .concurrency(concurrency)
         .on_dispatch(on_dispatch)
+        .on_not_run(on_not_run)
         .run()
         .ready_chunks(64);
     let mut outcomes = std::pin::pin!(outcomes);
@@ -109,6 +125,22 @@ pub async fn run(client: &Client, delivery: Delivery) {
                         description:
                             "the portal answered false: the recipient does not exist or is inactive"
                                 .into(),
+                    }
+                }
+                // Refused inside the batch before it ran (a limit, past the retries): again.
+                ItemOutcome::Failed(api)
+                    if api.status == 200
+                        && matches!(
+                            api.code,
+                            bitrix24::ErrorCode::QueryLimitExceeded
+                                | bitrix24::ErrorCode::OperationTimeLimit
+                        ) =>
+                {
+                    not_sent.get_or_insert_with(|| (api.code.to_string(), api.description.clone()));
+                    put_back.push(id);
+                    Settlement::Again {
+                        error: api.code.to_string(),
+                        description: api.description,
                     }
                 }
                 // The portal judged this item itself, inside the batch's answer: final.
@@ -155,14 +187,12 @@ pub async fn run(client: &Client, delivery: Delivery) {
             };
             settled.push((id, settlement));
         }
-        if let Some((code, description)) = &not_sent {
+        if let Some((code, description)) = &not_sent
+            && description != STOPPING
+        {
             pause.failure(code, description);
         }
-        if let Err(e) = queue.settle(settled).await {
-            // The items stay `sending` on disk: a restart treats them by the journal rules.
-            note(&format!("oint serve: {e}"));
-            continue;
-        }
+        settle(&queue, settled).await;
         if !put_back.is_empty() {
             let wait = pause.current();
             let again = again.clone();
@@ -175,6 +205,42 @@ pub async fn run(client: &Client, delivery: Delivery) {
             });
         }
     }
+}
+
+/// Why a batch was held back at a stop.
+const STOPPING: &str = "the relay is stopping; it stays queued";
+
+/// Records outcomes, however long the queue takes to accept them again (a full disk): until
+/// then the items are neither resent nor forgotten.
+async fn settle(queue: &Queue, settled: Vec<(u64, Settlement)>) {
+    let mut wait = Duration::from_millis(500);
+    let mut said = false;
+    let mut settled = Some(settled);
+    while let Some(outcomes) = settled.take() {
+        let retry = clone_settlements(&outcomes);
+        match queue.settle(outcomes).await {
+            Ok(()) => {
+                if said {
+                    note("oint serve: the queue records outcomes again");
+                }
+            }
+            Err(e) => {
+                if !said {
+                    note(&format!(
+                        "oint serve: {e}; delivery waits until the outcomes can be recorded"
+                    ));
+                    said = true;
+                }
+                tokio::time::sleep(wait).await;
+                wait = (wait * 2).min(MAX_PAUSE);
+                settled = Some(retry);
+            }
+        }
+    }
+}
+
+fn clone_settlements(settled: &[(u64, Settlement)]) -> Vec<(u64, Settlement)> {
+    settled.iter().map(|(id, s)| (*id, s.clone())).collect()
 }
 
 /// How long items that were not sent wait before they go again: doubling from one second up

@@ -20,12 +20,14 @@ use serde_json::{Map, Value, json};
 use tokio::sync::mpsc;
 
 use super::metrics::Metrics;
-use super::queue::{NewItem, Queue};
+use super::queue::{NewItem, Queue, Refusal};
 use crate::alerts::{self, Route, Source};
 use crate::commands::bulk::{checked, input::RawRow};
 
 /// The largest request body: an Alertmanager group of many alerts fits, a runaway does not.
 pub const BODY_LIMIT: usize = 4 << 20;
+/// What one `/notify` request may queue, its body once per recipient.
+const EXPANDED_LIMIT: usize = 16 << 20;
 /// Recipients of one `/notify` request, at most.
 const MAX_USERS: usize = 1000;
 
@@ -44,6 +46,8 @@ pub struct Relay {
     /// Items the portal takes per second at most (50 a batch at the rate limit), for Retry-After.
     pub drain_per_second: f64,
     pub draining: AtomicBool,
+    /// The queue's write errors, said once per stretch.
+    pub queue_errors: super::Once,
 }
 
 pub fn router(relay: Arc<Relay>) -> Router {
@@ -57,11 +61,28 @@ pub fn router(relay: Arc<Relay>) -> Router {
     Router::new()
         .route("/healthz", get(healthz))
         .merge(guarded)
+        .layer(middleware::from_fn_with_state(relay.clone(), same_machine))
+        .layer(middleware::from_fn(within_time))
         .layer(DefaultBodyLimit::max(BODY_LIMIT))
         .with_state(relay)
 }
 
 type Answer = (StatusCode, HeaderMap, axum::Json<Value>);
+
+/// The longest a request may take, its body included: a client that sends slowly must not
+/// hold a connection, or a stop, for ever.
+const REQUEST_TIME: std::time::Duration = std::time::Duration::from_secs(30);
+
+async fn within_time(request: axum::extract::Request, next: Next) -> Response {
+    match tokio::time::timeout(REQUEST_TIME, next.run(request)).await {
+        Ok(response) => response,
+        Err(_) => (
+            StatusCode::REQUEST_TIMEOUT,
+            axum::Json(json!({"error": "REQUEST_TIMEOUT", "description": "the request took longer than 30 s; send it again"})),
+        )
+            .into_response(),
+    }
+}
 
 fn answer(status: StatusCode, body: Value) -> Answer {
     (status, HeaderMap::new(), axum::Json(body))
@@ -78,6 +99,64 @@ fn refused(
     answer(status, json!({"error": error, "description": description}))
 }
 
+/// What a web page in the operator's browser must not do: post to the relay as a "simple"
+/// request (only `application/json` is taken, which a page cannot send to another origin
+/// without a preflight this relay never answers), or, through DNS rebinding, reach it under
+/// a name of its own (without a token, only loopback names are answered).
+async fn same_machine(
+    State(relay): State<Arc<Relay>>,
+    request: axum::extract::Request,
+    next: Next,
+) -> Response {
+    let headers = request.headers();
+    if relay.token.is_none() {
+        let host = headers
+            .get(header::HOST)
+            .and_then(|h| h.to_str().ok())
+            .unwrap_or("");
+        if !loopback_host(host) {
+            return refused(
+                &relay,
+                StatusCode::MISDIRECTED_REQUEST,
+                "host",
+                "LOOPBACK_ONLY",
+                "without a token this relay answers only requests addressed to a loopback name (localhost, 127.0.0.1, [::1]); give it a token (--auth-token-file) to reach it by other names".into(),
+            )
+            .into_response();
+        }
+    }
+    if request.method() == axum::http::Method::POST {
+        let json = headers
+            .get(header::CONTENT_TYPE)
+            .and_then(|v| v.to_str().ok())
+            .and_then(|v| v.split(';').next())
+            .is_some_and(|v| v.trim().eq_ignore_ascii_case("application/json"));
+        if !json {
+            return refused(
+                &relay,
+                StatusCode::UNSUPPORTED_MEDIA_TYPE,
+                "invalid",
+                "JSON_ONLY",
+                "send the body as Content-Type: application/json".into(),
+            )
+            .into_response();
+        }
+    }
+    next.run(request).await
+}
+
+/// `localhost`, `127.x.x.x` or `[::1]`, with or without a port.
+fn loopback_host(host: &str) -> bool {
+    let name = match host.strip_prefix('[') {
+        Some(rest) => rest.split(']').next().unwrap_or(""),
+        None => host.rsplit_once(':').map_or(host, |(name, _)| name),
+    };
+    name.eq_ignore_ascii_case("localhost")
+        || name
+            .parse::<std::net::IpAddr>()
+            .is_ok_and(|ip| ip.is_loopback())
+}
+
 /// With a token set, every endpoint but `/healthz` wants `Authorization: Bearer TOKEN`.
 async fn authorize(
     State(relay): State<Arc<Relay>>,
@@ -90,8 +169,9 @@ async fn authorize(
             .headers()
             .get(header::AUTHORIZATION)
             .and_then(|v| v.to_str().ok())
-            .and_then(|v| v.strip_prefix("Bearer "))
-            .unwrap_or("");
+            .and_then(|v| v.split_once(' '))
+            .filter(|(scheme, _)| scheme.eq_ignore_ascii_case("bearer"))
+            .map_or("", |(_, token)| token.trim());
         if !bool::from(given.as_bytes().ct_eq(token.expose_secret().as_bytes())) {
             let (status, mut headers, body) = refused(
                 &relay,
@@ -115,34 +195,36 @@ struct Checked {
 
 /// Queues `items` durably and answers 202 with their ids, or 503 when the queue is full.
 async fn accept(relay: &Relay, items: Vec<Checked>) -> Answer {
+    let retry_after = |seconds: u64, answer: Answer| {
+        let (status, mut headers, body) = answer;
+        headers.insert(
+            header::RETRY_AFTER,
+            HeaderValue::from(seconds.clamp(1, 3600)),
+        );
+        (status, headers, body)
+    };
     if relay.draining.load(Ordering::Relaxed) {
-        return refused(
+        let answer = refused(
             relay,
             StatusCode::SERVICE_UNAVAILABLE,
             "draining",
             "SHUTTING_DOWN",
-            "the relay is stopping; send it again to the next one".into(),
+            "the relay is stopping; send it again in a moment".into(),
         );
+        return retry_after(5, answer);
     }
     let n = items.len() as u64;
-    let pending = relay.queue.pending();
-    if pending.saturating_add(n) > relay.queue_limit {
-        let over = pending.saturating_add(n) - relay.queue_limit;
-        let seconds = (over as f64 / relay.drain_per_second)
-            .ceil()
-            .clamp(1.0, 3600.0) as u64;
-        let (status, mut headers, body) = refused(
+    if n > relay.queue_limit {
+        return refused(
             relay,
-            StatusCode::SERVICE_UNAVAILABLE,
-            "full",
-            "QUEUE_FULL",
+            StatusCode::PAYLOAD_TOO_LARGE,
+            "too_large",
+            "TOO_MANY_NOTIFICATIONS",
             format!(
-                "the queue holds {pending} notifications, its limit is {} (--queue-limit); retry after {seconds} s",
+                "this request makes {n} notifications, more than the queue holds (--queue-limit {}); split it",
                 relay.queue_limit
             ),
         );
-        headers.insert(header::RETRY_AFTER, HeaderValue::from(seconds));
-        return (status, headers, body);
     }
     let mut warnings = Vec::new();
     let mut new = Vec::with_capacity(items.len());
@@ -155,8 +237,11 @@ async fn accept(relay: &Relay, items: Vec<Checked>) -> Answer {
         }
         new.push(c.item);
     }
-    match relay.queue.enqueue(new).await {
+    match relay.queue.enqueue(new, relay.queue_limit).await {
         Ok(ids) => {
+            relay
+                .queue_errors
+                .clear("oint serve: the queue stores notifications again");
             relay.metrics.accepted.inc_by(n);
             for id in &ids {
                 // The delivery loop is gone only at shutdown; the items wait on disk.
@@ -171,8 +256,24 @@ async fn accept(relay: &Relay, items: Vec<Checked>) -> Answer {
             }
             answer(StatusCode::ACCEPTED, body)
         }
-        Err(e) => {
-            crate::output::note(&format!("oint serve: {e}"));
+        Err(Refusal::Full(pending)) => {
+            let over = pending.saturating_add(n).saturating_sub(relay.queue_limit);
+            let seconds = (over as f64 / relay.drain_per_second).ceil() as u64;
+            let answer = refused(
+                relay,
+                StatusCode::SERVICE_UNAVAILABLE,
+                "full",
+                "QUEUE_FULL",
+                format!(
+                    "the queue holds {pending} notifications, its limit is {} (--queue-limit); retry after {} s",
+                    relay.queue_limit,
+                    seconds.clamp(1, 3600)
+                ),
+            );
+            retry_after(seconds, answer)
+        }
+        Err(Refusal::Failed(e)) => {
+            relay.queue_errors.say(&e);
             refused(
                 relay,
                 StatusCode::SERVICE_UNAVAILABLE,
@@ -231,6 +332,21 @@ async fn notify(State(relay): State<Arc<Relay>>, body: Bytes) -> Answer {
             ));
         }
     };
+    // Each recipient is one stored copy: bound what one request may make.
+    if body.len().saturating_mul(users.len()) > EXPANDED_LIMIT {
+        return refused(
+            &relay,
+            StatusCode::PAYLOAD_TOO_LARGE,
+            "too_large",
+            "TOO_LARGE",
+            format!(
+                "{} recipients × {} bytes is more than {} MiB to queue; send fewer recipients per request, or a shorter text",
+                users.len(),
+                body.len(),
+                EXPANDED_LIMIT >> 20
+            ),
+        );
+    }
     let mut items = Vec::with_capacity(users.len());
     for user in users {
         let mut fields = fields.clone();

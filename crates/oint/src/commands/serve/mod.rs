@@ -14,6 +14,7 @@
 
 mod delivery;
 mod http;
+mod listen;
 mod metrics;
 mod queue;
 
@@ -32,6 +33,24 @@ use crate::connect::connect;
 use crate::flags::ServeArgs;
 use crate::output::{Exit, Failure, Success, note};
 use crate::settings::{self, Global, NoticeSink, World};
+
+/// A trouble that lasts is said when it starts and when it ends, not once per request.
+#[derive(Default)]
+pub struct Once(AtomicBool);
+
+impl Once {
+    pub fn say(&self, line: &str) {
+        if !self.0.swap(true, Ordering::Relaxed) {
+            note(&format!("oint serve: {line}"));
+        }
+    }
+
+    pub fn clear(&self, line: &str) {
+        if self.0.swap(false, Ordering::Relaxed) {
+            note(line);
+        }
+    }
+}
 
 /// What `oint serve` was asked to do, resolved.
 struct Options {
@@ -145,24 +164,20 @@ pub async fn command(args: ServeArgs, global: &Global) -> Result<Success, Failur
         routes: options.routes,
         drain_per_second: limit.rate * 50.0,
         draining: AtomicBool::new(false),
+        queue_errors: Once::default(),
     });
     let server = {
         let mut stop = stop.clone();
-        let served = axum::serve(listener, http::router(relay.clone())).with_graceful_shutdown({
-            let mut stop = stop.clone();
-            async move {
-                let _ = stop.wait_for(|s| *s).await;
-            }
-        });
+        let served = listen::serve(listener, http::router(relay.clone()), stop.clone());
         // Requests still open some seconds after the stop are cut: a client that never
         // finishes its request must not keep the relay from exiting.
         async move {
             tokio::select! {
-                served = served => served,
+                () = served => {}
                 () = async {
                     let _ = stop.wait_for(|s| *s).await;
                     tokio::time::sleep(SHUTDOWN_GRACE).await;
-                } => Ok(()),
+                } => {}
             }
         }
     };
@@ -187,9 +202,7 @@ pub async fn command(args: ServeArgs, global: &Global) -> Result<Success, Failur
         signals.next().await;
     };
     tokio::select! {
-        (served, ()) = async { tokio::join!(server, delivery) } => {
-            served.map_err(|e| Failure::Local(format!("the relay's server failed: {e}")))?;
-        }
+        ((), ()) = async { tokio::join!(server, delivery) } => {}
         () = stopping => {
             note("oint serve: stopped at once; batches in flight are settled at the next start by the restart rules");
             queue.close();

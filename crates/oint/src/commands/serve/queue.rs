@@ -35,6 +35,7 @@ pub struct NewItem {
 }
 
 /// What became of an item after a batch.
+#[derive(Clone)]
 pub enum Settlement {
     Delivered,
     /// Not sent (the portal unreachable, the credentials refused): queued again.
@@ -60,6 +61,15 @@ pub struct Recovery {
     pub unknown: u64,
 }
 
+/// Why items were not queued.
+#[derive(Debug)]
+pub enum Refusal {
+    /// The queue holds this many; the items would take it past its limit.
+    Full(u64),
+    /// It could not store them.
+    Failed(String),
+}
+
 /// How full the queue is.
 pub struct Stats {
     pub pending: u64,
@@ -74,6 +84,7 @@ enum Job {
         tokio::sync::oneshot::Sender<Result<Vec<u64>, String>>,
     ),
     Sending(Vec<u64>, mpsc::SyncSender<Result<(), String>>),
+    NotRun(Vec<u64>, mpsc::SyncSender<Result<(), String>>),
     Settle(
         Vec<(u64, Settlement)>,
         tokio::sync::oneshot::Sender<Result<(), String>>,
@@ -142,7 +153,11 @@ impl Queue {
             }
         }
         // Only one relay may own a queue: a second would send every item again.
-        let lock_path = path.with_extension("lock");
+        let lock_path = {
+            let mut name = path.as_os_str().to_owned();
+            name.push(".lock");
+            PathBuf::from(name)
+        };
         let lock_file = std::fs::OpenOptions::new()
             .write(true)
             .create(true)
@@ -193,19 +208,30 @@ impl Queue {
         &self.path
     }
 
-    /// Pending items, as of the last commit.
+    /// Pending items: committed, and being committed.
     pub fn pending(&self) -> u64 {
         self.pending.load(Ordering::Relaxed)
     }
 
-    /// Queues `items` durably (committed and synced) and gives their ids, in order.
-    pub async fn enqueue(&self, items: Vec<NewItem>) -> Result<Vec<u64>, String> {
+    /// Queues `items` durably (committed and synced) and gives their ids, in order; or
+    /// `Full(pending)` when they would take the queue past `limit` (counted before the
+    /// commit, so that accepts at once cannot overshoot it together).
+    pub async fn enqueue(&self, items: Vec<NewItem>, limit: u64) -> Result<Vec<u64>, Refusal> {
         let n = items.len() as u64;
+        self.pending
+            .fetch_update(Ordering::AcqRel, Ordering::Acquire, |p| {
+                p.checked_add(n).filter(|total| *total <= limit)
+            })
+            .map_err(Refusal::Full)?;
         let (tx, rx) = tokio::sync::oneshot::channel();
-        self.submit(Job::Enqueue(items, tx))?;
-        let ids = rx.await.map_err(|_| stopped())??;
-        self.pending.fetch_add(n, Ordering::Relaxed);
-        Ok(ids)
+        let committed = match self.submit(Job::Enqueue(items, tx)) {
+            Ok(()) => rx.await.map_err(|_| stopped()).and_then(|r| r),
+            Err(e) => Err(e),
+        };
+        committed.map_err(|e| {
+            self.pending.fetch_sub(n, Ordering::AcqRel);
+            Refusal::Failed(e)
+        })
     }
 
     /// Marks items `sending`, durably, before their batch is written. Blocks until synced:
@@ -213,6 +239,14 @@ impl Queue {
     pub fn mark_sending(&self, ids: &[u64]) -> Result<(), String> {
         let (tx, rx) = mpsc::sync_channel(1);
         self.submit(Job::Sending(ids.to_vec(), tx))?;
+        rx.recv().map_err(|_| stopped())?
+    }
+
+    /// Marks items `queued` again after their batch certainly did not run (it is retried,
+    /// or settled later); blocks like [`Queue::mark_sending`].
+    pub fn mark_not_run(&self, ids: &[u64]) -> Result<(), String> {
+        let (tx, rx) = mpsc::sync_channel(1);
+        self.submit(Job::NotRun(ids.to_vec(), tx))?;
         rx.recv().map_err(|_| stopped())?
     }
 
@@ -467,7 +501,8 @@ fn commit_group(conn: &mut Connection, jobs: Vec<Job>) {
             let sp = tx.savepoint()?;
             let applied = match job {
                 Job::Enqueue(items, _) => apply_enqueue(&sp, items, now),
-                Job::Sending(ids, _) => apply_sending(&sp, ids).map(|()| Vec::new()),
+                Job::Sending(ids, _) => apply_state(&sp, ids, "sending").map(|()| Vec::new()),
+                Job::NotRun(ids, _) => apply_state(&sp, ids, "queued").map(|()| Vec::new()),
                 Job::Settle(outcomes, _) => apply_settle(&sp, outcomes, now).map(|()| Vec::new()),
             };
             results.push(match applied {
@@ -499,7 +534,7 @@ fn commit_group(conn: &mut Connection, jobs: Vec<Job>) {
             Job::Enqueue(_, reply) => {
                 let _ = reply.send(result);
             }
-            Job::Sending(_, reply) => {
+            Job::Sending(_, reply) | Job::NotRun(_, reply) => {
                 let _ = reply.send(result.map(drop));
             }
             Job::Settle(_, reply) => {
@@ -529,10 +564,10 @@ fn apply_enqueue(conn: &Connection, items: &[NewItem], now: i64) -> rusqlite::Re
     Ok(ids)
 }
 
-fn apply_sending(conn: &Connection, ids: &[u64]) -> rusqlite::Result<()> {
-    let mut stmt = conn.prepare_cached("UPDATE items SET state = 'sending' WHERE id = ?1")?;
+fn apply_state(conn: &Connection, ids: &[u64], state: &str) -> rusqlite::Result<()> {
+    let mut stmt = conn.prepare_cached("UPDATE items SET state = ?2 WHERE id = ?1")?;
     for id in ids {
-        stmt.execute([*id as i64])?;
+        stmt.execute(params![*id as i64, state])?;
     }
     Ok(())
 }
@@ -599,7 +634,10 @@ mod tests {
             let (queue, recovery) = Queue::open(&path, resend_tagged).unwrap();
             assert_eq!(recovery.queued, Vec::<u64>::new());
             let ids = queue
-                .enqueue(vec![item("a", true), item("b", false), item("c", false)])
+                .enqueue(
+                    vec![item("a", true), item("b", false), item("c", false)],
+                    100,
+                )
                 .await
                 .unwrap();
             assert_eq!(ids, [1, 2, 3]);
@@ -646,7 +684,10 @@ mod tests {
         let dir = tempfile::tempdir().unwrap();
         let (queue, _) = Queue::open(&dir.path().join("q.sqlite3"), false).unwrap();
         let ids = queue
-            .enqueue(vec![item("a", false), item("b", false), item("c", false)])
+            .enqueue(
+                vec![item("a", false), item("b", false), item("c", false)],
+                100,
+            )
             .await
             .unwrap();
         queue.mark_sending(&ids).unwrap();
