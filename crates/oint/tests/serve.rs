@@ -906,3 +906,63 @@ async fn a_stalled_client_does_not_hold_the_stop() {
     assert_eq!(code, 0, "{stderr}");
     drop((headers_only, half_body));
 }
+
+/// A 5xx from the portal may mean the batch ran: its items are dead-lettered, never resent by
+/// the relay; a person can requeue them (accepting a possible duplicate) or purge them.
+#[tokio::test]
+async fn dead_letters_can_be_requeued_or_purged_by_a_person() {
+    let emu = emulator().await;
+    emu.add_faults(
+        &json!([{"method": "batch", "kind": "status", "status": 502, "error": "BAD_GATEWAY"}]),
+    )
+    .unwrap();
+    let dir = tmp();
+    let queue = dir.path().join("q.sqlite3");
+    let url = emu.webhook_url(1, SECRET);
+    let relay = Relay::start(
+        &["--url", &url, "--queue", queue.to_str().unwrap()],
+        &[],
+        dir.path(),
+    )
+    .await;
+    let (status, first) = relay
+        .post("/notify", r#"{"user": 1, "text": "after the 502"}"#)
+        .await;
+    assert_eq!(status, 202);
+    for _ in 0..600 {
+        if relay.metric("oint_serve_dead_letters").await == 1.0 {
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+    assert_eq!(relay.metric("oint_serve_dead_letters").await, 1.0);
+    assert!(emu.notifications().is_empty());
+    let (status, answer) = relay.post("/queue/requeue", r#"{"ids": []}"#).await;
+    assert_eq!(status, 400, "{answer}");
+    let (status, answer) = relay.post("/queue/requeue", r#"{"all": true}"#).await;
+    assert_eq!(status, 200, "{answer}");
+    assert_eq!(answer["requeued"], json!([first["id"]]));
+    until(&emu, "the requeued one", |n| n.len() == 1).await;
+
+    // The emulator answers false for a user it does not have: dead, then purged.
+    let (status, second) = relay
+        .post("/notify", r#"{"user": 999999, "text": "nobody"}"#)
+        .await;
+    assert_eq!(status, 202);
+    for _ in 0..600 {
+        if relay.metric("oint_serve_dead_letters").await == 1.0 {
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+    let body = json!({"ids": [second["id"], 12345]}).to_string();
+    let (status, answer) = relay.post("/queue/purge", &body).await;
+    assert_eq!(status, 200, "{answer}");
+    assert_eq!(
+        answer["purged"],
+        json!([second["id"]]),
+        "unknown ids are skipped"
+    );
+    assert_eq!(relay.metric("oint_serve_dead_letters").await, 0.0);
+    relay.terminate().await;
+}

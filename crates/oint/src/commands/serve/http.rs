@@ -57,6 +57,8 @@ pub fn router(relay: Arc<Relay>) -> Router {
         .route("/grafana/{route}", post(grafana))
         .route("/metrics", get(metrics))
         .route("/queue", get(queue))
+        .route("/queue/requeue", post(requeue))
+        .route("/queue/purge", post(purge))
         .layer(middleware::from_fn_with_state(relay.clone(), authorize));
     Router::new()
         .route("/healthz", get(healthz))
@@ -491,5 +493,75 @@ async fn queue(State(relay): State<Arc<Relay>>, Query(listing): Query<Listing>) 
             axum::Json(body).into_response()
         }
         (Err(e), _) | (_, Err(e)) => (StatusCode::INTERNAL_SERVER_ERROR, e).into_response(),
+    }
+}
+
+/// Which dead letters: `{"ids": [..]}` or `{"all": true}`.
+fn dead_letters(body: &[u8]) -> Result<Option<Vec<u64>>, String> {
+    #[derive(serde::Deserialize)]
+    #[serde(deny_unknown_fields)]
+    struct Which {
+        ids: Option<Vec<u64>>,
+        #[serde(default)]
+        all: bool,
+    }
+    let which: Which = serde_json::from_slice(body)
+        .map_err(|e| format!("expected {{\"ids\": [1, 2]}} or {{\"all\": true}} ({e})"))?;
+    match (which.ids, which.all) {
+        (Some(ids), false) if !ids.is_empty() => Ok(Some(ids)),
+        (None, true) => Ok(None),
+        _ => Err("give either ids (a non-empty list) or all: true".into()),
+    }
+}
+
+/// `POST /queue/requeue`: dead letters back in the queue, after a person decided that
+/// sending them again is right (an outcome-unknown one may then arrive twice).
+async fn requeue(State(relay): State<Arc<Relay>>, body: Bytes) -> Answer {
+    let which = match dead_letters(&body) {
+        Ok(which) => which,
+        Err(e) => {
+            return refused(
+                &relay,
+                StatusCode::BAD_REQUEST,
+                "invalid",
+                "INVALID_REQUEST",
+                e,
+            );
+        }
+    };
+    match relay.queue.requeue_dead(which).await {
+        Ok(ids) => {
+            for id in &ids {
+                let _ = relay.ids.send(*id);
+            }
+            answer(StatusCode::OK, json!({"requeued": ids}))
+        }
+        Err(e) => answer(
+            StatusCode::INTERNAL_SERVER_ERROR,
+            json!({"error": "QUEUE_ERROR", "description": e}),
+        ),
+    }
+}
+
+/// `POST /queue/purge`: dead letters deleted.
+async fn purge(State(relay): State<Arc<Relay>>, body: Bytes) -> Answer {
+    let which = match dead_letters(&body) {
+        Ok(which) => which,
+        Err(e) => {
+            return refused(
+                &relay,
+                StatusCode::BAD_REQUEST,
+                "invalid",
+                "INVALID_REQUEST",
+                e,
+            );
+        }
+    };
+    match relay.queue.purge_dead(which).await {
+        Ok(ids) => answer(StatusCode::OK, json!({"purged": ids})),
+        Err(e) => answer(
+            StatusCode::INTERNAL_SERVER_ERROR,
+            json!({"error": "QUEUE_ERROR", "description": e}),
+        ),
     }
 }

@@ -25,7 +25,7 @@ use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, Ordering};
 
 use bitrix24::{Notice, WaitReason};
-use secrecy::SecretString;
+use secrecy::{ExposeSecret, SecretString};
 use tokio::sync::{mpsc, watch};
 
 use crate::alerts::{Route, RouteConfig};
@@ -77,7 +77,11 @@ pub async fn command(args: ServeArgs, global: &Global) -> Result<Success, Failur
         Ok::<_, String>((resolved, options))
     })
     .map_err(Failure::Usage)?;
-    let listen = listen_address(&options.listen, options.token.is_some()).await?;
+    let token_len = options
+        .token
+        .as_ref()
+        .map(|t| t.expose_secret().chars().count());
+    let listen = listen_address(&options.listen, token_len).await?;
 
     let metrics = Arc::new(metrics::Metrics::new());
     let counted = metrics.clone();
@@ -302,7 +306,7 @@ fn default_queue(portal: &bitrix24::Portal, sandbox: bool) -> Result<PathBuf, St
 
 /// The address to bind; anything but loopback only with a token, since whoever reaches the
 /// relay can notify anyone on the portal.
-async fn listen_address(listen: &str, has_token: bool) -> Result<SocketAddr, Failure> {
+async fn listen_address(listen: &str, token_len: Option<usize>) -> Result<SocketAddr, Failure> {
     let addrs: Vec<SocketAddr> = tokio::net::lookup_host(listen)
         .await
         .map_err(|e| {
@@ -314,13 +318,26 @@ async fn listen_address(listen: &str, has_token: bool) -> Result<SocketAddr, Fai
     let addr = *addrs
         .first()
         .ok_or_else(|| Failure::Usage(format!("--listen: {listen:?} names no address")))?;
-    if !has_token && !addrs.iter().all(|a| a.ip().is_loopback()) {
-        return Err(Failure::Usage(format!(
-            "--listen: {listen} is reachable from other machines; give the relay a token first (--auth-token-file FILE or OINT_SERVE_TOKEN), or listen on 127.0.0.1"
-        )));
+    if !addrs.iter().all(|a| a.ip().is_loopback()) {
+        match token_len {
+            None => {
+                return Err(Failure::Usage(format!(
+                    "--listen: {listen} is reachable from other machines; give the relay a token first (--auth-token-file FILE or OINT_SERVE_TOKEN), or listen on 127.0.0.1"
+                )));
+            }
+            Some(n) if n < MIN_TOKEN => {
+                return Err(Failure::Usage(format!(
+                    "--auth-token-file: the token is {n} characters; a relay reachable from other machines needs at least {MIN_TOKEN} (e.g. openssl rand -hex 32)"
+                )));
+            }
+            Some(_) => {}
+        }
     }
     Ok(addr)
 }
+
+/// The shortest token for a relay reachable from other machines.
+const MIN_TOKEN: usize = 16;
 
 /// How long open requests may take to finish after a stop.
 const SHUTDOWN_GRACE: std::time::Duration = std::time::Duration::from_secs(10);

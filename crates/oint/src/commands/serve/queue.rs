@@ -85,6 +85,12 @@ enum Job {
     ),
     Sending(Vec<u64>, mpsc::SyncSender<Result<(), String>>),
     NotRun(Vec<u64>, mpsc::SyncSender<Result<(), String>>),
+    /// Dead letters back to the queue (`true`) or gone for good (`false`); `None`: all.
+    Dead(
+        Option<Vec<u64>>,
+        bool,
+        tokio::sync::oneshot::Sender<Result<Vec<u64>, String>>,
+    ),
     Settle(
         Vec<(u64, Settlement)>,
         tokio::sync::oneshot::Sender<Result<(), String>>,
@@ -122,6 +128,7 @@ CREATE TABLE IF NOT EXISTS dead_letters (
     source TEXT NOT NULL,
     method TEXT NOT NULL,
     params TEXT NOT NULL,
+    tagged INTEGER NOT NULL DEFAULT 0,
     reason TEXT NOT NULL,
     error TEXT NOT NULL,
     description TEXT NOT NULL
@@ -261,6 +268,23 @@ impl Queue {
         rx.await.map_err(|_| stopped())??;
         self.pending.fetch_sub(gone, Ordering::Relaxed);
         Ok(())
+    }
+
+    /// Puts dead letters (the given ones, or all) back in the queue, as a person decided
+    /// after looking at them; gives the ids now queued.
+    pub async fn requeue_dead(&self, ids: Option<Vec<u64>>) -> Result<Vec<u64>, String> {
+        let (tx, rx) = tokio::sync::oneshot::channel();
+        self.submit(Job::Dead(ids, true, tx))?;
+        let moved = rx.await.map_err(|_| stopped())??;
+        self.pending.fetch_add(moved.len() as u64, Ordering::AcqRel);
+        Ok(moved)
+    }
+
+    /// Deletes dead letters (the given ones, or all); gives the ids deleted.
+    pub async fn purge_dead(&self, ids: Option<Vec<u64>>) -> Result<Vec<u64>, String> {
+        let (tx, rx) = tokio::sync::oneshot::channel();
+        self.submit(Job::Dead(ids, false, tx))?;
+        rx.await.map_err(|_| stopped())?
     }
 
     /// The request of a pending item.
@@ -434,8 +458,8 @@ fn recover(conn: &mut Connection, resend_tagged: bool) -> rusqlite::Result<Recov
         0
     };
     let moved = tx.execute(
-        "INSERT INTO dead_letters (id, accepted_ms, dead_ms, source, method, params, reason, error, description)
-         SELECT id, accepted_ms, ?1, source, method, params, 'outcome_unknown', 'OUTCOME_UNKNOWN',
+        "INSERT INTO dead_letters (id, accepted_ms, dead_ms, source, method, params, tagged, reason, error, description)
+         SELECT id, accepted_ms, ?1, source, method, params, tagged, 'outcome_unknown', 'OUTCOME_UNKNOWN',
                 'the relay stopped while this was being sent; it may have reached the portal, and sending it again could duplicate it'
          FROM items WHERE state = 'sending'",
         [now_ms()],
@@ -504,6 +528,7 @@ fn commit_group(conn: &mut Connection, jobs: Vec<Job>) {
                 Job::Sending(ids, _) => apply_state(&sp, ids, "sending").map(|()| Vec::new()),
                 Job::NotRun(ids, _) => apply_state(&sp, ids, "queued").map(|()| Vec::new()),
                 Job::Settle(outcomes, _) => apply_settle(&sp, outcomes, now).map(|()| Vec::new()),
+                Job::Dead(ids, requeue, _) => apply_dead(&sp, ids.as_deref(), *requeue),
             };
             results.push(match applied {
                 Ok(ids) => {
@@ -531,7 +556,7 @@ fn commit_group(conn: &mut Connection, jobs: Vec<Job>) {
             (None, None) => Err(stopped()),
         };
         match job {
-            Job::Enqueue(_, reply) => {
+            Job::Enqueue(_, reply) | Job::Dead(_, _, reply) => {
                 let _ = reply.send(result);
             }
             Job::Sending(_, reply) | Job::NotRun(_, reply) => {
@@ -562,6 +587,39 @@ fn apply_enqueue(conn: &Connection, items: &[NewItem], now: i64) -> rusqlite::Re
         ids.push(conn.last_insert_rowid() as u64);
     }
     Ok(ids)
+}
+
+fn apply_dead(conn: &Connection, ids: Option<&[u64]>, requeue: bool) -> rusqlite::Result<Vec<u64>> {
+    let chosen: Vec<u64> = match ids {
+        Some(ids) => {
+            let mut stmt = conn.prepare_cached("SELECT id FROM dead_letters WHERE id = ?1")?;
+            let mut found = Vec::new();
+            for id in ids {
+                if stmt.exists([*id as i64])? {
+                    found.push(*id);
+                }
+            }
+            found
+        }
+        None => {
+            let mut stmt = conn.prepare("SELECT id FROM dead_letters ORDER BY id")?;
+            stmt.query_map([], |r| r.get::<_, i64>(0).map(|id| id as u64))?
+                .collect::<rusqlite::Result<_>>()?
+        }
+    };
+    for id in &chosen {
+        if requeue {
+            conn.prepare_cached(
+                "INSERT INTO items (id, accepted_ms, source, method, params, tagged, state, attempts, error, description)
+                 SELECT id, accepted_ms, source, method, params, tagged, 'queued', 0, error, description
+                 FROM dead_letters WHERE id = ?1",
+            )?
+            .execute([*id as i64])?;
+        }
+        conn.prepare_cached("DELETE FROM dead_letters WHERE id = ?1")?
+            .execute([*id as i64])?;
+    }
+    Ok(chosen)
 }
 
 fn apply_state(conn: &Connection, ids: &[u64], state: &str) -> rusqlite::Result<()> {
@@ -598,8 +656,8 @@ fn apply_settle(
             } => {
                 conn.prepare_cached(
                     "INSERT OR REPLACE INTO dead_letters
-                       (id, accepted_ms, dead_ms, source, method, params, reason, error, description)
-                     SELECT id, accepted_ms, ?2, source, method, params, ?3, ?4, ?5 FROM items WHERE id = ?1",
+                       (id, accepted_ms, dead_ms, source, method, params, tagged, reason, error, description)
+                     SELECT id, accepted_ms, ?2, source, method, params, tagged, ?3, ?4, ?5 FROM items WHERE id = ?1",
                 )?
                 .execute(params![id, now, reason, error, description])?;
                 conn.prepare_cached("DELETE FROM items WHERE id = ?1")?
