@@ -18,7 +18,7 @@ use axum::Router;
 use axum::body::Bytes;
 use axum::routing::post;
 use common::alertmanager::{self, Alertmanager};
-use libtest_mimic::{Arguments, Failed, Trial};
+use libtest_mimic::Failed;
 use oint::alerts::{Route, RouteConfig, Source, fingerprint, render};
 use serde_json::{Value, json};
 use tokio::sync::mpsc;
@@ -26,19 +26,7 @@ use tokio::sync::mpsc;
 const TEST: &str = "real_alertmanager_firing_then_resolved_renders_under_one_tag";
 
 fn main() -> ExitCode {
-    let args = Arguments::from_args();
-    let trial = match alertmanager::binary() {
-        Ok(_) => Trial::test(TEST, firing_then_resolved),
-        Err(why) if std::env::var_os("CI").is_some() => Trial::test(TEST, move || {
-            Err(format!("CI must run this test: {why} (see .ci/run)").into())
-        }),
-        // libtest-mimic prints no reason for an ignored test, so it goes to stderr too.
-        Err(why) => {
-            eprintln!("{TEST}: ignored: {why}");
-            Trial::test(TEST, || Ok(())).with_ignored_flag(true)
-        }
-    };
-    libtest_mimic::run(&args, vec![trial]).exit_code()
+    alertmanager::run_one(TEST, firing_then_resolved)
 }
 
 fn check(ok: bool, what: impl FnOnce() -> String) -> Result<(), Failed> {

@@ -66,13 +66,9 @@ async fn notify_is_answered_202_then_delivered_and_counted() {
 
     assert_eq!(relay.metric("oint_serve_accepted_total").await, 3.0);
     // Delivered is counted once the batch's outcome is recorded, just after the portal has it.
-    for _ in 0..200 {
-        if relay.metric("oint_serve_delivered_total").await == 3.0 {
-            break;
-        }
-        tokio::time::sleep(Duration::from_millis(50)).await;
-    }
-    assert_eq!(relay.metric("oint_serve_delivered_total").await, 3.0);
+    relay
+        .wait_for_metric("oint_serve_delivered_total", |v| v == 3.0)
+        .await;
     assert_eq!(relay.metric("oint_serve_queue_depth").await, 0.0);
     let (status, listing) = relay.get("/queue").await;
     assert_eq!(status, 200);
@@ -423,13 +419,9 @@ async fn kill_9_loses_nothing_answered_202_and_duplicates_nothing_tagged() {
     let relay = Relay::start(&args, &[], dir.path()).await;
     until(&emu, "all 400", |n| n.len() >= 400).await;
     // Settled: nothing pending, nothing dead.
-    for _ in 0..200 {
-        if relay.metric("oint_serve_queue_depth").await == 0.0 {
-            break;
-        }
-        tokio::time::sleep(Duration::from_millis(50)).await;
-    }
-    assert_eq!(relay.metric("oint_serve_queue_depth").await, 0.0);
+    relay
+        .wait_for_metric("oint_serve_queue_depth", |v| v == 0.0)
+        .await;
     assert_eq!(relay.metric("oint_serve_dead_letters").await, 0.0);
     let mut by_text: BTreeMap<String, usize> = BTreeMap::new();
     for n in emu.notifications() {
@@ -859,13 +851,9 @@ async fn kill_9_while_the_portal_is_unreachable_loses_nothing() {
     let relay = Relay::start(&["--url", &down, "--queue", q], &[], dir.path()).await;
     post_many(&relay, 100, "down", false).await;
     // The first attempt failed to connect and its retry has been dispatched.
-    for _ in 0..600 {
-        if relay.metric("oint_serve_batches_total").await >= 2.0 {
-            break;
-        }
-        tokio::time::sleep(Duration::from_millis(50)).await;
-    }
-    assert!(relay.metric("oint_serve_batches_total").await >= 2.0);
+    relay
+        .wait_for_metric("oint_serve_batches_total", |v| v >= 2.0)
+        .await;
     relay.kill9().await;
 
     let emu = emulator().await;
@@ -929,13 +917,9 @@ async fn dead_letters_can_be_requeued_or_purged_by_a_person() {
         .post("/notify", r#"{"user": 1, "text": "after the 502"}"#)
         .await;
     assert_eq!(status, 202);
-    for _ in 0..600 {
-        if relay.metric("oint_serve_dead_letters").await == 1.0 {
-            break;
-        }
-        tokio::time::sleep(Duration::from_millis(50)).await;
-    }
-    assert_eq!(relay.metric("oint_serve_dead_letters").await, 1.0);
+    relay
+        .wait_for_metric("oint_serve_dead_letters", |v| v == 1.0)
+        .await;
     assert!(emu.notifications().is_empty());
     let (status, answer) = relay.post("/queue/requeue", r#"{"ids": []}"#).await;
     assert_eq!(status, 400, "{answer}");
@@ -949,12 +933,9 @@ async fn dead_letters_can_be_requeued_or_purged_by_a_person() {
         .post("/notify", r#"{"user": 999999, "text": "nobody"}"#)
         .await;
     assert_eq!(status, 202);
-    for _ in 0..600 {
-        if relay.metric("oint_serve_dead_letters").await == 1.0 {
-            break;
-        }
-        tokio::time::sleep(Duration::from_millis(50)).await;
-    }
+    relay
+        .wait_for_metric("oint_serve_dead_letters", |v| v == 1.0)
+        .await;
     let body = json!({"ids": [second["id"], 12345]}).to_string();
     let (status, answer) = relay.post("/queue/purge", &body).await;
     assert_eq!(status, 200, "{answer}");

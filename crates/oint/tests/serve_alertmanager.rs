@@ -13,24 +13,13 @@ use bitrix24_emulator::Notification;
 use common::alertmanager::{self, Alertmanager};
 use common::relay::{Relay, until};
 use common::{TOKEN, emulator};
-use libtest_mimic::{Arguments, Failed, Trial};
+use libtest_mimic::Failed;
 use serde_json::json;
 
 const TEST: &str = "a_real_alertmanager_fires_refires_and_resolves_through_the_relay";
 
 fn main() -> ExitCode {
-    let args = Arguments::from_args();
-    let trial = match alertmanager::binary() {
-        Ok(_) => Trial::test(TEST, fires_refires_resolves),
-        Err(why) if std::env::var_os("CI").is_some() => Trial::test(TEST, move || {
-            Err(format!("CI must run this test: {why} (see .ci/run)").into())
-        }),
-        Err(why) => {
-            eprintln!("{TEST}: ignored: {why}");
-            Trial::test(TEST, || Ok(())).with_ignored_flag(true)
-        }
-    };
-    libtest_mimic::run(&args, vec![trial]).exit_code()
+    alertmanager::run_one(TEST, fires_refires_resolves)
 }
 
 /// The notifications of `user` about `instance`.

@@ -153,3 +153,25 @@ impl Drop for Alertmanager {
         let _ = self.child.wait();
     }
 }
+
+/// Runs `test` as the only test of a file with libtest-mimic: ignored, with the reason on
+/// stderr, when there is no Alertmanager, except under CI (`CI` set), where that fails.
+pub fn run_one(
+    name: &'static str,
+    test: fn() -> Result<(), libtest_mimic::Failed>,
+) -> std::process::ExitCode {
+    use libtest_mimic::{Arguments, Trial};
+    let args = Arguments::from_args();
+    let trial = match binary() {
+        Ok(_) => Trial::test(name, test),
+        Err(why) if std::env::var_os("CI").is_some() => Trial::test(name, move || {
+            Err(format!("CI must run this test: {why} (see .ci/run)").into())
+        }),
+        // libtest-mimic prints no reason for an ignored test, so it goes to stderr too.
+        Err(why) => {
+            eprintln!("{name}: ignored: {why}");
+            Trial::test(name, || Ok(())).with_ignored_flag(true)
+        }
+    };
+    libtest_mimic::run(&args, vec![trial]).exit_code()
+}

@@ -91,6 +91,18 @@ impl Relay {
         metric(&text, name)
     }
 
+    /// Waits (bounded, not timed) until a metric satisfies `done`; panics with its value if
+    /// it never does.
+    pub async fn wait_for_metric(&self, name: &str, done: impl Fn(f64) -> bool) {
+        for _ in 0..600 {
+            if done(self.metric(name).await) {
+                return;
+            }
+            tokio::time::sleep(Duration::from_millis(50)).await;
+        }
+        panic!("{name} is {}", self.metric(name).await);
+    }
+
     pub fn stderr(&self) -> String {
         std::fs::read_to_string(&self.stderr).unwrap_or_default()
     }

@@ -517,11 +517,20 @@ fn dead_letters(body: &[u8]) -> Result<Option<Vec<u64>>, String> {
 /// `POST /queue/requeue`: dead letters back in the queue, after a person decided that
 /// sending them again is right (an outcome-unknown one may then arrive twice).
 async fn requeue(State(relay): State<Arc<Relay>>, body: Bytes) -> Answer {
-    let which = match dead_letters(&body) {
+    dead(&relay, &body, true).await
+}
+
+/// `POST /queue/purge`: dead letters deleted.
+async fn purge(State(relay): State<Arc<Relay>>, body: Bytes) -> Answer {
+    dead(&relay, &body, false).await
+}
+
+async fn dead(relay: &Relay, body: &[u8], requeue: bool) -> Answer {
+    let which = match dead_letters(body) {
         Ok(which) => which,
         Err(e) => {
             return refused(
-                &relay,
+                relay,
                 StatusCode::BAD_REQUEST,
                 "invalid",
                 "INVALID_REQUEST",
@@ -529,35 +538,18 @@ async fn requeue(State(relay): State<Arc<Relay>>, body: Bytes) -> Answer {
             );
         }
     };
-    match relay.queue.requeue_dead(which).await {
-        Ok(ids) => {
+    let done = if requeue {
+        relay.queue.requeue_dead(which).await
+    } else {
+        relay.queue.purge_dead(which).await
+    };
+    match done {
+        Ok(ids) if requeue => {
             for id in &ids {
                 let _ = relay.ids.send(*id);
             }
             answer(StatusCode::OK, json!({"requeued": ids}))
         }
-        Err(e) => answer(
-            StatusCode::INTERNAL_SERVER_ERROR,
-            json!({"error": "QUEUE_ERROR", "description": e}),
-        ),
-    }
-}
-
-/// `POST /queue/purge`: dead letters deleted.
-async fn purge(State(relay): State<Arc<Relay>>, body: Bytes) -> Answer {
-    let which = match dead_letters(&body) {
-        Ok(which) => which,
-        Err(e) => {
-            return refused(
-                &relay,
-                StatusCode::BAD_REQUEST,
-                "invalid",
-                "INVALID_REQUEST",
-                e,
-            );
-        }
-    };
-    match relay.queue.purge_dead(which).await {
         Ok(ids) => answer(StatusCode::OK, json!({"purged": ids})),
         Err(e) => answer(
             StatusCode::INTERNAL_SERVER_ERROR,
