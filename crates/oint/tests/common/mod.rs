@@ -1,6 +1,7 @@
 //! Helpers shared by the CLI test files: run the built `oint`, read its output.
 #![allow(dead_code)]
 
+pub mod redis;
 pub mod relay;
 
 use std::path::Path;
