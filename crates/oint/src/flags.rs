@@ -58,11 +58,12 @@ Examples:
 Endpoints: POST /notify ({\"user\" | \"users\", \"text\", \"tag\", \"sub_tag\", \"attach\",
 \"system\", \"markdown\"}: the fields of a notify bulk row), POST /alertmanager/ROUTE (an
 Alertmanager webhook receiver), POST /grafana/ROUTE (a Grafana webhook contact point),
-GET /healthz, GET /metrics, GET /queue. An accepted notification is answered 202 with its id
-once it is synced to the queue; it is delivered in batches of 50 at the portal's pace, shared
-with every oint process on this machine. SIGTERM stops accepting, finishes the batches in
-flight and exits 0 (a second SIGTERM exits 1 at once); after kill -9 the next start resumes the
-queue.";
+GET /healthz, GET /metrics, GET /queue, POST /queue/requeue and POST /queue/purge
+({\"ids\": […]} or {\"all\": true}: dead letters back to the queue, or deleted). An accepted
+notification is answered 202 with its id once it is synced to the queue; it is delivered in
+batches of 50 at the portal's pace, shared with every oint process on this machine. SIGTERM
+stops accepting, finishes the batches in flight and exits 0 (a second SIGTERM exits 1 at once);
+after kill -9 the next start resumes the queue.";
 
 const SEND_EXAMPLES: &str = "\
 Examples:
