@@ -531,8 +531,7 @@ or a REST call to <code>im.notify.personal.add</code>.</p>"
             .to_owned();
     }
     let mut sorted: Vec<&Record> = records.iter().collect();
-    sorted
-        .sort_by(|a, b| (b.created_at, b.notification.id).cmp(&(a.created_at, a.notification.id)));
+    sorted.sort_by_key(|r| std::cmp::Reverse((r.created_at, r.notification.id)));
     sorted.into_iter().map(card).collect()
 }
 
