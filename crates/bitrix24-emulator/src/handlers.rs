@@ -36,6 +36,7 @@ const LINGER: std::time::Duration = std::time::Duration::from_secs(30);
 pub fn router(state: AppState) -> Router {
     Router::new()
         .merge(crate::control::router())
+        .merge(crate::inbox::router())
         .route(
             "/oauth/token/",
             get(oauth::token_endpoint).post(oauth::token_endpoint),

@@ -28,6 +28,7 @@ pub mod decode;
 mod error;
 mod faults;
 mod handlers;
+mod inbox;
 mod jsobject;
 mod limits;
 mod methods;
@@ -384,6 +385,8 @@ pub struct AppState {
     store: Arc<Store>,
     oauth: Arc<oauth::OAuthServer>,
     pipeline: Arc<pipeline::Pipeline>,
+    /// Set when the server stops, so long-lived answers (the inbox's event stream) end.
+    closing: Arc<tokio::sync::watch::Sender<bool>>,
 }
 
 impl AppState {
@@ -453,12 +456,18 @@ impl AppState {
             store: Arc::new(store),
             oauth: Arc::new(oauth),
             pipeline,
+            closing: Arc::new(tokio::sync::watch::Sender::new(false)),
         })
     }
 
     /// Snapshot of the stored notifications, oldest first.
     pub fn notifications(&self) -> Vec<Notification> {
         self.store.notifications()
+    }
+
+    /// End the inbox's event streams, so a graceful stop does not wait for open pages.
+    pub fn close_streams(&self) {
+        self.closing.send_replace(true);
     }
 }
 
@@ -503,7 +512,7 @@ impl fmt::Debug for AppState {
     }
 }
 
-/// The whole HTTP surface (REST API and control plane), for serving or in-process use.
+/// The whole HTTP surface (REST API, control plane and the inbox at `GET /`), for serving or in-process use.
 pub fn app(state: AppState) -> axum::Router {
     handlers::router(state)
 }
@@ -543,9 +552,11 @@ impl Emulator {
         };
         let (tx, rx) = oneshot::channel::<()>();
         let router = app(state.clone());
+        let closing = state.clone();
         let task = tokio::spawn(serve::run(listener, router, idle_timeout, async move {
             // A dropped sender also means "stop".
             let _ = rx.await;
+            closing.close_streams();
         }));
         Ok(Emulator {
             addr,

@@ -65,6 +65,9 @@ pub struct Store {
     pub switches: crate::switches::Switches,
     /// PHP's `max_input_vars` and friends, for every `parse_str` (batch commands too).
     pub input_limits: crate::php::InputLimits,
+    /// Bumped after every change to the notifications, so live views (the inbox's event
+    /// stream) wait for a change instead of polling.
+    changes: tokio::sync::watch::Sender<u64>,
     /// Held for as long as the data file is in use; after `inner`, so it is released last.
     _data_lock: Option<crate::datafile::DataLock>,
 }
@@ -146,6 +149,7 @@ impl Store {
             inner: Mutex::new(inner),
             switches: crate::switches::Switches::default(),
             input_limits: crate::php::InputLimits::default(),
+            changes: tokio::sync::watch::Sender::new(0),
             _data_lock: data_lock,
         })
     }
@@ -153,6 +157,15 @@ impl Store {
     fn lock(&self) -> MutexGuard<'_, Inner> {
         // A panic elsewhere must not take the whole emulator down with a poisoned lock.
         self.inner.lock().unwrap_or_else(|e| e.into_inner())
+    }
+
+    /// A receiver that sees a new value after each change to the notifications.
+    pub fn subscribe(&self) -> tokio::sync::watch::Receiver<u64> {
+        self.changes.subscribe()
+    }
+
+    fn changed(&self) {
+        self.changes.send_modify(|n| *n = n.wrapping_add(1));
     }
 
     /// Whether `user_id` exists and is active (inactive users do not receive notifications).
@@ -248,6 +261,8 @@ impl Store {
         }
         inner.notifications.insert(id, record);
         inner.next_id = id + 1;
+        drop(inner);
+        self.changed();
         Ok(id)
     }
 
@@ -279,6 +294,8 @@ impl Store {
         for id in &ids {
             inner.notifications.remove(id);
         }
+        drop(inner);
+        self.changed();
         Ok(ids.len())
     }
 
@@ -293,6 +310,8 @@ impl Store {
         }
         inner.notifications.clear();
         inner.next_id = 1;
+        drop(inner);
+        self.changed();
         Ok(())
     }
 
@@ -348,6 +367,8 @@ impl Store {
                 r.notification.read = read;
             }
         }
+        drop(inner);
+        self.changed();
         Ok(ids.len())
     }
 
@@ -372,7 +393,10 @@ impl Store {
                 params![id as i64],
             )?;
         }
-        Ok(inner.notifications.remove(&id))
+        let taken = inner.notifications.remove(&id);
+        drop(inner);
+        self.changed();
+        Ok(taken)
     }
 }
 

@@ -688,6 +688,16 @@ pub enum SandboxAction {
         after_help = "Examples:\n  oint sandbox path\n  OINT_SANDBOX_DATA=/tmp/sb.sqlite3 oint sandbox path"
     )]
     Path,
+    /// Serve the sandbox portal (REST API and the web inbox at /) until Ctrl-C or SIGTERM;
+    /// the first line printed is "listening on http://ADDR"
+    #[command(
+        after_help = "Examples:\n  oint sandbox serve\n  oint sandbox serve --listen 127.0.0.1:8024"
+    )]
+    Serve {
+        /// Address to listen on (port 0: any free port)
+        #[arg(long, value_name = "ADDR", default_value = "127.0.0.1:0")]
+        listen: std::net::SocketAddr,
+    },
 }
 
 fn personal_help() -> String {

@@ -142,3 +142,27 @@ pub fn reset() -> Result<PathBuf, Failure> {
         ))),
     }
 }
+
+/// Serves the sandbox portal (REST API and the inbox at `/`) on `listen` until SIGINT or
+/// SIGTERM. Holds the sandbox's turn meanwhile: other `--url sandbox` commands wait.
+pub async fn serve(listen: std::net::SocketAddr) -> Result<(), Failure> {
+    use std::io::Write as _;
+    let path = take_turn()?;
+    let mut term = tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate())
+        .map_err(|e| Failure::Local(format!("cannot watch for SIGTERM: {e}")))?;
+    let emulator = Emulator::bind(config(&path), listen)
+        .await
+        .map_err(|e| open_failed(&path, e))?;
+    println!("listening on {}", emulator.url());
+    let _ = std::io::stdout().flush();
+    eprintln!(
+        "inbox: {url}/  REST: {url}/rest/{WEBHOOK_USER}/{WEBHOOK_SECRET}/  (Ctrl-C stops)",
+        url = emulator.url()
+    );
+    tokio::select! {
+        _ = tokio::signal::ctrl_c() => {}
+        _ = term.recv() => {}
+    }
+    emulator.shutdown().await;
+    Ok(())
+}

@@ -37,3 +37,7 @@ pub fn list() -> Result<Value, Failure> {
 pub fn reset() -> Result<PathBuf, Failure> {
     Err(absent())
 }
+
+pub async fn serve(_listen: std::net::SocketAddr) -> Result<(), Failure> {
+    Err(absent())
+}

@@ -1,8 +1,8 @@
-//! `oint sandbox list|reset|path`: look into, or clear, the local portal behind
+//! `oint sandbox list|reset|path|serve`: look into, or clear, the local portal behind
 //! `--url sandbox`.
 
 use crate::flags::SandboxAction;
-use crate::output::{Failure, Success};
+use crate::output::{Exit, Failure, Success};
 use crate::sandbox;
 
 /// Runs `oint sandbox …`.
@@ -13,5 +13,8 @@ pub async fn command(action: SandboxAction) -> Result<Success, Failure> {
             sandbox::reset().map(|p| Success::Text(format!("sandbox cleared ({})", p.display())))
         }
         SandboxAction::List => sandbox::list().map(Success::Json),
+        SandboxAction::Serve { listen } => sandbox::serve(listen)
+            .await
+            .map(|()| Success::Finished(Exit::Ok)),
     }
 }
