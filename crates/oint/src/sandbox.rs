@@ -148,6 +148,7 @@ pub fn reset() -> Result<PathBuf, Failure> {
 pub async fn serve(listen: std::net::SocketAddr) -> Result<(), Failure> {
     use std::io::Write as _;
     let path = take_turn()?;
+    #[cfg(unix)]
     let mut term = tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate())
         .map_err(|e| Failure::Local(format!("cannot watch for SIGTERM: {e}")))?;
     let emulator = Emulator::bind(config(&path), listen)
@@ -159,10 +160,13 @@ pub async fn serve(listen: std::net::SocketAddr) -> Result<(), Failure> {
         "inbox: {url}/  REST: {url}/rest/{WEBHOOK_USER}/{WEBHOOK_SECRET}/  (Ctrl-C stops)",
         url = emulator.url()
     );
+    #[cfg(unix)]
     tokio::select! {
         _ = tokio::signal::ctrl_c() => {}
         _ = term.recv() => {}
     }
+    #[cfg(not(unix))]
+    let _ = tokio::signal::ctrl_c().await;
     emulator.shutdown().await;
     Ok(())
 }

@@ -94,6 +94,64 @@ mod built_in {
     }
 
     #[tokio::test(flavor = "multi_thread")]
+    async fn serve_shows_the_inbox_takes_rest_calls_and_stops_on_sigterm() {
+        use tokio::io::{AsyncBufReadExt, BufReader};
+        let dir = tempfile::tempdir().unwrap();
+        let data = dir.path().join("sandbox.sqlite3");
+        let data = data.to_str().unwrap();
+        send(data, "[b]Sent before[/b] <script>x</script>").await;
+
+        let mut cmd = oint_command(
+            &["sandbox", "serve", "--listen", "127.0.0.1:0"],
+            &[("OINT_SANDBOX_DATA", data)],
+        );
+        cmd.stdout(std::process::Stdio::piped())
+            .stderr(std::process::Stdio::piped())
+            .kill_on_drop(true);
+        let mut child = cmd.spawn().unwrap();
+        let mut lines = BufReader::new(child.stdout.take().unwrap()).lines();
+        let first = tokio::time::timeout(std::time::Duration::from_secs(60), lines.next_line())
+            .await
+            .expect("prints its address")
+            .unwrap()
+            .expect("a first line");
+        let base = first
+            .strip_prefix("listening on ")
+            .expect(&first)
+            .to_string();
+
+        let http = reqwest::Client::new();
+        let page = http.get(format!("{base}/?user=1")).send().await.unwrap();
+        assert_eq!(page.status(), 200);
+        assert!(page.headers().contains_key("content-security-policy"));
+        let html = page.text().await.unwrap();
+        assert!(html.contains("<b>Sent before</b>"), "{html}");
+        assert!(!html.contains("<script>x"), "escaped: {html}");
+
+        // The served portal is the sandbox itself: what the REST API stores, the data file keeps.
+        let stored: serde_json::Value = http
+            .post(format!("{base}/rest/1/sandbox/im.notify.personal.add"))
+            .json(&serde_json::json!({"USER_ID": 1, "MESSAGE": "Sent while serving"}))
+            .send()
+            .await
+            .unwrap()
+            .json()
+            .await
+            .unwrap();
+        assert!(stored["result"].as_u64().is_some(), "{stored}");
+
+        unsafe { libc::kill(child.id().unwrap() as i32, libc::SIGTERM) };
+        let status = tokio::time::timeout(std::time::Duration::from_secs(30), child.wait())
+            .await
+            .expect("stops after SIGTERM")
+            .unwrap();
+        assert_eq!(status.code(), Some(0));
+        let messages: Vec<String> = list(data).await.into_values().collect();
+        assert_eq!(messages.len(), 2, "{messages:?}");
+        assert_eq!(messages[1], "Sent while serving");
+    }
+
+    #[tokio::test(flavor = "multi_thread")]
     async fn processes_running_at_once_take_turns_and_ids_stay_unique() {
         let dir = tempfile::tempdir().unwrap();
         let data = dir.path().join("sandbox.sqlite3");
