@@ -506,7 +506,7 @@ impl Client {
                 continue;
             }
             match outcome {
-                Outcome::QueryLimit => inner.pacer.saturate_noting(&|n| self.notice(n))?,
+                Outcome::QueryLimit => inner.pacer.saturate_async(&|n| self.notice(n)).await?,
                 Outcome::OperationTimeLimit => inner.operating.blocked(&billed_to, unix_now()),
                 _ => {}
             }
@@ -555,14 +555,14 @@ impl Client {
         let mut waited = Duration::ZERO;
         let mut told = false;
         loop {
-            let (wait, booked) = match inner.pacer.reserve_noting(&|n| self.notice(n))? {
+            let (wait, booked) = match inner.pacer.reserve_async(&|n| self.notice(n)).await? {
                 Reservation::Go(wait) => (wait, true),
                 Reservation::Later(wait) => (wait, false),
             };
             if wait > left() {
                 if booked {
                     // Not sent, so not counted; a failure here only leaves the bucket fuller.
-                    let _ = inner.pacer.release();
+                    let _ = inner.pacer.release_async(&|n| self.notice(n)).await;
                 }
                 let limit = inner.pacer.limit().unwrap_or(RateLimit::STANDARD);
                 return Err(Error::Limited {

@@ -65,6 +65,8 @@ pub mod oauth;
 mod php;
 // Public once its module docs stop linking the private `Portal::endpoint` (rustdoc -D warnings).
 mod portal;
+#[cfg(feature = "redis")]
+pub mod redis_store;
 pub mod retry;
 
 pub use answer::{Answer, Created, Flag, Time};
@@ -81,7 +83,7 @@ pub use client::{
 pub use error::{ApiError, Error, ErrorCode};
 pub use limits::{
     Gcra, NOTICE_THRESHOLD, Notice, OperatingBudget, OperatingPause, Pacer, RateLimit, Reservation,
-    STATE_LOCK_TIMEOUT, StateReset, WaitNotice, WaitReason,
+    STATE_LOCK_TIMEOUT, StateReset, StoreNotice, WaitNotice, WaitReason,
 };
 pub use notify::{
     AddNotification, DeleteByTag, DeleteNotification, GetNotifications, GetSchema, MAX_PAGE,
@@ -93,4 +95,6 @@ pub use oauth::{
     RenewedHook, StoreLock, TokenStore, Tokens,
 };
 pub use portal::{HttpPolicy, MASK, Portal};
+#[cfg(feature = "redis")]
+pub use redis_store::{RedisBucket, RedisTarget};
 pub use retry::{Decision, MAX_WAIT, Outcome, RetryPolicy, Safety, decide};

@@ -164,6 +164,10 @@ pub enum Pacer {
         /// The state file, locked for each reservation.
         path: PathBuf,
     },
+    /// In Redis, shared by every process on every machine that uses the same key: see
+    /// [`RedisBucket`](crate::RedisBucket).
+    #[cfg(feature = "redis")]
+    Redis(crate::RedisBucket),
 }
 
 /// What a reservation gave.
@@ -210,6 +214,8 @@ impl Pacer {
         match self {
             Pacer::Off => None,
             Pacer::Local { limit, .. } | Pacer::Shared { limit, .. } => Some(*limit),
+            #[cfg(feature = "redis")]
+            Pacer::Redis(bucket) => Some(bucket.limit()),
         }
     }
 
@@ -232,6 +238,8 @@ impl Pacer {
             Pacer::Shared { limit, path } => {
                 with_locked_state(path, *limit, now, notice, |level| level.reserve(*limit))
             }
+            #[cfg(feature = "redis")]
+            Pacer::Redis(_) => Err(needs_async()),
         }
     }
 
@@ -250,6 +258,8 @@ impl Pacer {
                     level.requests = (level.requests - 1.0).max(0.0);
                 })
             }
+            #[cfg(feature = "redis")]
+            Pacer::Redis(_) => Err(needs_async()),
         }
     }
 
@@ -273,24 +283,85 @@ impl Pacer {
                     level.requests = level.requests.max(limit.burst);
                 })
             }
+            #[cfg(feature = "redis")]
+            Pacer::Redis(_) => Err(needs_async()),
+        }
+    }
+
+    /// [`Pacer::reserve`] for every kind of bucket, Redis's too (which a client uses).
+    pub(crate) async fn reserve_async(
+        &self,
+        notice: &(dyn Fn(&Notice) + Sync),
+    ) -> Result<Reservation, Error> {
+        match self {
+            #[cfg(feature = "redis")]
+            Pacer::Redis(bucket) => Ok(bucket.reserve(notice).await),
+            other => other.reserve_noting(notice),
+        }
+    }
+
+    /// [`Pacer::release`] for every kind of bucket.
+    pub(crate) async fn release_async(
+        &self,
+        notice: &(dyn Fn(&Notice) + Sync),
+    ) -> Result<(), Error> {
+        match self {
+            #[cfg(feature = "redis")]
+            Pacer::Redis(bucket) => {
+                bucket.release(notice).await;
+                Ok(())
+            }
+            other => {
+                let _ = notice;
+                other.release()
+            }
+        }
+    }
+
+    /// [`Pacer::saturate`] for every kind of bucket.
+    pub(crate) async fn saturate_async(
+        &self,
+        notice: &(dyn Fn(&Notice) + Sync),
+    ) -> Result<(), Error> {
+        match self {
+            #[cfg(feature = "redis")]
+            Pacer::Redis(bucket) => {
+                bucket.saturate(notice).await;
+                Ok(())
+            }
+            other => other.saturate_noting(notice),
         }
     }
 
     pub(crate) fn is_shared(&self) -> bool {
-        matches!(self, Pacer::Shared { .. })
+        match self {
+            Pacer::Shared { .. } => true,
+            #[cfg(feature = "redis")]
+            Pacer::Redis(_) => true,
+            _ => false,
+        }
     }
+}
+
+/// A bucket in Redis is reached only asynchronously, through a client.
+#[cfg(feature = "redis")]
+fn needs_async() -> Error {
+    Error::invalid(
+        "pacer",
+        "a bucket in Redis is used through a client (its requests wait asynchronously), not Pacer::reserve",
+    )
 }
 
 /// A shared bucket's level as one process sees it: requests in it at the time of reading.
 #[derive(Debug, Clone, Copy, PartialEq)]
-struct Level {
-    requests: f64,
+pub(crate) struct Level {
+    pub(crate) requests: f64,
 }
 
 impl Level {
     /// Takes a slot if the level allows one now or within the bucket; else says when to ask
     /// again. One request of headroom is kept below `limit.burst` (see the module docs).
-    fn reserve(&mut self, limit: RateLimit) -> Reservation {
+    pub(crate) fn reserve(&mut self, limit: RateLimit) -> Reservation {
         const EPSILON: f64 = 1e-9;
         let paced = limit.with_headroom();
         let after = self.requests + 1.0;
@@ -503,6 +574,21 @@ pub enum Notice {
     Wait(WaitNotice),
     /// A shared rate-limit state could not be right and was reset to an empty bucket.
     StateReset(StateReset),
+    /// The store that shares the bucket between machines stopped answering: pacing goes on
+    /// locally from the last known level until it is back.
+    StoreLost(StoreNotice),
+    /// The store answers again: the bucket is shared again.
+    StoreBack(StoreNotice),
+}
+
+/// A store that shares limits between machines, lost or back.
+#[derive(Debug, Clone, PartialEq)]
+#[non_exhaustive]
+pub struct StoreNotice {
+    /// The store's address, any password masked.
+    pub store: String,
+    /// What went wrong (empty when it is back).
+    pub problem: String,
 }
 
 /// A wait that starts, and why.
@@ -589,6 +675,16 @@ impl std::fmt::Display for Notice {
                 "the rate-limit state {} could not be right ({}); reset it to an empty bucket",
                 r.path.display(),
                 r.problem
+            ),
+            Notice::StoreLost(s) => write!(
+                f,
+                "the limit store {} is lost ({}); pacing locally from the last known level until it is back",
+                s.store, s.problem
+            ),
+            Notice::StoreBack(s) => write!(
+                f,
+                "the limit store {} is back; the rate limit is shared again",
+                s.store
             ),
         }
     }
@@ -694,7 +790,7 @@ impl OperatingBudget {
     }
 }
 
-fn secs(s: f64) -> Duration {
+pub(crate) fn secs(s: f64) -> Duration {
     Duration::try_from_secs_f64(s.max(0.0)).unwrap_or(Duration::MAX)
 }
 

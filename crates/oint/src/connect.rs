@@ -22,6 +22,14 @@ pub async fn connect(
                 .map(|t| t.expose_secret())
                 .or(oauth.as_ref().map(|_| "oauth"));
             let mut builder = transport.configure(Client::builder(&url), &url, bucket_token);
+            // A limit store shares the bucket between machines; it replaces the state file.
+            if let Some(pacer) = transport
+                .store_pacer(&url, bucket_token)
+                .await
+                .map_err(Failure::Local)?
+            {
+                builder = builder.pacer(pacer);
+            }
             match (&oauth, &token) {
                 (Some(oauth), token) => builder = builder.oauth(oauth.config(token.as_ref())),
                 (None, Some(token)) => builder = builder.token(token.expose_secret()),

@@ -150,6 +150,22 @@ pub struct LimitFlags {
     /// [default: 6]
     #[arg(long, global = true, value_name = "N", value_parser = crate::ranges::parse_attempts)]
     pub attempts: Option<u32>,
+    /// Share the rate-limit bucket between machines through Redis: redis://HOST:PORT/DB or
+    /// rediss:// (TLS). The password may be in the URL or in OINT_LIMIT_STORE_PASSWORD /
+    /// OINT_LIMIT_STORE_PASSWORD_FILE; it is never printed. Also OINT_LIMIT_STORE, and
+    /// `limit_store` in the config file (top level or a portal). Unreachable at start: exit 1
+    #[arg(
+        long,
+        global = true,
+        value_name = "URL",
+        env = "OINT_LIMIT_STORE",
+        hide_env_values = true
+    )]
+    pub limit_store: Option<String>,
+    /// When the limit store is unreachable at start: `local` paces with this machine's
+    /// bucket instead of failing, with a warning
+    #[arg(long, global = true, value_name = "MODE", value_parser = ["local"])]
+    pub limit_store_fallback: Option<String>,
 }
 
 #[derive(Debug, Subcommand)]

@@ -40,6 +40,8 @@ pub struct ConfigFile {
     pub portals: BTreeMap<String, PortalEntry>,
     /// Refuse warnings too, for every portal (`--strict`).
     pub strict: Option<bool>,
+    /// Where rate limits are shared between machines (`--limit-store`).
+    pub limit_store: Option<StoreUrl>,
     /// `oint serve`'s settings (`[serve.routes.NAME]`), read by the relay itself: a build
     /// without it still reads the file.
     pub serve: Option<toml::Table>,
@@ -79,6 +81,26 @@ pub struct PortalEntry {
     pub token_store: Option<PathBuf>,
     /// Refuse warnings too for this portal (`--strict`); wins over the top-level setting.
     pub strict: Option<bool>,
+    /// Where this portal's rate limit is shared (`--limit-store`); wins over the top level.
+    pub limit_store: Option<StoreUrl>,
+}
+
+/// A limit store's URL, which may hold a password: its `Debug` shows only that one is set.
+#[derive(Clone, Deserialize)]
+#[serde(transparent)]
+pub struct StoreUrl(pub String);
+
+impl StoreUrl {
+    /// `redis://:PASSWORD@…`, or anything with credentials in it.
+    fn holds_password(&self) -> bool {
+        self.0.contains('@')
+    }
+}
+
+impl std::fmt::Debug for StoreUrl {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(bitrix24::MASK)
+    }
 }
 
 /// A number setting that, given anything else, says what it expects without echoing it (a
@@ -138,6 +160,7 @@ impl std::fmt::Debug for PortalEntry {
             .field("oauth_url", &self.oauth_url)
             .field("token_store", &self.token_store)
             .field("strict", &self.strict)
+            .field("limit_store", &self.limit_store)
             .finish()
     }
 }
@@ -185,8 +208,13 @@ fn holds_secret(config: &ConfigFile) -> bool {
         .default_portal
         .as_deref()
         .is_some_and(looks_like_webhook)
+        || config
+            .limit_store
+            .as_ref()
+            .is_some_and(StoreUrl::holds_password)
         || config.portals.iter().any(|(name, e)| {
             looks_like_webhook(name)
+                || e.limit_store.as_ref().is_some_and(StoreUrl::holds_password)
                 || e.token.is_some()
                 || e.client_secret.is_some()
                 || e.refresh_token.is_some()

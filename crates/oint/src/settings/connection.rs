@@ -153,15 +153,25 @@ pub fn serve_section(world: &World<'_>) -> Result<Option<toml::Table>, String> {
 pub fn entry_limits(conn: &Connection, world: &World<'_>) -> Result<EntryLimits, String> {
     let name = conn.portal.clone().or_else(|| world.var("OINT_PORTAL"));
     let (path, config) = load(world, name.is_some())?;
+    let store_password = store_password(world)?;
     let Some(config) = config else {
-        return Ok(EntryLimits::default());
+        return Ok(EntryLimits {
+            store_password,
+            ..EntryLimits::default()
+        });
     };
-    let Some(name) = name.or(config.default_portal) else {
-        return Ok(EntryLimits::default());
+    let top_store = config.limit_store.clone().map(|s| s.0);
+    let Some(entry) = name
+        .or(config.default_portal.clone())
+        .and_then(|name| config.portals.get(&name).map(|entry| (name, entry)))
+    else {
+        return Ok(EntryLimits {
+            limit_store: top_store,
+            store_password,
+            ..EntryLimits::default()
+        });
     };
-    let Some(entry) = config.portals.get(&name) else {
-        return Ok(EntryLimits::default());
-    };
+    let (name, entry) = entry;
     // The same ranges as the flags, named as settings of this file.
     let check = |setting: &str, range: Range, value: Option<f64>| {
         value
@@ -180,7 +190,33 @@ pub fn entry_limits(conn: &Connection, world: &World<'_>) -> Result<EntryLimits,
         plan: entry.plan.clone(),
         rate: check("rate", ranges::RATE, entry.rate)?,
         burst: check("burst", ranges::BURST, entry.burst)?,
+        limit_store: entry.limit_store.clone().map(|s| s.0).or(top_store),
+        store_password,
     })
+}
+
+/// The limit store's password from OINT_LIMIT_STORE_PASSWORD or, as a private file,
+/// OINT_LIMIT_STORE_PASSWORD_FILE.
+fn store_password(world: &World<'_>) -> Result<Option<String>, String> {
+    let inline = world
+        .var("OINT_LIMIT_STORE_PASSWORD")
+        .filter(|v| !v.is_empty());
+    let file = world
+        .var("OINT_LIMIT_STORE_PASSWORD_FILE")
+        .filter(|v| !v.is_empty());
+    match (inline, file) {
+        (Some(_), Some(_)) => Err(
+            "OINT_LIMIT_STORE_PASSWORD: give only one of OINT_LIMIT_STORE_PASSWORD and OINT_LIMIT_STORE_PASSWORD_FILE"
+                .into(),
+        ),
+        (Some(password), None) => clean_secret(&password, "OINT_LIMIT_STORE_PASSWORD").map(Some),
+        (None, Some(path)) => read_secret_file(
+            Path::new(&path),
+            "OINT_LIMIT_STORE_PASSWORD_FILE",
+        )
+        .map(Some),
+        (None, None) => Ok(None),
+    }
 }
 
 fn flag_token(conn: &Connection, world: &World<'_>) -> Result<Option<String>, String> {

@@ -17,12 +17,42 @@ use bitrix24::{
 use crate::flags::LimitFlags;
 use crate::ranges::{ATTEMPTS, BURST, CONNECT_TIMEOUT, RATE, Range, TIMEOUT};
 
-/// Rate-limit settings of a config-file portal.
-#[derive(Debug, Clone, Default, PartialEq)]
+/// Rate-limit settings of a config-file portal, and the limit store's from the file and the
+/// environment. Its `Debug` masks the store's URL and password.
+#[derive(Clone, Default, PartialEq)]
 pub struct EntryLimits {
     pub plan: Option<String>,
     pub rate: Option<f64>,
     pub burst: Option<f64>,
+    /// `limit_store` of the portal, else of the file's top level.
+    pub limit_store: Option<String>,
+    /// OINT_LIMIT_STORE_PASSWORD(_FILE).
+    pub store_password: Option<String>,
+}
+
+impl std::fmt::Debug for EntryLimits {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("EntryLimits")
+            .field("plan", &self.plan)
+            .field("rate", &self.rate)
+            .field("burst", &self.burst)
+            .field("limit_store", &crate::secrets::masked(&self.limit_store))
+            .field(
+                "store_password",
+                &crate::secrets::masked(&self.store_password),
+            )
+            .finish()
+    }
+}
+
+/// Where the rate-limit bucket is shared between machines (`--limit-store`).
+#[derive(Debug, Clone)]
+#[cfg_attr(not(feature = "redis"), allow(dead_code))]
+pub struct LimitStore {
+    #[cfg(feature = "redis")]
+    target: bitrix24::RedisTarget,
+    /// `--limit-store-fallback local`: pace locally when the store is unreachable at start.
+    fallback_local: bool,
 }
 
 /// Resolved transport settings.
@@ -35,6 +65,9 @@ pub struct Transport {
     attempts: Option<u32>,
     /// Where the library's notices go instead of stderr (`oint serve` counts them).
     notices: Option<NoticeSink>,
+    /// `--limit-store` (always `None` in a build without Redis, which refuses it).
+    #[cfg_attr(not(feature = "redis"), allow(dead_code))]
+    store: Option<LimitStore>,
 }
 
 /// A caller's handler for every wait and state reset of the client, however short.
@@ -98,6 +131,7 @@ impl Transport {
                 ATTEMPTS.end()
             ));
         }
+        let store = limit_store(flags, entry)?;
         Ok(Transport {
             flags: flags.clone(),
             limit,
@@ -105,6 +139,7 @@ impl Transport {
             timeout,
             attempts: flags.attempts,
             notices: None,
+            store,
         })
     }
 
@@ -159,6 +194,52 @@ impl Transport {
         )
     }
 
+    /// A bucket shared through the limit store for the portal at `url`, when one is set. An
+    /// unreachable store is an error, or with `--limit-store-fallback local` a warning and
+    /// `None` (the file or local bucket of [`Transport::configure`] stays).
+    #[cfg(feature = "redis")]
+    pub async fn store_pacer(
+        &self,
+        url: &str,
+        token: Option<&str>,
+    ) -> Result<Option<Pacer>, String> {
+        let Some(store) = &self.store else {
+            return Ok(None);
+        };
+        let authority = Portal::parse(url, token, HttpPolicy::LoopbackOnly)
+            .map(|p| p.authority().to_string())
+            .unwrap_or_else(|_| url.to_string());
+        let key = format!("oint:{{{authority}}}:bucket");
+        match bitrix24::RedisBucket::connect(&store.target, self.limit, key).await {
+            Ok(bucket) => Ok(Some(Pacer::Redis(bucket))),
+            Err(e) if store.fallback_local => {
+                let _ = std::io::Write::write_all(
+                    &mut std::io::stderr(),
+                    format!(
+                        "oint: warning: --limit-store: {}; pacing with this machine's bucket (--limit-store-fallback local)\n",
+                        message(e)
+                    )
+                    .as_bytes(),
+                );
+                Ok(None)
+            }
+            Err(e) => Err(format!(
+                "--limit-store: {}; start it, fix the URL, or give --limit-store-fallback local",
+                message(e)
+            )),
+        }
+    }
+
+    /// Without Redis support there is never a store (a setting is refused earlier).
+    #[cfg(not(feature = "redis"))]
+    pub async fn store_pacer(
+        &self,
+        _url: &str,
+        _token: Option<&str>,
+    ) -> Result<Option<Pacer>, String> {
+        Ok(None)
+    }
+
     /// For the sandbox, a fresh portal every run: a bucket of its own.
     pub fn configure_local(&self, builder: ClientBuilder) -> ClientBuilder {
         self.notices(
@@ -196,6 +277,35 @@ fn print_notice(notice: &Notice) {
     let _ = writeln!(std::io::stderr(), "oint: {line}");
 }
 
+/// `--limit-store`, else OINT_LIMIT_STORE (clap reads both), else the config file's.
+fn limit_store(flags: &LimitFlags, entry: &EntryLimits) -> Result<Option<LimitStore>, String> {
+    let fallback_local = flags.limit_store_fallback.as_deref() == Some("local");
+    let Some(url) = flags.limit_store.clone().or(entry.limit_store.clone()) else {
+        return Ok(None);
+    };
+    if url.trim().is_empty() {
+        return Ok(None);
+    }
+    #[cfg(feature = "redis")]
+    {
+        let password = entry
+            .store_password
+            .clone()
+            .map(secrecy::SecretString::from);
+        let target = bitrix24::RedisTarget::parse(&url, password)
+            .map_err(|e| format!("--limit-store: {}", message(e)))?;
+        Ok(Some(LimitStore {
+            target,
+            fallback_local,
+        }))
+    }
+    #[cfg(not(feature = "redis"))]
+    {
+        let _ = fallback_local;
+        Err("--limit-store: this oint was built without Redis support (the `redis` feature); rebuild with it, or leave the limit store unset".into())
+    }
+}
+
 /// The shared bucket of a portal: one file per host and port.
 fn bucket_path(url: &str, token: Option<&str>) -> Option<PathBuf> {
     let portal = Portal::parse(url, token, HttpPolicy::LoopbackOnly).ok()?;
@@ -218,12 +328,43 @@ fn message(e: bitrix24::Error) -> String {
 mod tests {
     use super::*;
 
+    #[cfg(feature = "redis")]
+    #[test]
+    fn the_limit_store_flag_wins_and_its_password_never_shows() {
+        let entry = EntryLimits {
+            limit_store: Some("redis://:file-secret-1@filehost:6379/0".into()),
+            store_password: Some("env-secret-2".into()),
+            ..EntryLimits::default()
+        };
+        let t = Transport::over_entry(&LimitFlags::default(), &entry).unwrap();
+        let shown = format!("{t:?} {entry:?}");
+        assert!(shown.contains("filehost"), "{shown}");
+        assert!(
+            !shown.contains("file-secret-1") && !shown.contains("env-secret-2"),
+            "{shown}"
+        );
+        let flags = LimitFlags {
+            limit_store: Some("rediss://flaghost:6380/1".into()),
+            ..LimitFlags::default()
+        };
+        let t = Transport::over_entry(&flags, &entry).unwrap();
+        assert!(format!("{t:?}").contains("flaghost"));
+        let flags = LimitFlags {
+            limit_store: Some("redis://:flag-secret-3@h:1/zz".into()),
+            ..LimitFlags::default()
+        };
+        let err = Transport::over_entry(&flags, &entry).unwrap_err();
+        assert!(err.starts_with("--limit-store: "), "{err}");
+        assert!(!err.contains("flag-secret-3"), "{err}");
+    }
+
     #[test]
     fn flags_over_config_over_plan() {
         let entry = EntryLimits {
             plan: Some("enterprise".into()),
             rate: None,
             burst: Some(100.0),
+            ..EntryLimits::default()
         };
         let t = Transport::over_entry(&LimitFlags::default(), &entry).unwrap();
         assert_eq!(

@@ -37,6 +37,9 @@ pub fn oint_command(args: &[&str], env: &[(&str, &str)]) -> tokio::process::Comm
         .env_remove("BITRIX24_REFRESH_TOKEN")
         .env_remove("BITRIX24_OAUTH_URL")
         .env_remove("BITRIX24_TOKEN_STORE")
+        .env_remove("OINT_LIMIT_STORE")
+        .env_remove("OINT_LIMIT_STORE_PASSWORD")
+        .env_remove("OINT_LIMIT_STORE_PASSWORD_FILE")
         .env("OINT_CONFIG", "/nonexistent/oint-test-config.toml")
         .env(
             "OINT_STATE_DIR",
@@ -59,6 +62,7 @@ pub async fn oint(args: &[&str], env: &[(&str, &str)]) -> Output {
         "BITRIX24_TOKEN",
         "BITRIX24_CLIENT_SECRET",
         "BITRIX24_REFRESH_TOKEN",
+        "OINT_LIMIT_STORE_PASSWORD",
     ];
     for (k, v) in env {
         if SECRET_VARS.contains(k) {

@@ -1,0 +1,297 @@
+//! The rate-limit bucket shared between machines through a real `redis-server`
+//! (`--limit-store`): "hosts" are `oint` processes with state directories of their own, so no
+//! state file can be what they share.
+
+mod common;
+
+use std::path::Path;
+use std::process::Output;
+use std::time::Duration;
+
+use common::redis::RedisServer;
+use common::*;
+use serde_json::json;
+
+/// Liveness only: every run here ends in a fraction of this.
+const LIVENESS: Duration = Duration::from_secs(120);
+const PASSWORD: &str = "store-password-5c1e97";
+
+/// A portal draining `rate` a second with a burst of `burst` (20 and 10 unless said).
+async fn portal_at(rate: f64, burst: f64) -> bitrix24_emulator::Emulator {
+    bitrix24_emulator::Emulator::start(
+        bitrix24_emulator::Config::default()
+            .webhook(1, SECRET)
+            .rate(rate)
+            .burst(burst),
+    )
+    .await
+    .unwrap()
+}
+
+async fn portal() -> bitrix24_emulator::Emulator {
+    bitrix24_emulator::Emulator::start(
+        bitrix24_emulator::Config::default()
+            .webhook(1, SECRET)
+            .rate(20.0)
+            .burst(10.0),
+    )
+    .await
+    .unwrap()
+}
+
+fn refused(emu: &bitrix24_emulator::Emulator) -> usize {
+    emu.requests()
+        .iter()
+        .filter(|r| r.error.as_deref() == Some("QUERY_LIMIT_EXCEEDED"))
+        .count()
+}
+
+/// Three hosts, each sending `sends` notifications one `oint notify send` at a time, pacing
+/// to `limit` (`--rate R --burst B`), with `store` as the limit store (none when empty); true
+/// when every send succeeded.
+async fn three_hosts(
+    emu: &bitrix24_emulator::Emulator,
+    (sends, limit): (u32, &str),
+    store: &str,
+    root: &Path,
+) -> bool {
+    let url = emu.webhook_url(1, SECRET);
+    let script = "for i in $(seq $SENDS); do \"$OINT\" $LIMIT --attempts 1 notify send --url \"$URL\" \
+         --user 2 --text \"h$P-$i\" --output plain >/dev/null 2>&1 || ok=1; done; exit ${ok:-0}";
+    let hosts: Vec<_> = (0..3)
+        .map(|host| {
+            let state = root.join(format!("host{host}"));
+            std::fs::create_dir_all(&state).unwrap();
+            let mut cmd = tokio::process::Command::new("sh");
+            cmd.arg("-c")
+                .arg(script)
+                .env("OINT", env!("CARGO_BIN_EXE_oint"))
+                .env("URL", &url)
+                .env("SENDS", sends.to_string())
+                .env("LIMIT", limit)
+                .env("P", host.to_string())
+                .env("OINT_STATE_DIR", &state)
+                .env("OINT_CONFIG", "/nonexistent")
+                .env_remove("OINT_LIMIT_STORE")
+                .kill_on_drop(true);
+            if !store.is_empty() {
+                cmd.env("OINT_LIMIT_STORE", store);
+            }
+            cmd.status()
+        })
+        .collect();
+    let statuses = tokio::time::timeout(LIVENESS, futures_util::future::join_all(hosts))
+        .await
+        .expect("the hosts end in bounded time");
+    statuses.into_iter().all(|s| s.unwrap().success())
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn three_hosts_sharing_the_store_never_trip_the_portal_and_without_it_they_do() {
+    let dir = tempfile::tempdir().unwrap();
+    let Some(redis) = RedisServer::start(dir.path(), &[]) else {
+        return;
+    };
+    let emu = portal().await;
+    assert!(
+        three_hosts(
+            &emu,
+            (100, "--rate 20 --burst 10"),
+            &redis.url(3),
+            dir.path()
+        )
+        .await,
+        "a send failed"
+    );
+    assert_eq!(
+        emu.requests().len(),
+        300,
+        "--attempts 1: no retry hid a refusal"
+    );
+    assert_eq!(refused(&emu), 0);
+    assert_eq!(emu.notifications().len(), 300);
+
+    // Hosts each with a bucket of their own outrun the portal together. A portal of 1 a
+    // second makes that certain however slowly this machine starts processes: three hosts
+    // each sending at least one a second are three a second.
+    let emu = portal_at(1.0, 3.0).await;
+    let apart = tempfile::tempdir().unwrap();
+    three_hosts(&emu, (8, "--rate 1 --burst 3"), "", apart.path()).await;
+    assert!(refused(&emu) > 0, "three separate buckets trip the portal");
+}
+
+fn rows(n: usize) -> String {
+    (0..n)
+        .map(|i| format!("{}\n", json!({"user": 2, "text": format!("row {i}")})))
+        .collect()
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn a_store_lost_mid_run_loses_nothing_and_says_so_once() {
+    let dir = tempfile::tempdir().unwrap();
+    let Some(mut redis) = RedisServer::start(dir.path(), &["--requirepass", PASSWORD]) else {
+        return;
+    };
+    let emu = portal().await;
+    let input = dir.path().join("in.jsonl");
+    // 50 rows a batch: 30 requests, paced at 4 a second.
+    std::fs::write(&input, rows(1500)).unwrap();
+    let url = emu.webhook_url(1, SECRET);
+    let store = format!("redis://:{PASSWORD}@127.0.0.1:{}/0", redis.port());
+    let state = dir.path().join("state");
+    let run = tokio::spawn({
+        let (input, url, store, state) = (
+            input.display().to_string(),
+            url.clone(),
+            store.clone(),
+            state.display().to_string(),
+        );
+        async move {
+            oint(
+                &[
+                    "--rate",
+                    "4",
+                    "--burst",
+                    "3",
+                    "--limit-store",
+                    &store,
+                    "notify",
+                    "bulk",
+                    "--url",
+                    &url,
+                    "--input",
+                    &input,
+                ],
+                &[("OINT_STATE_DIR", &state)],
+            )
+            .await
+        }
+    });
+    // Lost once a part is sent, back before the rest is.
+    let reach = async |n: usize| {
+        while emu.notifications().len() < n {
+            tokio::time::sleep(Duration::from_millis(20)).await;
+        }
+    };
+    tokio::time::timeout(LIVENESS, reach(150)).await.unwrap();
+    redis.stop();
+    tokio::time::timeout(LIVENESS, reach(600)).await.unwrap();
+    redis.restart();
+    let o: Output = tokio::time::timeout(LIVENESS, run).await.unwrap().unwrap();
+    let err = stderr(&o);
+    assert_eq!(o.status.code(), Some(0), "{err}");
+    assert_eq!(emu.notifications().len(), 1500, "{err}");
+    assert_eq!(err.matches(" is lost (").count(), 1, "{err}");
+    assert_eq!(err.matches(" is back;").count(), 1, "{err}");
+    assert!(!err.contains(PASSWORD), "{err}");
+    assert!(!stdout(&o).contains(PASSWORD));
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn an_unreachable_store_at_start_is_one_line_and_exit_1_unless_told_to_fall_back() {
+    let emu = portal().await;
+    let url = emu.webhook_url(1, SECRET);
+    // A port nothing listens on: bound, then released.
+    let port = std::net::TcpListener::bind("127.0.0.1:0")
+        .unwrap()
+        .local_addr()
+        .unwrap()
+        .port();
+    let store = format!("redis://:{PASSWORD}@127.0.0.1:{port}/0");
+    let state = tempfile::tempdir().unwrap();
+    let state = state.path().to_str().unwrap();
+    let send = |extra: &'static [&'static str]| {
+        let (url, store) = (url.clone(), store.clone());
+        async move {
+            let mut args = vec!["--limit-store", &store];
+            args.extend_from_slice(extra);
+            args.extend([
+                "notify", "send", "--url", &url, "--user", "1", "--text", "hi", "--output", "plain",
+            ]);
+            oint(&args, &[("OINT_STATE_DIR", state)]).await
+        }
+    };
+    let o = send(&[]).await;
+    let err = stderr(&o);
+    assert_eq!(o.status.code(), Some(1), "{err}");
+    assert_eq!(err.lines().count(), 1, "{err}");
+    assert!(
+        err.contains("--limit-store") && err.contains("unreachable"),
+        "{err}"
+    );
+    assert!(err.contains(&format!("127.0.0.1:{port}")), "{err}");
+    assert!(!err.contains(PASSWORD), "{err}");
+    assert_eq!(emu.notifications().len(), 0);
+
+    let o = send(&["--limit-store-fallback", "local"]).await;
+    let err = stderr(&o);
+    assert_eq!(o.status.code(), Some(0), "{err}");
+    assert!(err.starts_with("oint: warning: --limit-store"), "{err}");
+    assert!(!err.contains(PASSWORD), "{err}");
+    assert_eq!(emu.notifications().len(), 1);
+
+    // The password from the environment never shows either; a bad URL is one line.
+    let o = oint(
+        &[
+            "--limit-store",
+            "http://127.0.0.1/0",
+            "notify",
+            "send",
+            "--url",
+            &url,
+            "--user",
+            "1",
+            "--text",
+            "hi",
+        ],
+        &[
+            ("OINT_STATE_DIR", state),
+            ("OINT_LIMIT_STORE_PASSWORD", PASSWORD),
+        ],
+    )
+    .await;
+    let err = stderr(&o);
+    assert_ne!(o.status.code(), Some(0), "{err}");
+    assert_eq!(err.lines().count(), 1, "{err}");
+    assert!(err.contains("not redis or rediss"), "{err}");
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn a_password_from_the_environment_logs_in_and_a_wrong_one_is_refused() {
+    let dir = tempfile::tempdir().unwrap();
+    let Some(redis) = RedisServer::start(dir.path(), &["--requirepass", PASSWORD]) else {
+        return;
+    };
+    let emu = portal().await;
+    let url = emu.webhook_url(1, SECRET);
+    let state = dir.path().join("state");
+    let state = state.to_str().unwrap();
+    let args = [
+        "notify", "send", "--url", &url, "--user", "1", "--text", "hi", "--output", "plain",
+    ];
+    let store = redis.url(1);
+    let o = oint(
+        &args,
+        &[
+            ("OINT_STATE_DIR", state),
+            ("OINT_LIMIT_STORE", &store),
+            ("OINT_LIMIT_STORE_PASSWORD", PASSWORD),
+        ],
+    )
+    .await;
+    assert_eq!(o.status.code(), Some(0), "{}", stderr(&o));
+    let o = oint(
+        &args,
+        &[
+            ("OINT_STATE_DIR", state),
+            ("OINT_LIMIT_STORE", &store),
+            ("OINT_LIMIT_STORE_PASSWORD", "wrong-password-1234"),
+        ],
+    )
+    .await;
+    let err = stderr(&o);
+    assert_eq!(o.status.code(), Some(1), "{err}");
+    assert_eq!(err.lines().count(), 1, "{err}");
+    assert!(!err.contains("wrong-password-1234"), "{err}");
+    assert_eq!(emu.notifications().len(), 1);
+}
