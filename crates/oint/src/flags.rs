@@ -710,7 +710,7 @@ pub enum SandboxAction {
         after_help = "Examples:\n  oint sandbox serve\n  oint sandbox serve --listen 127.0.0.1:8024"
     )]
     Serve {
-        /// Address to listen on (port 0: any free port)
+        /// Loopback address to listen on (port 0: any free port)
         #[arg(long, value_name = "ADDR", default_value = "127.0.0.1:0")]
         listen: std::net::SocketAddr,
     },

@@ -147,6 +147,13 @@ pub fn reset() -> Result<PathBuf, Failure> {
 /// SIGTERM. Holds the sandbox's turn meanwhile: other `--url sandbox` commands wait.
 pub async fn serve(listen: std::net::SocketAddr) -> Result<(), Failure> {
     use std::io::Write as _;
+    // Its webhook secret is public ("sandbox") and the inbox acts as any user: other machines
+    // must not reach it.
+    if !listen.ip().is_loopback() {
+        return Err(Failure::Usage(format!(
+            "--listen {listen}: the sandbox serves loopback addresses only (its webhook secret is public); give 127.0.0.1:PORT or [::1]:PORT"
+        )));
+    }
     let path = take_turn()?;
     #[cfg(unix)]
     let mut term = tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate())

@@ -94,6 +94,23 @@ mod built_in {
     }
 
     #[tokio::test(flavor = "multi_thread")]
+    async fn serve_refuses_addresses_other_machines_reach() {
+        let dir = tempfile::tempdir().unwrap();
+        let data = dir.path().join("sandbox.sqlite3");
+        let out = oint(
+            &["sandbox", "serve", "--listen", "0.0.0.0:0"],
+            &[("OINT_SANDBOX_DATA", data.to_str().unwrap())],
+        )
+        .await;
+        assert_eq!(out.status.code(), Some(2), "{}", stderr(&out));
+        assert!(
+            stderr(&out).contains("loopback addresses only"),
+            "{}",
+            stderr(&out)
+        );
+    }
+
+    #[tokio::test(flavor = "multi_thread")]
     async fn serve_shows_the_inbox_takes_rest_calls_and_stops_on_sigterm() {
         use tokio::io::{AsyncBufReadExt, BufReader};
         let dir = tempfile::tempdir().unwrap();

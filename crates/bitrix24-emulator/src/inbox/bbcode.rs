@@ -63,10 +63,18 @@ impl Tag {
 /// One `[name]`, `[name=value]` or `[/name]` at the start of `s`: (closing, name, value,
 /// length in bytes).
 fn parse_tag(s: &str) -> Option<(bool, String, Option<String>, usize)> {
-    let end = s.find(']')?;
+    // A tag never spans lines or gets long; "[" in text stays text. The scan stops at the
+    // first byte that settles it, so text full of "[" costs linear time, not quadratic.
+    let end = s
+        .bytes()
+        .enumerate()
+        .skip(1)
+        .take(2049)
+        .find(|(_, b)| matches!(b, b']' | b'[' | b'\n'))
+        .filter(|(_, b)| *b == b']')?
+        .0;
     let inner = &s[1..end];
-    // A tag never spans lines or gets long; "[" in text stays text.
-    if inner.is_empty() || inner.len() > 2048 || inner.contains(['[', '\n']) {
+    if inner.is_empty() {
         return None;
     }
     let (closing, inner) = match inner.strip_prefix('/') {
@@ -94,6 +102,9 @@ fn safe_size(v: &str) -> Option<u32> {
     let digits = v.trim().trim_end_matches("px");
     digits.parse::<u32>().ok().map(|n| n.clamp(8, 32))
 }
+
+/// Open tags kept at once; further opening tags stay text.
+const MAX_DEPTH: usize = 64;
 
 /// Render portal-formatted `text` (not escaped yet) as HTML.
 pub fn to_html(text: &str) -> String {
@@ -140,6 +151,12 @@ pub fn to_html(text: &str) -> String {
                 out.push_str(&escape(&rest[..len]));
             }
             rest = &rest[len..];
+            continue;
+        }
+        // Deeper nesting is no formatting anyone reads, and would make closing tags costly.
+        if stack.len() >= MAX_DEPTH {
+            out.push('[');
+            rest = &rest[1..];
             continue;
         }
         rest = &rest[len..];
@@ -242,8 +259,13 @@ fn link_start(href: &str) -> String {
 /// The text up to `[/name]` (any case) and what follows it; all of `s` when it never closes.
 fn split_at_close<'a>(s: &'a str, name: &str) -> (&'a str, &'a str) {
     let close = format!("[/{name}]");
-    let lower = s.to_ascii_lowercase();
-    match lower.find(&close) {
+    // Compared in place: a lowercased copy of the rest for every tag would be quadratic.
+    let found = s.match_indices("[/").map(|(at, _)| at).find(|&at| {
+        s.as_bytes()
+            .get(at..at + close.len())
+            .is_some_and(|candidate| candidate.eq_ignore_ascii_case(close.as_bytes()))
+    });
+    match found {
         Some(at) => (&s[..at], &s[at + close.len()..]),
         None => (s, ""),
     }
@@ -252,6 +274,17 @@ fn split_at_close<'a>(s: &'a str, name: &str) -> (&'a str, &'a str) {
 #[cfg(test)]
 mod tests {
     use super::to_html;
+
+    #[test]
+    fn hostile_text_renders_and_stays_text() {
+        // Would take minutes if each "[" scanned the rest of the text.
+        let brackets = "[".repeat(1 << 20);
+        assert_eq!(to_html(&brackets), brackets);
+        let nested = format!("{}{}", "[b]".repeat(100_000), "[/i]".repeat(100_000));
+        assert_eq!(to_html(&nested).matches("<b>").count(), 64);
+        let codes = "[code][/CODE]".repeat(100_000);
+        assert_eq!(to_html(&codes).matches("<code").count(), 100_000);
+    }
 
     #[test]
     fn formatting_tags() {

@@ -206,9 +206,13 @@ impl Transport {
         let Some(store) = &self.store else {
             return Ok(None);
         };
-        let authority = Portal::parse(url, token, HttpPolicy::LoopbackOnly)
+        // Only the authority names the bucket (whether http is allowed is checked where the
+        // client is built); never the URL itself, whose path holds a webhook's secret.
+        let authority = Portal::parse(url, token, HttpPolicy::AllowInsecure)
             .map(|p| p.authority().to_string())
-            .unwrap_or_else(|_| url.to_string());
+            .map_err(|_| {
+                "--limit-store: the portal URL has no host to name its bucket by".to_string()
+            })?;
         let key = format!("oint:{{{authority}}}:bucket");
         match bitrix24::RedisBucket::connect(&store.target, self.limit, key).await {
             Ok(bucket) => Ok(Some(Pacer::Redis(bucket))),
