@@ -139,7 +139,18 @@ fn run_opi(method: Method, global: &Global) -> Exit {
         Some(Err(e)) => return output::report(Err(Failure::Usage(e)), None),
         None => None,
     };
-    output::report(runtime.block_on(opi::execute(job, &global.transport)), out)
+    // The limit store's password comes from the environment, as for the modern commands.
+    let transport = settings::real_world(settings::store_password).and_then(|store_password| {
+        global.transport.with_entry(&settings::EntryLimits {
+            store_password,
+            ..settings::EntryLimits::default()
+        })
+    });
+    let transport = match transport {
+        Ok(transport) => transport,
+        Err(e) => return output::report(Err(Failure::Usage(e)), None),
+    };
+    output::report(runtime.block_on(opi::execute(job, &transport)), out)
 }
 
 /// The one runtime a command runs on.

@@ -295,3 +295,69 @@ async fn a_password_from_the_environment_logs_in_and_a_wrong_one_is_refused() {
     assert!(!err.contains("wrong-password-1234"), "{err}");
     assert_eq!(emu.notifications().len(), 1);
 }
+
+#[tokio::test(flavor = "multi_thread")]
+async fn opi_commands_log_in_with_the_password_from_the_environment_or_its_file() {
+    let dir = tempfile::tempdir().unwrap();
+    let Some(redis) = RedisServer::start(dir.path(), &["--requirepass", PASSWORD]) else {
+        return;
+    };
+    let emu = portal().await;
+    let url = emu.webhook_url(1, SECRET);
+    let state = dir.path().join("state");
+    let state = state.to_str().unwrap();
+    let password_file = dir.path().join("store-password");
+    std::fs::write(&password_file, PASSWORD).unwrap();
+    #[cfg(unix)]
+    {
+        use std::os::unix::fs::PermissionsExt;
+        std::fs::set_permissions(&password_file, std::fs::Permissions::from_mode(0o600)).unwrap();
+    }
+    let store = redis.url(1);
+    let args = [
+        "--limit-store",
+        &store,
+        "bitrix24",
+        "CreatePersonalNotification",
+        "--url",
+        &url,
+        "--user",
+        "1",
+        "--text",
+        "hi",
+    ];
+    let o = oint(
+        &args,
+        &[
+            ("OINT_STATE_DIR", state),
+            ("OINT_LIMIT_STORE_PASSWORD", PASSWORD),
+        ],
+    )
+    .await;
+    assert_eq!(o.status.code(), Some(0), "{}", stderr(&o));
+    let o = oint(
+        &args,
+        &[
+            ("OINT_STATE_DIR", state),
+            (
+                "OINT_LIMIT_STORE_PASSWORD_FILE",
+                password_file.to_str().unwrap(),
+            ),
+        ],
+    )
+    .await;
+    assert_eq!(o.status.code(), Some(0), "{}", stderr(&o));
+    let o = oint(
+        &args,
+        &[
+            ("OINT_STATE_DIR", state),
+            ("OINT_LIMIT_STORE_PASSWORD", "wrong-password-1234"),
+        ],
+    )
+    .await;
+    let err = stderr(&o);
+    assert_eq!(o.status.code(), Some(1), "{err}");
+    assert_eq!(err.lines().count(), 1, "{err}");
+    assert!(!err.contains("wrong-password-1234"), "{err}");
+    assert_eq!(emu.notifications().len(), 2);
+}

@@ -197,7 +197,7 @@ pub fn entry_limits(conn: &Connection, world: &World<'_>) -> Result<EntryLimits,
 
 /// The limit store's password from OINT_LIMIT_STORE_PASSWORD or, as a private file,
 /// OINT_LIMIT_STORE_PASSWORD_FILE.
-fn store_password(world: &World<'_>) -> Result<Option<String>, String> {
+pub fn store_password(world: &World<'_>) -> Result<Option<String>, String> {
     let inline = world
         .var("OINT_LIMIT_STORE_PASSWORD")
         .filter(|v| !v.is_empty());

@@ -25,7 +25,9 @@ pub mod world;
 
 pub use config_file::read_secret_file;
 pub use config_file::{ConfigFile, PortalEntry};
-pub use connection::{entry_limits, serve_section, strict, target, top_level_strict};
+pub use connection::{
+    entry_limits, serve_section, store_password, strict, target, top_level_strict,
+};
 pub use oauth::OAuthCreds;
 pub use target::Target;
 pub use transport::{EntryLimits, NoticeSink, Transport};
