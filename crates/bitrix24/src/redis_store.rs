@@ -182,6 +182,9 @@ impl std::fmt::Debug for RedisBucket {
 fn describe(e: &redis::RedisError) -> String {
     if e.is_timeout() {
         "no answer in time".into()
+    } else if e.to_string().contains("certificate") {
+        // Only a fixed phrase: the message itself may name the address.
+        "its TLS certificate is not trusted (trust its CA with SSL_CERT_FILE)".into()
     } else if e.is_connection_refusal() {
         "connection refused".into()
     } else if e.is_io_error() || e.is_connection_dropped() {
@@ -210,6 +213,9 @@ impl RedisBucket {
             .set_response_timeout(Some(STORE_TIMEOUT))
             .set_number_of_retries(2)
             .set_max_delay(Duration::from_millis(500));
+        // rediss:// needs a rustls provider, and the store may be connected before any client
+        // installs one; one the application installed first is kept.
+        let _ = rustls::crypto::ring::default_provider().install_default();
         let client = target.client()?;
         let connecting = ConnectionManager::new_with_config(client, config);
         let mut connection = tokio::time::timeout(STORE_TIMEOUT * 4, connecting)

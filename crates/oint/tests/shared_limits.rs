@@ -361,3 +361,58 @@ async fn opi_commands_log_in_with_the_password_from_the_environment_or_its_file(
     assert!(!err.contains("wrong-password-1234"), "{err}");
     assert_eq!(emu.notifications().len(), 2);
 }
+
+#[tokio::test(flavor = "multi_thread")]
+async fn a_tls_store_paces_with_its_ca_trusted_and_an_untrusted_one_is_one_line() {
+    let dir = tempfile::tempdir().unwrap();
+    let files = common::redis::TlsFiles::generate(dir.path(), "store");
+    let Some(redis) = RedisServer::start_tls(dir.path(), &files) else {
+        return;
+    };
+    let stranger = common::redis::TlsFiles::generate(dir.path(), "stranger");
+    let emu = portal().await;
+    let url = emu.webhook_url(1, SECRET);
+    let state = dir.path().join("state");
+    let state = state.to_str().unwrap();
+    let store = redis.url(0);
+    assert!(store.starts_with("rediss://127.0.0.1:"), "{store}");
+    let args = [
+        "--limit-store",
+        &store,
+        "notify",
+        "send",
+        "--url",
+        &url,
+        "--user",
+        "1",
+        "--text",
+        "hi",
+        "--output",
+        "plain",
+    ];
+    let o = oint(
+        &args,
+        &[
+            ("OINT_STATE_DIR", state),
+            ("SSL_CERT_FILE", files.ca.to_str().unwrap()),
+        ],
+    )
+    .await;
+    let err = stderr(&o);
+    assert_eq!(o.status.code(), Some(0), "{err}");
+    assert_eq!(emu.notifications().len(), 1);
+    let o = oint(
+        &args,
+        &[
+            ("OINT_STATE_DIR", state),
+            ("SSL_CERT_FILE", stranger.ca.to_str().unwrap()),
+        ],
+    )
+    .await;
+    let err = stderr(&o);
+    assert_eq!(o.status.code(), Some(1), "{err}");
+    assert_eq!(err.lines().count(), 1, "{err}");
+    assert!(err.contains("--limit-store"), "{err}");
+    assert!(err.contains("not trusted"), "{err}");
+    assert_eq!(emu.notifications().len(), 1);
+}

@@ -13,6 +13,44 @@ pub struct RedisServer {
     port: u16,
     dir: PathBuf,
     extra: Vec<String>,
+    /// Serves TLS only (`--tls-port`), so readiness is a listening port, not a plain PING.
+    tls: bool,
+}
+
+/// The files of a TLS `redis-server`: a CA of its own and a certificate for 127.0.0.1.
+pub struct TlsFiles {
+    pub ca: PathBuf,
+    pub cert: PathBuf,
+    pub key: PathBuf,
+}
+
+impl TlsFiles {
+    /// A fresh CA and a server certificate it signed, written under `dir` with `prefix`.
+    pub fn generate(dir: &Path, prefix: &str) -> TlsFiles {
+        use rcgen::{BasicConstraints, CertificateParams, DnType, IsCa, Issuer, KeyPair};
+        let mut ca_params = CertificateParams::new(Vec::<String>::new()).unwrap();
+        ca_params.is_ca = IsCa::Ca(BasicConstraints::Unconstrained);
+        ca_params
+            .distinguished_name
+            .push(DnType::CommonName, format!("{prefix} test CA"));
+        let ca_key = KeyPair::generate().unwrap();
+        let ca_cert = ca_params.self_signed(&ca_key).unwrap();
+        let issuer = Issuer::new(ca_params, ca_key);
+        let mut leaf = CertificateParams::new(vec!["127.0.0.1".to_owned()]).unwrap();
+        leaf.is_ca = IsCa::ExplicitNoCa;
+        leaf.use_authority_key_identifier_extension = true;
+        let leaf_key = KeyPair::generate().unwrap();
+        let leaf_cert = leaf.signed_by(&leaf_key, &issuer).unwrap();
+        let files = TlsFiles {
+            ca: dir.join(format!("{prefix}-ca.pem")),
+            cert: dir.join(format!("{prefix}-cert.pem")),
+            key: dir.join(format!("{prefix}-key.pem")),
+        };
+        std::fs::write(&files.ca, ca_cert.pem()).unwrap();
+        std::fs::write(&files.cert, leaf_cert.pem()).unwrap();
+        std::fs::write(&files.key, leaf_key.serialize_pem()).unwrap();
+        files
+    }
 }
 
 /// The `redis-server` to run, or `None` (with a line on stderr saying why the test skips).
@@ -38,19 +76,49 @@ impl RedisServer {
     /// arguments (`--requirepass`, TLS options, …). `None` when there is no `redis-server`.
     pub fn start(dir: &Path, extra: &[&str]) -> Option<RedisServer> {
         let program = program()?;
-        let mut server = RedisServer {
+        let server = RedisServer {
             child: None,
             program,
             port: 0,
             dir: dir.to_path_buf(),
             extra: extra.iter().map(|s| s.to_string()).collect(),
+            tls: false,
         };
+        server.launch()
+    }
+
+    /// Starts a server that speaks TLS only, with the certificate of `files`; clients are
+    /// not asked for certificates. `None` when there is no `redis-server`.
+    pub fn start_tls(dir: &Path, files: &TlsFiles) -> Option<RedisServer> {
+        let program = program()?;
+        let path = |p: &Path| p.to_str().unwrap().to_owned();
+        let server = RedisServer {
+            child: None,
+            program,
+            port: 0,
+            dir: dir.to_path_buf(),
+            extra: vec![
+                "--tls-cert-file".into(),
+                path(&files.cert),
+                "--tls-key-file".into(),
+                path(&files.key),
+                "--tls-ca-cert-file".into(),
+                path(&files.ca),
+                "--tls-auth-clients".into(),
+                "no".into(),
+            ],
+            tls: true,
+        };
+        server.launch()
+    }
+
+    fn launch(mut self) -> Option<RedisServer> {
         // A port the OS just handed out is free unless another process takes it in between;
         // a few tries cover that race.
         for _ in 0..5 {
-            server.port = free_port();
-            if server.spawn() {
-                return Some(server);
+            self.port = free_port();
+            if self.spawn() {
+                return Some(self);
             }
         }
         panic!("redis-server did not start on a free loopback port (5 tries)");
@@ -60,9 +128,10 @@ impl RedisServer {
         self.port
     }
 
-    /// `redis://127.0.0.1:PORT/DB`.
+    /// `redis://127.0.0.1:PORT/DB` (`rediss://` for a TLS server).
     pub fn url(&self, db: u32) -> String {
-        format!("redis://127.0.0.1:{}/{db}", self.port)
+        let scheme = if self.tls { "rediss" } else { "redis" };
+        format!("{scheme}://127.0.0.1:{}/{db}", self.port)
     }
 
     /// Kills the server (as a crash would: SIGKILL, nothing saved).
@@ -87,12 +156,15 @@ impl RedisServer {
         }
     }
 
-    /// One spawn on `self.port`; true once it answers PING.
+    /// One spawn on `self.port`; true once it answers PING (listens, for TLS).
     fn spawn(&mut self) -> bool {
         let port = self.port.to_string();
-        let mut args = vec![
-            "--port",
-            &port,
+        let mut args = if self.tls {
+            vec!["--port", "0", "--tls-port", &port]
+        } else {
+            vec!["--port", &port]
+        };
+        args.extend([
             "--bind",
             "127.0.0.1",
             "--save",
@@ -101,7 +173,7 @@ impl RedisServer {
             "no",
             "--protected-mode",
             "no",
-        ];
+        ]);
         args.extend(self.extra.iter().map(String::as_str));
         let mut child = Command::new(&self.program)
             .args(&args)
@@ -116,7 +188,12 @@ impl RedisServer {
             if let Ok(Some(_)) = child.try_wait() {
                 return false;
             }
-            if answers_ping(self.port) {
+            let ready = if self.tls {
+                std::net::TcpStream::connect(("127.0.0.1", self.port)).is_ok()
+            } else {
+                answers_ping(self.port)
+            };
+            if ready {
                 self.child = Some(child);
                 return true;
             }
