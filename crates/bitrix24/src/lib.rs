@@ -67,6 +67,8 @@ mod php;
 mod portal;
 #[cfg(feature = "redis")]
 pub mod redis_store;
+#[cfg(feature = "redis")]
+pub mod redis_tokens;
 pub mod retry;
 
 pub use answer::{Answer, Created, Flag, Time};
@@ -97,4 +99,6 @@ pub use oauth::{
 pub use portal::{HttpPolicy, MASK, Portal};
 #[cfg(feature = "redis")]
 pub use redis_store::{RedisBucket, RedisTarget};
+#[cfg(feature = "redis")]
+pub use redis_tokens::RedisTokenStore;
 pub use retry::{Decision, MAX_WAIT, Outcome, RetryPolicy, Safety, decide};

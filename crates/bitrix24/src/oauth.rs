@@ -236,33 +236,12 @@ impl TokenStore for FileTokenStore {
         let Some(text) = read_store(&self.path)? else {
             return Ok(None);
         };
-        // The parser's message could quote the file; say only where it broke.
-        let stored: StoredTokens = serde_json::from_str(&text).map_err(|e| {
-            io::Error::new(
-                io::ErrorKind::InvalidData,
-                format!(
-                    "not a token file (line {}, column {}); delete it to start again from the configured refresh token",
-                    e.line(),
-                    e.column()
-                ),
-            )
-        })?;
-        let expires_at = stored.expires.as_ref().and_then(seconds).map(at_unix);
-        Ok(Some(Tokens::new(
-            stored.access_token,
-            stored.refresh_token,
-            expires_at,
-        )))
+        tokens_from_json(&text).map(Some)
     }
 
     fn save(&self, tokens: &Tokens) -> io::Result<()> {
         self.ensure_dir()?;
-        let stored = StoredTokens {
-            access_token: tokens.access_token.expose_secret().to_string(),
-            refresh_token: tokens.refresh_token.expose_secret().to_string(),
-            expires: tokens.expires_at.map(|t| Value::from(unix(t))),
-        };
-        let json = serde_json::to_vec_pretty(&stored).map_err(io::Error::other)?;
+        let json = tokens_to_json(tokens)?;
         // tempfile creates the file 0600 with a random name in the same directory, so the
         // rename stays on one filesystem and is atomic.
         let mut file = tempfile::NamedTempFile::new_in(self.dir())?;
@@ -302,6 +281,37 @@ impl TokenStore for FileTokenStore {
     fn describe(&self) -> String {
         format!("token store {}", self.path.display())
     }
+}
+
+/// A stored pair from its JSON (a token file's, or a shared store's value).
+pub(crate) fn tokens_from_json(text: &str) -> io::Result<Tokens> {
+    // The parser's message could quote the tokens; say only where it broke.
+    let stored: StoredTokens = serde_json::from_str(text).map_err(|e| {
+        io::Error::new(
+            io::ErrorKind::InvalidData,
+            format!(
+                "not a token file (line {}, column {}); delete it to start again from the configured refresh token",
+                e.line(),
+                e.column()
+            ),
+        )
+    })?;
+    let expires_at = stored.expires.as_ref().and_then(seconds).map(at_unix);
+    Ok(Tokens::new(
+        stored.access_token,
+        stored.refresh_token,
+        expires_at,
+    ))
+}
+
+/// The JSON a pair is stored as.
+pub(crate) fn tokens_to_json(tokens: &Tokens) -> io::Result<Vec<u8>> {
+    let stored = StoredTokens {
+        access_token: tokens.access_token.expose_secret().to_string(),
+        refresh_token: tokens.refresh_token.expose_secret().to_string(),
+        expires: tokens.expires_at.map(|t| Value::from(unix(t))),
+    };
+    serde_json::to_vec_pretty(&stored).map_err(io::Error::other)
 }
 
 /// Called with the new tokens after every refresh this client makes.

@@ -129,7 +129,7 @@ impl RedisTarget {
         shown.to_string()
     }
 
-    fn client(&self) -> Result<redis::Client, Error> {
+    pub(crate) fn client(&self) -> Result<redis::Client, Error> {
         use redis::IntoConnectionInfo;
         use secrecy::ExposeSecret;
         let mut info = self.url.clone().into_connection_info().map_err(|e| {
@@ -179,7 +179,7 @@ impl std::fmt::Debug for RedisBucket {
 }
 
 /// The one-line reason a Redis call failed, with no address or password in it.
-fn describe(e: &redis::RedisError) -> String {
+pub(crate) fn describe(e: &redis::RedisError) -> String {
     if e.is_timeout() {
         "no answer in time".into()
     } else if e.to_string().contains("certificate") {

@@ -23,15 +23,26 @@ pub async fn connect(
                 .or(oauth.as_ref().map(|_| "oauth"));
             let mut builder = transport.configure(Client::builder(&url), &url, bucket_token);
             // A limit store shares the bucket between machines; it replaces the state file.
-            if let Some(pacer) = transport
+            let shared = transport
                 .store_pacer(&url, bucket_token)
                 .await
-                .map_err(Failure::Local)?
-            {
+                .map_err(Failure::Local)?;
+            // With the store reachable it keeps the OAuth tokens too; after a fallback to
+            // local pacing they stay in this machine's file.
+            let share_tokens = shared.is_some();
+            if let Some(pacer) = shared {
                 builder = builder.pacer(pacer);
             }
             match (&oauth, &token) {
-                (Some(oauth), token) => builder = builder.oauth(oauth.config(token.as_ref())),
+                (Some(oauth), token) => {
+                    let mut config = oauth.config(token.as_ref());
+                    if share_tokens {
+                        config = transport
+                            .share_tokens(config, &url, oauth)
+                            .map_err(Failure::Local)?;
+                    }
+                    builder = builder.oauth(config);
+                }
                 (None, Some(token)) => builder = builder.token(token.expose_secret()),
                 (None, None) => {}
             }

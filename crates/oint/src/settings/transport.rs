@@ -11,7 +11,8 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use bitrix24::{
-    ClientBuilder, HttpPolicy, Notice, Pacer, Portal, RateLimit, RetryPolicy, WaitReason,
+    ClientBuilder, HttpPolicy, Notice, OAuthConfig, Pacer, Portal, RateLimit, RetryPolicy,
+    WaitReason,
 };
 
 use crate::flags::LimitFlags;
@@ -206,14 +207,7 @@ impl Transport {
         let Some(store) = &self.store else {
             return Ok(None);
         };
-        // Only the authority names the bucket (whether http is allowed is checked where the
-        // client is built); never the URL itself, whose path holds a webhook's secret.
-        let authority = Portal::parse(url, token, HttpPolicy::AllowInsecure)
-            .map(|p| p.authority().to_string())
-            .map_err(|_| {
-                "--limit-store: the portal URL has no host to name its bucket by".to_string()
-            })?;
-        let key = format!("oint:{{{authority}}}:bucket");
+        let key = format!("oint:{{{}}}:bucket", store_authority(url, token)?);
         match bitrix24::RedisBucket::connect(&store.target, self.limit, key).await {
             Ok(bucket) => Ok(Some(Pacer::Redis(bucket))),
             Err(e) if store.fallback_local => {
@@ -232,6 +226,42 @@ impl Transport {
                 message(e)
             )),
         }
+    }
+
+    /// `config` with its tokens kept in the limit store, when one is set: hosts of one OAuth
+    /// application share one pair and one refresh lock, seeded from this host's token file
+    /// while the store holds none. Called once the store answered ([`Transport::store_pacer`]
+    /// returned its bucket), so an unreachable store has already been reported or fallen back.
+    #[cfg(feature = "redis")]
+    pub fn share_tokens(
+        &self,
+        config: OAuthConfig,
+        url: &str,
+        oauth: &super::OAuthCreds,
+    ) -> Result<OAuthConfig, String> {
+        let Some(store) = &self.store else {
+            return Ok(config);
+        };
+        let key = format!(
+            "oint:{{{}}}:oauth:{}",
+            store_authority(url, Some("oauth"))?,
+            oauth.client_id
+        );
+        let shared = bitrix24::RedisTokenStore::new(&store.target, key)
+            .map_err(|e| format!("--limit-store: {}", message(e)))?
+            .seeded_from(bitrix24::FileTokenStore::new(&oauth.store));
+        Ok(config.store(shared))
+    }
+
+    /// Without Redis support tokens stay in the local file.
+    #[cfg(not(feature = "redis"))]
+    pub fn share_tokens(
+        &self,
+        config: OAuthConfig,
+        _url: &str,
+        _oauth: &super::OAuthCreds,
+    ) -> Result<OAuthConfig, String> {
+        Ok(config)
     }
 
     /// Without Redis support there is never a store (a setting is refused earlier).
@@ -279,6 +309,16 @@ fn print_notice(notice: &Notice) {
     };
     // A closed stderr must not end the run.
     let _ = writeln!(std::io::stderr(), "oint: {line}");
+}
+
+/// The portal's authority, which names its keys in the limit store (whether http is allowed
+/// is checked where the client is built); never the URL itself, whose path holds a webhook's
+/// secret.
+#[cfg(feature = "redis")]
+fn store_authority(url: &str, token: Option<&str>) -> Result<String, String> {
+    Portal::parse(url, token, HttpPolicy::AllowInsecure)
+        .map(|p| p.authority().to_string())
+        .map_err(|_| "--limit-store: the portal URL has no host to name its keys by".to_string())
 }
 
 /// `--limit-store`, else OINT_LIMIT_STORE (clap reads both), else the config file's.
