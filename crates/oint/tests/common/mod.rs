@@ -53,7 +53,14 @@ pub fn oint_command(args: &[&str], env: &[(&str, &str)]) -> tokio::process::Comm
 
 /// Runs [`oint_command`] to its end.
 pub async fn oint(args: &[&str], env: &[(&str, &str)]) -> Output {
-    let output = oint_command(args, env).output().await.expect("oint runs");
+    // Liveness only: a run that hangs fails the test instead of holding the suite (the
+    // child is killed when the timed-out future is dropped).
+    let mut command = oint_command(args, env);
+    command.kill_on_drop(true);
+    let output = tokio::time::timeout(std::time::Duration::from_secs(300), command.output())
+        .await
+        .unwrap_or_else(|_| panic!("oint {args:?} did not finish in 300 s"))
+        .expect("oint runs");
     // Every run in the suite, whatever it tests, must keep the known secrets out of its
     // output: the webhook secret, the access token, the OAuth client secret, and any
     // secret handed over in the environment.
