@@ -655,6 +655,15 @@ group = true
             common::stderr(&out)
         );
     }
+    // A Redis URL is refused rather than taken for a file name.
+    let out = common::oint(
+        &["serve", "--url", &url, "--queue", "redis://127.0.0.1:1/0"],
+        &[],
+    )
+    .await;
+    assert_eq!(out.status.code(), Some(2));
+    let err = common::stderr(&out);
+    assert!(err.contains("--queue") && err.lines().count() == 1, "{err}");
 }
 
 /// The relay and an `oint notify bulk` on the same machine draw from one bucket: together

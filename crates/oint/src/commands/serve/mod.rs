@@ -261,6 +261,18 @@ fn options(args: &ServeArgs, world: &World<'_>, strict: bool) -> Result<Options,
         // The command line wins over the file, as everywhere.
         routes.insert(name, route);
     }
+    if let Some(url) = args
+        .queue
+        .as_deref()
+        .and_then(|q| q.to_str())
+        .filter(|q| is_redis_url(q))
+    {
+        // Otherwise it would become a SQLite file named after the URL.
+        return Err(format!(
+            "--queue: a Redis queue ({}) is not supported; pass a file path for the SQLite queue",
+            url.split_once("://").map_or("redis", |(scheme, _)| scheme)
+        ));
+    }
     Ok(Options {
         listen: args.listen.clone(),
         queue: args.queue.as_deref().map(|p| world.expand(p)),
@@ -270,6 +282,12 @@ fn options(args: &ServeArgs, world: &World<'_>, strict: bool) -> Result<Options,
         concurrency: args.concurrency as usize,
         strict,
     })
+}
+
+/// `redis://` and `rediss://`, whatever the letter case.
+fn is_redis_url(queue: &str) -> bool {
+    let lower = queue.to_ascii_lowercase();
+    lower.starts_with("redis://") || lower.starts_with("rediss://")
 }
 
 /// `--route NAME=USER[,USER…]`: a route with the default template.
@@ -373,5 +391,18 @@ impl Signals {
             return;
         }
         let _ = tokio::signal::ctrl_c().await;
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::is_redis_url;
+
+    #[test]
+    fn redis_urls_are_told_from_queue_files() {
+        assert!(is_redis_url("redis://127.0.0.1:6379/0"));
+        assert!(is_redis_url("REDISS://cache:6380/1"));
+        assert!(!is_redis_url("/var/lib/oint/queue.db"));
+        assert!(!is_redis_url("redis.db"));
     }
 }
