@@ -57,7 +57,7 @@ pub const DEFAULT_REFRESH_MARGIN: Duration = Duration::from_secs(60);
 pub const MAX_TOKEN_LIFETIME: Duration = Duration::from_secs(86_400);
 
 /// A token store is a few hundred bytes; anything past this is not one, and reading stops.
-const MAX_STORE_BYTES: u64 = 1 << 20;
+pub(crate) const MAX_STORE_BYTES: u64 = 1 << 20;
 
 /// An OAuth server's answer is under a kilobyte; reading stops past this.
 const MAX_OAUTH_ANSWER_BYTES: usize = 64 << 10;

@@ -21,7 +21,9 @@ use std::sync::mpsc;
 use std::thread::JoinHandle;
 use std::time::{Duration, Instant};
 
-use crate::oauth::{StoreLock, TokenStore, Tokens, tokens_from_json, tokens_to_json};
+use crate::oauth::{
+    MAX_STORE_BYTES, StoreLock, TokenStore, Tokens, tokens_from_json, tokens_to_json,
+};
 use crate::redis_store::{RedisTarget, describe};
 use crate::{Error, FileTokenStore};
 
@@ -129,17 +131,36 @@ impl RedisTokenStore {
 impl TokenStore for RedisTokenStore {
     fn load(&self) -> io::Result<Option<Tokens>> {
         let mut connection = self.connection()?;
-        let text: Option<String> = redis::cmd("GET")
+        // A pair is under a kilobyte: whatever else is under the key is not read whole.
+        let (len, head): (u64, Vec<u8>) = redis::pipe()
+            .cmd("STRLEN")
             .arg(&self.key)
+            .cmd("GETRANGE")
+            .arg(&self.key)
+            .arg(0)
+            .arg(MAX_STORE_BYTES)
             .query(&mut connection)
             .map_err(|e| self.failed(&e))?;
-        match text {
-            Some(text) => tokens_from_json(&text).map(Some).map_err(|e| {
-                io::Error::new(
-                    e.kind(),
-                    format!("{e} (the key {} in {})", self.key, self.shown),
-                )
-            }),
+        let damaged = |why: String| {
+            io::Error::new(
+                io::ErrorKind::InvalidData,
+                format!(
+                    "{why} (the key {} in {}); delete it to start again from the configured refresh token",
+                    self.key, self.shown
+                ),
+            )
+        };
+        if len > MAX_STORE_BYTES {
+            return Err(damaged(format!("not a token pair ({len} bytes)")));
+        }
+        match (len > 0).then_some(head) {
+            Some(bytes) => {
+                let text = String::from_utf8(bytes)
+                    .map_err(|_| damaged("not a token pair (not UTF-8)".into()))?;
+                tokens_from_json(&text)
+                    .map(Some)
+                    .map_err(|e| damaged(e.to_string()))
+            }
             None => match &self.seed {
                 Some(file) => file.load(),
                 None => Ok(None),

@@ -282,3 +282,52 @@ async fn with_the_store_unreachable_and_a_local_fallback_tokens_stay_in_the_host
         .expect("the renewed pair is in the host's file");
     assert_ne!(local.refresh_token().expose_secret(), refresh);
 }
+
+#[tokio::test(flavor = "multi_thread")]
+async fn a_huge_or_damaged_shared_pair_is_one_line_and_spends_nothing() {
+    let dir = tempfile::tempdir().unwrap();
+    let Some(redis) = RedisServer::start(dir.path(), &[]) else {
+        return;
+    };
+    let emu = Emulator::start(Config::default()).await.unwrap();
+    let (_, refresh) = issue(&emu, 0).await;
+    let url = redis.url(1);
+    let first = host(
+        &emu,
+        &refresh,
+        dir.path(),
+        0,
+        &url,
+        &["notify", "send", "--user", "2", "--text", "first"],
+    )
+    .await;
+    assert_eq!(first.status.code(), Some(0), "{}", stderr(&first));
+    let (key, _) = shared_pair(&url);
+    let mut conn = redis_connection(&url);
+    let refreshed = refreshes(&emu).await;
+    for value in ["x".repeat(3 << 20), "{\"access_token\": 1".to_string()] {
+        let _: () = ::redis::cmd("SET")
+            .arg(&key)
+            .arg(&value)
+            .query(&mut conn)
+            .unwrap();
+        let out = host(
+            &emu,
+            &refresh,
+            dir.path(),
+            1,
+            &url,
+            &["notify", "send", "--user", "2", "--text", "damaged"],
+        )
+        .await;
+        assert_eq!(out.status.code(), Some(1), "{}", stderr(&out));
+        let err = stderr(&out);
+        assert_eq!(err.lines().count(), 1, "{err}");
+        assert!(err.contains(&key) && err.contains("delete it"), "{err}");
+        if value.len() > 1 << 20 {
+            assert!(err.contains("(3145728 bytes)"), "refused unread: {err}");
+        }
+        assert_eq!(refreshes(&emu).await, refreshed, "nothing refreshed");
+    }
+    assert_eq!(emu.notifications().len(), 1);
+}
