@@ -84,7 +84,7 @@ impl std::fmt::Debug for RedisTokenStore {
 
 impl RedisTokenStore {
     /// The pair at `key` (and its lock at `key:lock`) in the Redis at `target`. Nothing is
-    /// contacted yet; see [`RedisTokenStore::ping`].
+    /// contacted until the client first needs its tokens.
     pub fn new(target: &RedisTarget, key: impl Into<String>) -> Result<RedisTokenStore, Error> {
         let key = key.into();
         Ok(RedisTokenStore {
@@ -102,15 +102,6 @@ impl RedisTokenStore {
         self
     }
 
-    /// Checks that Redis answers, within a few seconds.
-    pub fn ping(&self) -> io::Result<()> {
-        let mut connection = self.connection()?;
-        redis::cmd("PING")
-            .query::<String>(&mut connection)
-            .map(drop)
-            .map_err(|e| self.failed(&e))
-    }
-
     fn connection(&self) -> io::Result<redis::Connection> {
         let connection = self
             .client
@@ -123,8 +114,9 @@ impl RedisTokenStore {
         Ok(connection)
     }
 
+    /// Errors reach the user behind [`TokenStore::describe`], which names the store.
     fn failed(&self, e: &redis::RedisError) -> io::Error {
-        io::Error::other(format!("{} is unreachable: {}", self.shown, describe(e)))
+        io::Error::other(describe(e))
     }
 }
 
@@ -144,10 +136,7 @@ impl TokenStore for RedisTokenStore {
         let damaged = |why: String| {
             io::Error::new(
                 io::ErrorKind::InvalidData,
-                format!(
-                    "{why} (the key {} in {}); delete it to start again from the configured refresh token",
-                    self.key, self.shown
-                ),
+                format!("{why}; delete the key to start again from the configured refresh token"),
             )
         };
         if len > MAX_STORE_BYTES {
@@ -157,9 +146,7 @@ impl TokenStore for RedisTokenStore {
             Some(bytes) => {
                 let text = String::from_utf8(bytes)
                     .map_err(|_| damaged("not a token pair (not UTF-8)".into()))?;
-                tokens_from_json(&text)
-                    .map(Some)
-                    .map_err(|e| damaged(e.to_string()))
+                tokens_from_json(&text).map(Some)
             }
             None => match &self.seed {
                 Some(file) => file.load(),
@@ -199,9 +186,8 @@ impl TokenStore for RedisTokenStore {
                 return Err(io::Error::new(
                     io::ErrorKind::TimedOut,
                     format!(
-                        "another process has held the token refresh lock ({}) in {} for {} s",
+                        "another process has held the refresh lock {} for {} s; if none runs, delete that key",
                         self.lock_key,
-                        self.shown,
                         LOCK_WAIT.as_secs()
                     ),
                 ));

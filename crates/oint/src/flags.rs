@@ -150,8 +150,8 @@ pub struct LimitFlags {
     /// [default: 6]
     #[arg(long, global = true, value_name = "N", value_parser = crate::ranges::parse_attempts)]
     pub attempts: Option<u32>,
-    /// Share the rate-limit bucket between machines through Redis: redis://HOST:PORT/DB or
-    /// rediss:// (TLS). The password may be in the URL or in OINT_LIMIT_STORE_PASSWORD /
+    /// Share the rate-limit bucket, and an OAuth application's tokens and refresh lock,
+    /// between machines through Redis: redis://HOST:PORT/DB or rediss:// (TLS). The password may be in the URL or in OINT_LIMIT_STORE_PASSWORD /
     /// OINT_LIMIT_STORE_PASSWORD_FILE; it is never printed. Also OINT_LIMIT_STORE, and
     /// `limit_store` in the config file (top level or a portal). Unreachable at start: exit 1
     #[arg(

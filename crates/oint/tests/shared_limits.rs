@@ -256,48 +256,10 @@ async fn an_unreachable_store_at_start_is_one_line_and_exit_1_unless_told_to_fal
     assert!(err.contains("not redis or rediss"), "{err}");
 }
 
+/// Modern and OPI commands alike log in with the password from OINT_LIMIT_STORE_PASSWORD or
+/// its private file, and a wrong one is one line that never repeats it.
 #[tokio::test(flavor = "multi_thread")]
-async fn a_password_from_the_environment_logs_in_and_a_wrong_one_is_refused() {
-    let dir = tempfile::tempdir().unwrap();
-    let Some(redis) = RedisServer::start(dir.path(), &["--requirepass", PASSWORD]) else {
-        return;
-    };
-    let emu = portal().await;
-    let url = emu.webhook_url(1, SECRET);
-    let state = dir.path().join("state");
-    let state = state.to_str().unwrap();
-    let args = [
-        "notify", "send", "--url", &url, "--user", "1", "--text", "hi", "--output", "plain",
-    ];
-    let store = redis.url(1);
-    let o = oint(
-        &args,
-        &[
-            ("OINT_STATE_DIR", state),
-            ("OINT_LIMIT_STORE", &store),
-            ("OINT_LIMIT_STORE_PASSWORD", PASSWORD),
-        ],
-    )
-    .await;
-    assert_eq!(o.status.code(), Some(0), "{}", stderr(&o));
-    let o = oint(
-        &args,
-        &[
-            ("OINT_STATE_DIR", state),
-            ("OINT_LIMIT_STORE", &store),
-            ("OINT_LIMIT_STORE_PASSWORD", "wrong-password-1234"),
-        ],
-    )
-    .await;
-    let err = stderr(&o);
-    assert_eq!(o.status.code(), Some(1), "{err}");
-    assert_eq!(err.lines().count(), 1, "{err}");
-    assert!(!err.contains("wrong-password-1234"), "{err}");
-    assert_eq!(emu.notifications().len(), 1);
-}
-
-#[tokio::test(flavor = "multi_thread")]
-async fn opi_commands_log_in_with_the_password_from_the_environment_or_its_file() {
+async fn the_password_comes_from_the_environment_or_its_file_and_a_wrong_one_is_refused() {
     let dir = tempfile::tempdir().unwrap();
     let Some(redis) = RedisServer::start(dir.path(), &["--requirepass", PASSWORD]) else {
         return;
@@ -313,8 +275,21 @@ async fn opi_commands_log_in_with_the_password_from_the_environment_or_its_file(
         use std::os::unix::fs::PermissionsExt;
         std::fs::set_permissions(&password_file, std::fs::Permissions::from_mode(0o600)).unwrap();
     }
+    let password_file = password_file.to_str().unwrap();
     let store = redis.url(1);
-    let args = [
+    let modern = [
+        "--limit-store",
+        &store,
+        "notify",
+        "send",
+        "--url",
+        &url,
+        "--user",
+        "1",
+        "--text",
+        "hi",
+    ];
+    let opi = [
         "--limit-store",
         &store,
         "bitrix24",
@@ -326,40 +301,24 @@ async fn opi_commands_log_in_with_the_password_from_the_environment_or_its_file(
         "--text",
         "hi",
     ];
-    let o = oint(
-        &args,
-        &[
-            ("OINT_STATE_DIR", state),
+    let mut sent = 0;
+    for args in [&modern[..], &opi[..]] {
+        for password in [
             ("OINT_LIMIT_STORE_PASSWORD", PASSWORD),
-        ],
-    )
-    .await;
-    assert_eq!(o.status.code(), Some(0), "{}", stderr(&o));
-    let o = oint(
-        &args,
-        &[
-            ("OINT_STATE_DIR", state),
-            (
-                "OINT_LIMIT_STORE_PASSWORD_FILE",
-                password_file.to_str().unwrap(),
-            ),
-        ],
-    )
-    .await;
-    assert_eq!(o.status.code(), Some(0), "{}", stderr(&o));
-    let o = oint(
-        &args,
-        &[
-            ("OINT_STATE_DIR", state),
-            ("OINT_LIMIT_STORE_PASSWORD", "wrong-password-1234"),
-        ],
-    )
-    .await;
-    let err = stderr(&o);
-    assert_eq!(o.status.code(), Some(1), "{err}");
-    assert_eq!(err.lines().count(), 1, "{err}");
-    assert!(!err.contains("wrong-password-1234"), "{err}");
-    assert_eq!(emu.notifications().len(), 2);
+            ("OINT_LIMIT_STORE_PASSWORD_FILE", password_file),
+        ] {
+            let o = oint(args, &[("OINT_STATE_DIR", state), password]).await;
+            assert_eq!(o.status.code(), Some(0), "{args:?}: {}", stderr(&o));
+            sent += 1;
+        }
+        let wrong = ("OINT_LIMIT_STORE_PASSWORD", "wrong-password-1234");
+        let o = oint(args, &[("OINT_STATE_DIR", state), wrong]).await;
+        let err = stderr(&o);
+        assert_eq!(o.status.code(), Some(1), "{args:?}: {err}");
+        assert_eq!(err.lines().count(), 1, "{err}");
+        assert!(!err.contains("wrong-password-1234"), "{err}");
+    }
+    assert_eq!(emu.notifications().len(), sent);
 }
 
 #[tokio::test(flavor = "multi_thread")]
