@@ -129,8 +129,12 @@ impl RedisTarget {
         shown.to_string()
     }
 
-    pub(crate) fn client(&self) -> Result<redis::Client, Error> {
+    /// A redis-rs client for this target, password applied, for callers that keep data of
+    /// their own in the same store (the relay's queue). Installs rustls' ring provider
+    /// first, as `rediss://` needs one.
+    pub fn client(&self) -> Result<redis::Client, Error> {
         use redis::IntoConnectionInfo;
+        let _ = rustls::crypto::ring::default_provider().install_default();
         use secrecy::ExposeSecret;
         let mut info = self.url.clone().into_connection_info().map_err(|e| {
             Error::invalid("limit store", format!("{}: {}", self.shown(), e.category()))
@@ -179,7 +183,7 @@ impl std::fmt::Debug for RedisBucket {
 }
 
 /// The one-line reason a Redis call failed, with no address or password in it.
-pub(crate) fn describe(e: &redis::RedisError) -> String {
+pub fn describe(e: &redis::RedisError) -> String {
     if e.is_timeout() {
         "no answer in time".into()
     } else if e.to_string().contains("certificate") {

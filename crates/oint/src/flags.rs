@@ -54,6 +54,7 @@ Examples:
   oint serve --portal work --listen 127.0.0.1:9380 --route ops=1,10
   curl -d '{\"user\": 1, \"text\": \"Backup done\"}' http://127.0.0.1:9380/notify
   OINT_SERVE_TOKEN=$(cat /etc/oint/relay.token) oint serve --listen 0.0.0.0:9380 --route ops=10
+  oint serve --portal work --queue redis://10.0.0.5:6379/0 --route ops=10   # on each relay host
 
 Endpoints: POST /notify ({\"user\" | \"users\", \"text\", \"tag\", \"sub_tag\", \"attach\",
 \"system\", \"markdown\"}: the fields of a notify bulk row), POST /alertmanager/ROUTE (an
@@ -63,7 +64,8 @@ GET /healthz, GET /metrics, GET /queue, POST /queue/requeue and POST /queue/purg
 notification is answered 202 with its id once it is synced to the queue; it is delivered in
 batches of 50 at the portal's pace, shared with every oint process on this machine. SIGTERM
 stops accepting, finishes the batches in flight and exits 0 (a second SIGTERM exits 1 at once);
-after kill -9 the next start resumes the queue.";
+after kill -9 the next start resumes the queue (with a Redis queue, another relay takes over
+within seconds).";
 
 const SEND_EXAMPLES: &str = "\
 Examples:
@@ -662,8 +664,10 @@ pub struct ServeArgs {
     /// Address to listen on; anything but loopback needs a token (--auth-token-file)
     #[arg(long, value_name = "ADDR", default_value = "127.0.0.1:9380")]
     pub listen: String,
-    /// The queue's SQLite file [default: DATA_DIR/oint/serve/PORTAL.sqlite3]
-    #[arg(long, value_name = "FILE")]
+    /// The queue's SQLite file [default: DATA_DIR/oint/serve/PORTAL.sqlite3], or
+    /// redis://HOST:PORT/DB (rediss:// for TLS) for a queue several relays share (password
+    /// in the URL or OINT_LIMIT_STORE_PASSWORD / OINT_LIMIT_STORE_PASSWORD_FILE)
+    #[arg(long, value_name = "FILE|URL")]
     pub queue: Option<PathBuf>,
     /// Pending notifications the queue holds at most; beyond it, 503 with Retry-After
     #[arg(long, value_name = "N", default_value_t = 100_000,

@@ -21,6 +21,8 @@ use crate::output::note;
 
 /// Batch-level refusals (other than credentials and "not sent") before an item is given up.
 const MAX_REFUSALS: u32 = 3;
+/// How long an item that could not be read waits before it is read again.
+const LOAD_RETRY: Duration = Duration::from_secs(1);
 /// The longest pause after batches that were not sent.
 const MAX_PAUSE: Duration = Duration::from_secs(60);
 
@@ -47,8 +49,12 @@ pub async fn run(client: &Client, delivery: Delivery) {
     let stop_dispatch = stop.clone();
     let items = {
         let queue = queue.clone();
+        let again = again.clone();
+        let unreadable = Arc::new(super::Once::default());
         futures_util::stream::unfold((ids, stop), move |(mut ids, mut stop)| {
             let queue = queue.clone();
+            let again = again.clone();
+            let unreadable = unreadable.clone();
             async move {
                 loop {
                     if *stop.borrow() {
@@ -58,14 +64,23 @@ pub async fn run(client: &Client, delivery: Delivery) {
                         id = ids.recv() => id?,
                         _ = stop.changed() => continue,
                     };
-                    match queue.load(id) {
+                    match queue.load(id).await {
                         Ok(Some(request)) => {
+                            unreadable.clear("oint serve: queued items are readable again");
                             return Some((BulkItem { row: id, request }, (ids, stop)));
                         }
                         // Settled meanwhile (a duplicate id on the channel): nothing to send.
                         Ok(None) => continue,
+                        // Unreadable for now (a lost Redis): tried again, never dropped.
                         Err(e) => {
-                            note(&format!("oint serve: {e}; the item stays queued"));
+                            unreadable.say(&format!(
+                                "{e}; the item stays queued and is read again every second"
+                            ));
+                            let again = again.clone();
+                            tokio::spawn(async move {
+                                tokio::time::sleep(LOAD_RETRY).await;
+                                let _ = again.send(id);
+                            });
                             continue;
                         }
                     }

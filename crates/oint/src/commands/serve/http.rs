@@ -245,9 +245,12 @@ async fn accept(relay: &Relay, items: Vec<Checked>) -> Answer {
                 .queue_errors
                 .clear("oint serve: the queue stores notifications again");
             relay.metrics.accepted.inc_by(n);
-            for id in &ids {
-                // The delivery loop is gone only at shutdown; the items wait on disk.
-                let _ = relay.ids.send(*id);
+            // A shared queue hands its items out itself, to whichever relay is free.
+            if !relay.queue.feeds_itself() {
+                for id in &ids {
+                    // The delivery loop is gone only at shutdown; the items wait on disk.
+                    let _ = relay.ids.send(*id);
+                }
             }
             let mut body = json!({"ids": ids});
             if let [id] = ids[..] {
@@ -465,7 +468,7 @@ async fn healthz(State(relay): State<Arc<Relay>>) -> impl IntoResponse {
 }
 
 async fn metrics(State(relay): State<Arc<Relay>>) -> Response {
-    match relay.queue.stats() {
+    match relay.queue.stats().await {
         Ok(stats) => (
             [(
                 header::CONTENT_TYPE,
@@ -485,8 +488,8 @@ struct Listing {
 
 async fn queue(State(relay): State<Arc<Relay>>, Query(listing): Query<Listing>) -> Response {
     let limit = listing.limit.unwrap_or(100).clamp(1, 10_000);
-    let stats = relay.queue.stats();
-    match (relay.queue.listing(limit), stats) {
+    let stats = relay.queue.stats().await;
+    match (relay.queue.listing(limit).await, stats) {
         (Ok(mut body), Ok(stats)) => {
             body["pending_total"] = json!(stats.pending);
             body["dead_letters_total"] = json!(stats.dead);
@@ -545,8 +548,10 @@ async fn dead(relay: &Relay, body: &[u8], requeue: bool) -> Answer {
     };
     match done {
         Ok(ids) if requeue => {
-            for id in &ids {
-                let _ = relay.ids.send(*id);
+            if !relay.queue.feeds_itself() {
+                for id in &ids {
+                    let _ = relay.ids.send(*id);
+                }
             }
             answer(StatusCode::OK, json!({"requeued": ids}))
         }

@@ -3,7 +3,8 @@
 //!
 //! Each of them would otherwise start `oint` once per alert, with no queue and no shared pace.
 //! The relay accepts their webhooks, checks each notification as `notify bulk` checks a row,
-//! commits it to a SQLite queue (synced) and only then answers 202; one delivery loop sends
+//! commits it to a SQLite queue (synced), or to a Redis stream several relays share, and only
+//! then answers 202; one delivery loop sends
 //! the queue in batches of 50 through the library's bulk sender, paced by the same shared
 //! bucket and operating-time budget as every other `oint` process for that portal.
 //!
@@ -55,12 +56,22 @@ impl Once {
 /// What `oint serve` was asked to do, resolved.
 struct Options {
     listen: String,
-    queue: Option<PathBuf>,
+    queue: QueueSpec,
     queue_limit: u64,
     routes: BTreeMap<String, Route>,
     token: Option<SecretString>,
     concurrency: usize,
     strict: bool,
+}
+
+/// Where the queue is.
+enum QueueSpec {
+    /// One SQLite file per portal under the data directory.
+    Default,
+    File(PathBuf),
+    /// A stream in Redis that several relays share.
+    #[cfg(feature = "redis")]
+    Redis(bitrix24::RedisTarget),
 }
 
 /// Runs the relay until SIGTERM or Ctrl-C.
@@ -109,11 +120,40 @@ pub async fn command(args: ServeArgs, global: &Global) -> Result<Success, Failur
     let portal = client.portal().clone();
     let tags = portal.is_oauth();
 
-    let queue_path = match options.queue {
-        Some(path) => path,
-        None => default_queue(&portal, sandbox).map_err(Failure::Usage)?,
+    let (ids, inbox) = mpsc::unbounded_channel();
+    let (queue, recovery) = match options.queue {
+        #[cfg(feature = "redis")]
+        QueueSpec::Redis(target) => {
+            // The sandbox's port changes every start; its keys must not.
+            let portal_name = if sandbox {
+                "sandbox".to_string()
+            } else {
+                portal.authority().to_string()
+            };
+            let counted = metrics.clone();
+            let shared = queue::RedisQueue::open(
+                &target,
+                &format!("oint:{{{portal_name}}}:relay"),
+                tags,
+                ids.clone(),
+                Box::new(move |n| {
+                    counted.unknown.inc_by(n);
+                }),
+            )
+            .await?;
+            // What dead relays held is taken over as the relay runs, and said then.
+            (queue::Queue::Redis(shared), queue::Recovery::default())
+        }
+        spec => {
+            let path = match spec {
+                QueueSpec::File(path) => path,
+                _ => default_queue(&portal, sandbox).map_err(Failure::Usage)?,
+            };
+            let (queue, recovery) =
+                queue::SqliteQueue::open(&path, tags).map_err(Failure::Usage)?;
+            (queue::Queue::Sqlite(queue), recovery)
+        }
     };
-    let (queue, recovery) = queue::Queue::open(&queue_path, tags).map_err(Failure::Usage)?;
     let queue = Arc::new(queue);
     // Before the address is printed: a SIGTERM right after it must find the handler.
     let mut signals = Signals::install();
@@ -128,8 +168,12 @@ pub async fn command(args: ServeArgs, global: &Global) -> Result<Success, Failur
         .map_err(Failure::Local)?;
     note(&format!(
         "oint serve: queue {} ({} pending{}{})",
-        queue.path().display(),
-        recovery.queued.len(),
+        queue.shown(),
+        if queue.feeds_itself() {
+            queue.pending()
+        } else {
+            recovery.queued.len() as u64
+        },
         if recovery.resumed > 0 {
             format!(", {} resumed after an interrupted send", recovery.resumed)
         } else {
@@ -151,7 +195,6 @@ pub async fn command(args: ServeArgs, global: &Global) -> Result<Success, Failur
         );
     }
 
-    let (ids, inbox) = mpsc::unbounded_channel();
     for id in recovery.queued {
         let _ = ids.send(id);
     }
@@ -218,7 +261,7 @@ pub async fn command(args: ServeArgs, global: &Global) -> Result<Success, Failur
     note(&format!(
         "oint serve: stopped; {} pending in {}",
         queue.pending(),
-        queue.path().display()
+        queue.shown()
     ));
     Ok(Success::Finished(Exit::Ok))
 }
@@ -261,27 +304,50 @@ fn options(args: &ServeArgs, world: &World<'_>, strict: bool) -> Result<Options,
         // The command line wins over the file, as everywhere.
         routes.insert(name, route);
     }
-    if let Some(url) = args
-        .queue
-        .as_deref()
-        .and_then(|q| q.to_str())
-        .filter(|q| is_redis_url(q))
-    {
-        // Otherwise it would become a SQLite file named after the URL.
-        return Err(format!(
-            "--queue: a Redis queue ({}) is not supported; pass a file path for the SQLite queue",
-            url.split_once("://").map_or("redis", |(scheme, _)| scheme)
-        ));
-    }
+    let queue = match args.queue.as_deref() {
+        None => QueueSpec::Default,
+        Some(q) => match q.to_str().filter(|q| is_redis_url(q)) {
+            Some(url) => redis_queue(url, world)?,
+            None => QueueSpec::File(world.expand(q)),
+        },
+    };
     Ok(Options {
         listen: args.listen.clone(),
-        queue: args.queue.as_deref().map(|p| world.expand(p)),
+        queue,
         queue_limit: args.queue_limit,
         routes,
         token,
         concurrency: args.concurrency as usize,
         strict,
     })
+}
+
+/// `--queue redis://…`: the password from the URL or, as for `--limit-store`,
+/// OINT_LIMIT_STORE_PASSWORD(_FILE).
+#[cfg(feature = "redis")]
+fn redis_queue(url: &str, world: &World<'_>) -> Result<QueueSpec, String> {
+    let password = settings::store_password(world)?.map(SecretString::from);
+    bitrix24::RedisTarget::parse(url, password)
+        .map(QueueSpec::Redis)
+        .map_err(|e| format!("--queue: {}", store_message(e)))
+}
+
+/// A store error without the library's field name, as `--limit-store` shows it.
+#[cfg(feature = "redis")]
+pub(crate) fn store_message(e: bitrix24::Error) -> String {
+    match e {
+        bitrix24::Error::InvalidArgument { message, .. } => message,
+        other => other.to_string(),
+    }
+}
+
+/// Without Redis support a Redis URL is refused, rather than taken for a file name.
+#[cfg(not(feature = "redis"))]
+fn redis_queue(url: &str, _world: &World<'_>) -> Result<QueueSpec, String> {
+    Err(format!(
+        "--queue: a Redis queue ({}) needs an oint built with the `redis` feature; rebuild with it, or pass a file path for the SQLite queue",
+        url.split_once("://").map_or("redis", |(scheme, _)| scheme)
+    ))
 }
 
 /// `redis://` and `rediss://`, whatever the letter case.

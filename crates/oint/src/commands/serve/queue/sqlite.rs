@@ -1,4 +1,4 @@
-//! The relay's queue: a SQLite file in WAL mode with `synchronous=FULL`, so an item answered
+//! The relay's own queue: a SQLite file in WAL mode with `synchronous=FULL`, so an item answered
 //! 202 is on disk before the answer leaves.
 //!
 //! One writer thread owns the writing connection and commits whatever jobs have piled up in
@@ -16,67 +16,15 @@ use std::path::{Path, PathBuf};
 use std::sync::Mutex;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::mpsc;
-use std::time::{SystemTime, UNIX_EPOCH};
 
 use bitrix24::Request;
 use rusqlite::{Connection, OpenFlags, OptionalExtension, params};
 use serde_json::{Map, Value, json};
 
+use super::{NewItem, Recovery, Refusal, Settlement, Stats, now_ms, shown_item};
+
 /// Jobs the writer thread commits together, at most.
 const GROUP: usize = 512;
-
-/// A notification to queue.
-pub struct NewItem {
-    pub request: Request,
-    /// It has a tag: resending it replaces rather than duplicates (over OAuth).
-    pub tagged: bool,
-    /// Where it came from: `notify`, `alertmanager/ROUTE`, `grafana/ROUTE`.
-    pub source: String,
-}
-
-/// What became of an item after a batch.
-#[derive(Clone)]
-pub enum Settlement {
-    Delivered,
-    /// Not sent (the portal unreachable, the credentials refused): queued again.
-    Again {
-        error: String,
-        description: String,
-    },
-    /// Refused by the portal, not created, or outcome unknown: kept for a person to look at.
-    Dead {
-        reason: &'static str,
-        error: String,
-        description: String,
-    },
-}
-
-/// What the queue held when it was opened.
-pub struct Recovery {
-    /// Items to deliver, oldest first.
-    pub queued: Vec<u64>,
-    /// Items that were being sent when the relay stopped, queued again (safe to resend).
-    pub resumed: u64,
-    /// Items that were being sent and could not be resent safely: dead-lettered now.
-    pub unknown: u64,
-}
-
-/// Why items were not queued.
-#[derive(Debug)]
-pub enum Refusal {
-    /// The queue holds this many; the items would take it past its limit.
-    Full(u64),
-    /// It could not store them.
-    Failed(String),
-}
-
-/// How full the queue is.
-pub struct Stats {
-    pub pending: u64,
-    pub dead: u64,
-    /// When the oldest pending item was accepted, in Unix milliseconds.
-    pub oldest_ms: Option<i64>,
-}
 
 enum Job {
     Enqueue(
@@ -97,7 +45,7 @@ enum Job {
     ),
 }
 
-pub struct Queue {
+pub struct SqliteQueue {
     jobs: Mutex<Option<mpsc::Sender<Job>>>,
     writer: Mutex<Option<std::thread::JoinHandle<()>>>,
     reader: Mutex<Connection>,
@@ -135,10 +83,10 @@ CREATE TABLE IF NOT EXISTS dead_letters (
 );
 ";
 
-impl Queue {
+impl SqliteQueue {
     /// Opens (or creates) the queue at `path` and recovers it; `resend_tagged` when tagged
     /// items may be sent again without a duplicate (an OAuth application).
-    pub fn open(path: &Path, resend_tagged: bool) -> Result<(Queue, Recovery), String> {
+    pub fn open(path: &Path, resend_tagged: bool) -> Result<(SqliteQueue, Recovery), String> {
         let shown = path.display();
         if let Some(dir) = path.parent().filter(|d| !d.as_os_str().is_empty()) {
             std::fs::create_dir_all(dir)
@@ -199,7 +147,7 @@ impl Queue {
             .spawn(move || write_loop(writer, inbox))
             .map_err(|e| format!("cannot start the queue's writer thread: {e}"))?;
         Ok((
-            Queue {
+            SqliteQueue {
                 jobs: Mutex::new(Some(jobs)),
                 writer: Mutex::new(Some(writer)),
                 reader: Mutex::new(reader),
@@ -250,7 +198,7 @@ impl Queue {
     }
 
     /// Marks items `queued` again after their batch certainly did not run (it is retried,
-    /// or settled later); blocks like [`Queue::mark_sending`].
+    /// or settled later); blocks like [`SqliteQueue::mark_sending`].
     pub fn mark_not_run(&self, ids: &[u64]) -> Result<(), String> {
         let (tx, rx) = mpsc::sync_channel(1);
         self.submit(Job::NotRun(ids.to_vec(), tx))?;
@@ -303,11 +251,7 @@ impl Queue {
         };
         let params: Map<String, Value> = serde_json::from_str(&params)
             .map_err(|e| format!("queue: item {id} is damaged: {e}"))?;
-        Ok(Some(
-            params
-                .into_iter()
-                .fold(Request::new(method), |r, (k, v)| r.param(k, v)),
-        ))
+        Ok(Some(super::request_from(method, params)))
     }
 
     pub fn stats(&self) -> Result<Stats, String> {
@@ -396,7 +340,7 @@ impl Queue {
     }
 }
 
-impl Drop for Queue {
+impl Drop for SqliteQueue {
     fn drop(&mut self) {
         self.close();
     }
@@ -408,12 +352,6 @@ fn stopped() -> String {
 
 fn lock<T>(m: &Mutex<T>) -> std::sync::MutexGuard<'_, T> {
     m.lock().unwrap_or_else(|e| e.into_inner())
-}
-
-pub fn now_ms() -> i64 {
-    SystemTime::now()
-        .duration_since(UNIX_EPOCH)
-        .map_or(0, |d| d.as_millis() as i64)
 }
 
 #[cfg(unix)]
@@ -476,29 +414,6 @@ fn recover(conn: &mut Connection, resend_tagged: bool) -> rusqlite::Result<Recov
         resumed,
         unknown: moved,
     })
-}
-
-/// A queued item as `/queue` shows it: who, what, from where.
-fn shown_item(id: i64, accepted_ms: i64, source: String, method: String, params: &str) -> Value {
-    let params: Map<String, Value> = serde_json::from_str(params).unwrap_or_default();
-    let mut item = json!({
-        "id": id,
-        "accepted_ms": accepted_ms,
-        "source": source,
-        "method": method,
-    });
-    for (key, name) in [
-        ("USER_ID", "user"),
-        ("MESSAGE", "text"),
-        ("TAG", "tag"),
-        ("SUB_TAG", "sub_tag"),
-        ("ATTACH", "attach"),
-    ] {
-        if let Some(v) = params.get(key) {
-            item[name] = v.clone();
-        }
-    }
-    item
 }
 
 fn write_loop(mut conn: Connection, inbox: mpsc::Receiver<Job>) {
@@ -689,7 +604,7 @@ mod tests {
         for resend_tagged in [true, false] {
             let dir = tempfile::tempdir().unwrap();
             let path = dir.path().join("q.sqlite3");
-            let (queue, recovery) = Queue::open(&path, resend_tagged).unwrap();
+            let (queue, recovery) = SqliteQueue::open(&path, resend_tagged).unwrap();
             assert_eq!(recovery.queued, Vec::<u64>::new());
             let ids = queue
                 .enqueue(
@@ -702,7 +617,7 @@ mod tests {
             queue.mark_sending(&ids[..2]).unwrap();
             drop(queue);
 
-            let (queue, recovery) = Queue::open(&path, resend_tagged).unwrap();
+            let (queue, recovery) = SqliteQueue::open(&path, resend_tagged).unwrap();
             if resend_tagged {
                 assert_eq!(recovery.queued, [1, 3]);
                 assert_eq!((recovery.resumed, recovery.unknown), (1, 1));
@@ -740,7 +655,7 @@ mod tests {
     #[tokio::test]
     async fn settled_items_leave_the_queue_or_wait_in_it_again() {
         let dir = tempfile::tempdir().unwrap();
-        let (queue, _) = Queue::open(&dir.path().join("q.sqlite3"), false).unwrap();
+        let (queue, _) = SqliteQueue::open(&dir.path().join("q.sqlite3"), false).unwrap();
         let ids = queue
             .enqueue(
                 vec![item("a", false), item("b", false), item("c", false)],
@@ -784,7 +699,7 @@ mod tests {
         let dir = tempfile::tempdir().unwrap();
         let path = dir.path().join("notes.txt");
         std::fs::write(&path, "not a database, just notes\n".repeat(100)).unwrap();
-        let err = Queue::open(&path, false).err().unwrap();
+        let err = SqliteQueue::open(&path, false).err().unwrap();
         assert!(err.contains("is not a queue this relay can use"), "{err}");
         assert_eq!(
             std::fs::read_to_string(&path).unwrap(),
@@ -794,11 +709,11 @@ mod tests {
         {
             let link = dir.path().join("link.sqlite3");
             std::os::unix::fs::symlink(dir.path().join("elsewhere"), &link).unwrap();
-            let err = Queue::open(&link, false).err().unwrap();
+            let err = SqliteQueue::open(&link, false).err().unwrap();
             assert!(err.contains("symbolic link"), "{err}");
             assert!(!dir.path().join("elsewhere").exists());
         }
-        let err = Queue::open(dir.path(), false).err().unwrap();
+        let err = SqliteQueue::open(dir.path(), false).err().unwrap();
         assert!(err.contains("not a regular file"), "{err}");
     }
 }

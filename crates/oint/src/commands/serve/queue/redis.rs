@@ -1,0 +1,899 @@
+//! The shared queue: with `--queue redis://…` every relay of a portal queues into, and
+//! delivers from, one Redis stream with one consumer group.
+//!
+//! An item is a hash field (`items`, with `order` for the oldest first); its stream entry is
+//! what hands it to exactly one relay (`XREADGROUP`), and it stays in that relay's pending
+//! list until settled (`XACK`). Every change is one Lua script, so a crash between two
+//! commands cannot leave an item half moved. Marks of `sending` go to a set before a batch is
+//! written, as the SQLite queue marks its rows.
+//!
+//! Each relay keeps a heartbeat key alive (5 s). Every second a relay looks for consumers
+//! without one: their pending entries are claimed (`XCLAIM`, so two relays never take the same
+//! entry) and sorted by the restart rules of a crash — not `sending`: delivered by the
+//! claimer; `sending`: sent again only when tagged over OAuth, else dead-lettered as
+//! `outcome_unknown`. Durability of an accepted item is Redis's own (its AOF settings).
+
+use std::collections::HashMap;
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
+use std::sync::{Arc, Mutex};
+use std::time::Duration;
+
+use bitrix24::{RedisTarget, Request};
+use redis::aio::{ConnectionManager, ConnectionManagerConfig};
+use redis::streams::{
+    StreamId, StreamInfoConsumersReply, StreamPendingCountReply, StreamReadReply,
+};
+use serde_json::{Map, Value, json};
+use tokio::sync::mpsc;
+
+use super::{NewItem, Refusal, Settlement, Stats, now_ms, request_from, shown_item};
+use crate::commands::serve::Once;
+use crate::output::{Failure, note};
+
+/// The consumer group every relay of a portal reads in.
+const GROUP: &str = "relays";
+/// Items one relay holds (read, not yet settled) at most, so that a relay that dies leaves
+/// little for the others to claim, and a fast one does not starve the rest.
+const HELD: usize = 500;
+/// A relay whose heartbeat is older than this is taken for dead.
+const HEARTBEAT_TTL_MS: u64 = 5_000;
+/// How often a relay renews its heartbeat and looks for dead ones.
+const HEARTBEAT_EVERY: Duration = Duration::from_secs(1);
+/// How long one read blocks waiting for new entries.
+const BLOCK_MS: usize = 1_000;
+/// An entry is claimed only after it has been idle this long (never one just handed out).
+const CLAIM_IDLE_MS: usize = 1_000;
+/// Any one call to Redis, at most.
+const CALL_TIMEOUT: Duration = Duration::from_secs(5);
+
+/// Stores items: `KEYS` items, order, seq, stream; `ARGV[1]` the limit, then one JSON item
+/// each. Answers `{0, held}` when full, else `{1, held, id…}`.
+const ENQUEUE: &str = r"
+local held = redis.call('HLEN', KEYS[1])
+local n = #ARGV - 1
+if held + n > tonumber(ARGV[1]) then return {0, held} end
+local out = {1, held + n}
+for i = 2, #ARGV do
+  local id = redis.call('INCR', KEYS[3])
+  redis.call('HSET', KEYS[1], id, ARGV[i])
+  redis.call('ZADD', KEYS[2], id, id)
+  redis.call('XADD', KEYS[4], '*', 'id', id)
+  out[#out + 1] = id
+end
+return out
+";
+
+/// Settles items: `KEYS` items, order, sending, tries, errors, stream, dead, dead_items,
+/// dead_info; `ARGV` groups of id, entry, `done`|`again`|`dead`, JSON (last error or dead
+/// info). Answers how many left the queue.
+const SETTLE: &str = r"
+local gone = 0
+for i = 1, #ARGV, 4 do
+  local id, entry, kind, info = ARGV[i], ARGV[i + 1], ARGV[i + 2], ARGV[i + 3]
+  redis.call('SREM', KEYS[3], id)
+  if kind == 'again' then
+    if redis.call('HEXISTS', KEYS[1], id) == 1 then
+      redis.call('HINCRBY', KEYS[4], id, 1)
+      redis.call('HSET', KEYS[5], id, info)
+    end
+  else
+    local raw = redis.call('HGET', KEYS[1], id)
+    if raw then
+      gone = gone + 1
+      if kind == 'dead' then
+        redis.call('HSET', KEYS[8], id, raw)
+        redis.call('HSET', KEYS[9], id, info)
+        redis.call('ZADD', KEYS[7], id, id)
+      end
+    end
+    redis.call('HDEL', KEYS[1], id)
+    redis.call('ZREM', KEYS[2], id)
+    redis.call('HDEL', KEYS[4], id)
+    redis.call('HDEL', KEYS[5], id)
+    if entry ~= '' then
+      redis.call('XACK', KEYS[6], 'relays', entry)
+      redis.call('XDEL', KEYS[6], entry)
+    end
+  end
+end
+return gone
+";
+
+/// An entry claimed from a dead relay, sorted by the restart rules: `KEYS` as [`SETTLE`];
+/// `ARGV` id, entry, `1` when a tagged item may be resent, the dead info for one that may
+/// not. Answers `queued`, `resumed`, `unknown` or `gone`.
+const RESTART: &str = r"
+local id, entry = ARGV[1], ARGV[2]
+local raw = redis.call('HGET', KEYS[1], id)
+local function ack()
+  redis.call('XACK', KEYS[6], 'relays', entry)
+  redis.call('XDEL', KEYS[6], entry)
+end
+if not raw then ack() return 'gone' end
+if redis.call('SISMEMBER', KEYS[3], id) == 0 then return 'queued' end
+if ARGV[3] == '1' and cjson.decode(raw).tagged == true then
+  redis.call('SREM', KEYS[3], id)
+  return 'resumed'
+end
+redis.call('HSET', KEYS[8], id, raw)
+redis.call('HSET', KEYS[9], id, ARGV[4])
+redis.call('ZADD', KEYS[7], id, id)
+redis.call('HDEL', KEYS[1], id)
+redis.call('ZREM', KEYS[2], id)
+redis.call('SREM', KEYS[3], id)
+redis.call('HDEL', KEYS[4], id)
+redis.call('HDEL', KEYS[5], id)
+ack()
+return 'unknown'
+";
+
+/// Dead letters back to the queue or deleted: `KEYS` as [`SETTLE`]; `ARGV[1]` `requeue` or
+/// `purge`, `ARGV[2]` `all` or `ids`, then the ids. Answers the ids moved.
+const DEAD: &str = r"
+local chosen = {}
+if ARGV[2] == 'all' then
+  chosen = redis.call('ZRANGE', KEYS[7], 0, -1)
+else
+  for i = 3, #ARGV do
+    if redis.call('ZSCORE', KEYS[7], ARGV[i]) then chosen[#chosen + 1] = ARGV[i] end
+  end
+end
+for _, id in ipairs(chosen) do
+  if ARGV[1] == 'requeue' then
+    redis.call('HSET', KEYS[1], id, redis.call('HGET', KEYS[8], id))
+    redis.call('ZADD', KEYS[2], id, id)
+    redis.call('HDEL', KEYS[4], id)
+    redis.call('HSET', KEYS[5], id, redis.call('HGET', KEYS[9], id))
+    redis.call('XADD', KEYS[6], '*', 'id', id)
+  end
+  redis.call('HDEL', KEYS[8], id)
+  redis.call('HDEL', KEYS[9], id)
+  redis.call('ZREM', KEYS[7], id)
+end
+return chosen
+";
+
+/// Sizes and the oldest item: `KEYS` as [`SETTLE`]. Answers `{pending, dead, oldest raw}`.
+const STATS: &str = r"
+local first = redis.call('ZRANGE', KEYS[2], 0, 0)
+local oldest = false
+if first[1] then oldest = redis.call('HGET', KEYS[1], first[1]) end
+return {redis.call('HLEN', KEYS[1]), redis.call('ZCARD', KEYS[7]), oldest}
+";
+
+/// The oldest pending and dead items: `KEYS` as [`SETTLE`], `ARGV[1]` how many of each.
+/// Answers `{n, (id, raw, sending, tries, error)×n, (id, raw, info)…}`.
+const LIST: &str = r"
+local limit = tonumber(ARGV[1]) - 1
+local out = {}
+local pending = redis.call('ZRANGE', KEYS[2], 0, limit)
+out[1] = #pending
+for _, id in ipairs(pending) do
+  out[#out + 1] = id
+  out[#out + 1] = redis.call('HGET', KEYS[1], id)
+  out[#out + 1] = redis.call('SISMEMBER', KEYS[3], id)
+  out[#out + 1] = redis.call('HGET', KEYS[4], id)
+  out[#out + 1] = redis.call('HGET', KEYS[5], id)
+end
+for _, id in ipairs(redis.call('ZRANGE', KEYS[7], 0, limit)) do
+  out[#out + 1] = id
+  out[#out + 1] = redis.call('HGET', KEYS[8], id)
+  out[#out + 1] = redis.call('HGET', KEYS[9], id)
+end
+return out
+";
+
+/// The keys of one portal's queue, in the order the scripts take them.
+struct Keys {
+    items: String,
+    order: String,
+    seq: String,
+    sending: String,
+    tries: String,
+    errors: String,
+    stream: String,
+    dead: String,
+    dead_items: String,
+    dead_info: String,
+    prefix: String,
+}
+
+impl Keys {
+    fn new(prefix: &str) -> Keys {
+        let key = |name: &str| format!("{prefix}:{name}");
+        Keys {
+            items: key("items"),
+            order: key("order"),
+            seq: key("seq"),
+            sending: key("sending"),
+            tries: key("tries"),
+            errors: key("errors"),
+            stream: key("stream"),
+            dead: key("dead"),
+            dead_items: key("dead_items"),
+            dead_info: key("dead_info"),
+            prefix: prefix.to_string(),
+        }
+    }
+
+    fn alive(&self, consumer: &str) -> String {
+        format!("{}:alive:{consumer}", self.prefix)
+    }
+
+    /// The keys [`SETTLE`] and the scripts after it take.
+    fn all<'a>(&'a self, call: &mut redis::ScriptInvocation<'a>) {
+        for key in [
+            &self.items,
+            &self.order,
+            &self.sending,
+            &self.tries,
+            &self.errors,
+            &self.stream,
+            &self.dead,
+            &self.dead_items,
+            &self.dead_info,
+        ] {
+            call.key(key);
+        }
+    }
+}
+
+/// What the background tasks and the calls share.
+struct Shared {
+    keys: Keys,
+    consumer: String,
+    resend_tagged: bool,
+    /// Items this relay read and has not settled: id → stream entry.
+    held: Mutex<HashMap<u64, String>>,
+    /// Where the delivery loop takes ids from.
+    ids: mpsc::UnboundedSender<u64>,
+    /// Items taken over from a dead relay and dead-lettered (for the metrics).
+    on_unknown: Box<dyn Fn(u64) + Send + Sync>,
+    stopped: AtomicBool,
+    lost: Once,
+    restart: redis::Script,
+}
+
+impl Shared {
+    fn held(&self) -> std::sync::MutexGuard<'_, HashMap<u64, String>> {
+        self.held.lock().unwrap_or_else(|e| e.into_inner())
+    }
+
+    /// Hands a read entry to the delivery loop, once.
+    fn hand_over(&self, id: u64, entry: String) {
+        if self.held().insert(id, entry).is_none() {
+            let _ = self.ids.send(id);
+        }
+    }
+}
+
+pub struct RedisQueue {
+    shared: Arc<Shared>,
+    shown: String,
+    connection: ConnectionManager,
+    /// For the marks made from the bulk sender's synchronous hook.
+    blocking: Mutex<Option<redis::Connection>>,
+    client: redis::Client,
+    pending: AtomicU64,
+    tasks: Vec<tokio::task::JoinHandle<()>>,
+    enqueue: redis::Script,
+    settle: redis::Script,
+    dead: redis::Script,
+    stats: redis::Script,
+    list: redis::Script,
+}
+
+impl RedisQueue {
+    /// Connects to `target` and joins the portal's consumer group under `prefix`; items start
+    /// arriving on `ids`. Unreachable or refused: an error (exit 1) in one line.
+    pub async fn open(
+        target: &RedisTarget,
+        prefix: &str,
+        resend_tagged: bool,
+        ids: mpsc::UnboundedSender<u64>,
+        on_unknown: Box<dyn Fn(u64) + Send + Sync>,
+    ) -> Result<RedisQueue, Failure> {
+        let shown = target.shown();
+        let unreachable = |why: String| {
+            Failure::Local(format!(
+                "--queue: {shown} is unreachable: {why}; start it or fix the URL"
+            ))
+        };
+        let client = target
+            .client()
+            .map_err(|e| Failure::Usage(format!("--queue: {}", super::super::store_message(e))))?;
+        let config = ConnectionManagerConfig::new()
+            .set_connection_timeout(Some(Duration::from_secs(2)))
+            .set_response_timeout(Some(CALL_TIMEOUT))
+            .set_number_of_retries(2)
+            .set_max_delay(Duration::from_millis(500));
+        let connect = |config: ConnectionManagerConfig| {
+            let client = client.clone();
+            async move {
+                tokio::time::timeout(
+                    CALL_TIMEOUT * 2,
+                    ConnectionManager::new_with_config(client, config),
+                )
+                .await
+                .map_err(|_| "no answer in time".to_string())?
+                .map_err(|e| bitrix24::redis_store::describe(&e))
+            }
+        };
+        let mut connection = connect(config.clone()).await.map_err(unreachable)?;
+        let created: redis::RedisResult<()> = redis::cmd("XGROUP")
+            .arg("CREATE")
+            .arg(format!("{prefix}:stream"))
+            .arg(GROUP)
+            .arg("0")
+            .arg("MKSTREAM")
+            .query_async(&mut connection)
+            .await;
+        match created {
+            Err(e) if e.code() != Some("BUSYGROUP") => {
+                return Err(unreachable(bitrix24::redis_store::describe(&e)));
+            }
+            _ => {}
+        }
+        // The feed blocks in XREADGROUP: it gets a connection of its own.
+        let feed_connection = connect(config).await.map_err(unreachable)?;
+        let consumer = format!("{}-{:08x}", std::process::id(), fastrand::u32(..));
+        let shared = Arc::new(Shared {
+            keys: Keys::new(prefix),
+            consumer,
+            resend_tagged,
+            held: Mutex::new(HashMap::new()),
+            ids,
+            on_unknown,
+            stopped: AtomicBool::new(false),
+            lost: Once::default(),
+            restart: redis::Script::new(RESTART),
+        });
+        // The heartbeat exists before the consumer does, so no other relay takes it for dead.
+        beat(&shared, &mut connection)
+            .await
+            .map_err(|e| unreachable(bitrix24::redis_store::describe(&e)))?;
+        let pending: u64 = redis::cmd("HLEN")
+            .arg(&shared.keys.items)
+            .query_async(&mut connection)
+            .await
+            .map_err(|e| unreachable(bitrix24::redis_store::describe(&e)))?;
+        let tasks = vec![
+            tokio::spawn(feed(shared.clone(), feed_connection)),
+            tokio::spawn(watch(shared.clone(), connection.clone())),
+        ];
+        Ok(RedisQueue {
+            shown: format!("{shown} ({prefix})"),
+            shared,
+            connection,
+            blocking: Mutex::new(None),
+            client,
+            pending: AtomicU64::new(pending),
+            tasks,
+            enqueue: redis::Script::new(ENQUEUE),
+            settle: redis::Script::new(SETTLE),
+            dead: redis::Script::new(DEAD),
+            stats: redis::Script::new(STATS),
+            list: redis::Script::new(LIST),
+        })
+    }
+
+    pub fn shown(&self) -> String {
+        self.shown.clone()
+    }
+
+    pub fn pending(&self) -> u64 {
+        self.pending.load(Ordering::Relaxed)
+    }
+
+    pub async fn enqueue(&self, items: Vec<NewItem>, limit: u64) -> Result<Vec<u64>, Refusal> {
+        let keys = &self.shared.keys;
+        let mut call = self.enqueue.key(&keys.items);
+        call.key(&keys.order).key(&keys.seq).key(&keys.stream);
+        call.arg(limit);
+        let accepted_ms = now_ms();
+        for item in &items {
+            call.arg(
+                json!({
+                    "accepted_ms": accepted_ms,
+                    "source": item.source,
+                    "method": item.request.method(),
+                    "params": item.request.params(),
+                    "tagged": item.tagged,
+                })
+                .to_string(),
+            );
+        }
+        let answer: Vec<u64> = self
+            .run(call)
+            .await
+            .map_err(|e| Refusal::Failed(format!("queue: {e}")))?;
+        match answer[..] {
+            [0, held] => {
+                self.pending.store(held, Ordering::Relaxed);
+                Err(Refusal::Full(held))
+            }
+            [1, held, ref ids @ ..] if ids.len() == items.len() => {
+                self.pending.store(held, Ordering::Relaxed);
+                Ok(ids.to_vec())
+            }
+            _ => Err(Refusal::Failed(
+                "queue: Redis answered the enqueue script with something else".into(),
+            )),
+        }
+    }
+
+    pub fn mark_sending(&self, ids: &[u64]) -> Result<(), String> {
+        self.blocking_call(redis::cmd("SADD").arg(&self.shared.keys.sending).arg(ids))
+    }
+
+    pub fn mark_not_run(&self, ids: &[u64]) -> Result<(), String> {
+        self.blocking_call(redis::cmd("SREM").arg(&self.shared.keys.sending).arg(ids))
+    }
+
+    pub async fn settle(&self, outcomes: Vec<(u64, Settlement)>) -> Result<(), String> {
+        let mut call = self.settle.prepare_invoke();
+        self.shared.keys.all(&mut call);
+        let entries: Vec<String> = {
+            let held = self.shared.held();
+            outcomes
+                .iter()
+                .map(|(id, _)| held.get(id).cloned().unwrap_or_default())
+                .collect()
+        };
+        for ((id, settlement), entry) in outcomes.iter().zip(&entries) {
+            let (kind, info) = match settlement {
+                Settlement::Delivered => ("done", String::new()),
+                Settlement::Again { error, description } => (
+                    "again",
+                    json!({"error": error, "description": description}).to_string(),
+                ),
+                Settlement::Dead {
+                    reason,
+                    error,
+                    description,
+                } => ("dead", dead_info(reason, error, description)),
+            };
+            call.arg(id).arg(entry).arg(kind).arg(info);
+        }
+        let gone: u64 = self.run(call).await.map_err(|e| format!("queue: {e}"))?;
+        let mut held = self.shared.held();
+        for (id, settlement) in &outcomes {
+            if !matches!(settlement, Settlement::Again { .. }) {
+                held.remove(id);
+            }
+        }
+        let _ = self
+            .pending
+            .fetch_update(Ordering::Relaxed, Ordering::Relaxed, |p| {
+                Some(p.saturating_sub(gone))
+            });
+        Ok(())
+    }
+
+    /// Dead letters back in the queue (`requeue`) or deleted.
+    pub async fn dead(&self, ids: Option<Vec<u64>>, requeue: bool) -> Result<Vec<u64>, String> {
+        let mut call = self.dead.prepare_invoke();
+        self.shared.keys.all(&mut call);
+        call.arg(if requeue { "requeue" } else { "purge" });
+        match &ids {
+            None => call.arg("all"),
+            Some(ids) => call.arg("ids").arg(ids),
+        };
+        let moved: Vec<u64> = self.run(call).await.map_err(|e| format!("queue: {e}"))?;
+        if requeue {
+            self.pending
+                .fetch_add(moved.len() as u64, Ordering::Relaxed);
+        }
+        Ok(moved)
+    }
+
+    pub async fn load(&self, id: u64) -> Result<Option<Request>, String> {
+        let mut connection = self.connection.clone();
+        let raw: Option<String> = tokio::time::timeout(
+            CALL_TIMEOUT,
+            redis::cmd("HGET")
+                .arg(&self.shared.keys.items)
+                .arg(id)
+                .query_async(&mut connection),
+        )
+        .await
+        .map_err(|_| format!("queue: cannot read item {id}: no answer in time"))?
+        .map_err(|e| {
+            format!(
+                "queue: cannot read item {id}: {}",
+                bitrix24::redis_store::describe(&e)
+            )
+        })?;
+        let Some(raw) = raw else {
+            return Ok(None);
+        };
+        let item = parse_item(&raw).ok_or_else(|| format!("queue: item {id} is damaged"))?;
+        Ok(Some(request_from(item.method, item.params)))
+    }
+
+    pub async fn stats(&self) -> Result<Stats, String> {
+        let mut call = self.stats.prepare_invoke();
+        self.shared.keys.all(&mut call);
+        let (pending, dead, oldest): (u64, u64, Option<String>) = self
+            .run(call)
+            .await
+            .map_err(|e| format!("queue: cannot read its size: {e}"))?;
+        self.pending.store(pending, Ordering::Relaxed);
+        Ok(Stats {
+            pending,
+            dead,
+            oldest_ms: oldest
+                .as_deref()
+                .and_then(parse_item)
+                .map(|i| i.accepted_ms),
+        })
+    }
+
+    pub async fn listing(&self, limit: usize) -> Result<Value, String> {
+        let mut call = self.list.prepare_invoke();
+        self.shared.keys.all(&mut call);
+        call.arg(limit.max(1));
+        let values: Vec<Option<String>> = self
+            .run(call)
+            .await
+            .map_err(|e| format!("queue: cannot list it: {e}"))?;
+        let mut values = values.into_iter().map(Option::unwrap_or_default);
+        let mut next = || values.next();
+        let count: usize = next().and_then(|n| n.parse().ok()).unwrap_or(0);
+        let mut pending = Vec::new();
+        for _ in 0..count {
+            let (Some(id), Some(raw), Some(sending), Some(tries), Some(error)) =
+                (next(), next(), next(), next(), next())
+            else {
+                break;
+            };
+            let Some(mut item) = shown(&id, &raw) else {
+                continue;
+            };
+            item["state"] = json!(if sending == "1" { "sending" } else { "queued" });
+            item["attempts"] = json!(tries.parse::<u64>().unwrap_or(0));
+            if let Ok(error) = serde_json::from_str::<Value>(&error) {
+                item["last_error"] = error;
+            }
+            pending.push(item);
+        }
+        let mut dead = Vec::new();
+        while let (Some(id), Some(raw), Some(info)) = (next(), next(), next()) {
+            let Some(mut item) = shown(&id, &raw) else {
+                continue;
+            };
+            if let Ok(Value::Object(info)) = serde_json::from_str::<Value>(&info) {
+                for (k, v) in info {
+                    item[k] = v;
+                }
+            }
+            dead.push(item);
+        }
+        Ok(json!({"pending": pending, "dead_letters": dead}))
+    }
+
+    /// Stops reading and drops this relay's heartbeat, so that what it still holds is taken
+    /// over by another relay (or by the next start) at once.
+    pub fn close(&self) {
+        if self.shared.stopped.swap(true, Ordering::Relaxed) {
+            return;
+        }
+        for task in &self.tasks {
+            task.abort();
+        }
+        let alive = self.shared.keys.alive(&self.shared.consumer);
+        let _ = self.blocking_call(redis::cmd("DEL").arg(alive));
+    }
+
+    /// One script call, bounded in time.
+    async fn run<T: redis::FromRedisValue>(
+        &self,
+        call: redis::ScriptInvocation<'_>,
+    ) -> Result<T, String> {
+        let mut connection = self.connection.clone();
+        match tokio::time::timeout(CALL_TIMEOUT, call.invoke_async(&mut connection)).await {
+            Ok(Ok(answer)) => Ok(answer),
+            Ok(Err(e)) => Err(bitrix24::redis_store::describe(&e)),
+            Err(_) => Err("Redis gave no answer in time".into()),
+        }
+    }
+
+    /// A command on the blocking connection, (re)connected as needed. It holds the runtime's
+    /// thread for one round trip (at most [`CALL_TIMEOUT`] when Redis is lost), as the
+    /// dispatch hook must not return before the mark is stored.
+    fn blocking_call(&self, cmd: &mut redis::Cmd) -> Result<(), String> {
+        let mut slot = self.blocking.lock().unwrap_or_else(|e| e.into_inner());
+        let problem =
+            |e: &redis::RedisError| format!("queue: {}", bitrix24::redis_store::describe(e));
+        if slot.is_none() {
+            let connection = self
+                .client
+                .get_connection_with_timeout(CALL_TIMEOUT)
+                .map_err(|e| problem(&e))?;
+            connection
+                .set_read_timeout(Some(CALL_TIMEOUT))
+                .and_then(|()| connection.set_write_timeout(Some(CALL_TIMEOUT)))
+                .map_err(|e| problem(&e))?;
+            *slot = Some(connection);
+        }
+        let connection = slot.as_mut().expect("connected above");
+        match cmd.query::<()>(connection) {
+            Ok(()) => Ok(()),
+            Err(e) => {
+                // The next call starts on a fresh connection.
+                *slot = None;
+                Err(problem(&e))
+            }
+        }
+    }
+}
+
+impl Drop for RedisQueue {
+    fn drop(&mut self) {
+        self.close();
+    }
+}
+
+struct StoredItem {
+    accepted_ms: i64,
+    method: String,
+    params: Map<String, Value>,
+}
+
+fn parse_item(raw: &str) -> Option<StoredItem> {
+    let Value::Object(mut item) = serde_json::from_str(raw).ok()? else {
+        return None;
+    };
+    let Some(Value::Object(params)) = item.remove("params") else {
+        return None;
+    };
+    Some(StoredItem {
+        accepted_ms: item.get("accepted_ms")?.as_i64()?,
+        method: item.get("method")?.as_str()?.to_string(),
+        params,
+    })
+}
+
+/// An item as `/queue` shows it.
+fn shown(id: &str, raw: &str) -> Option<Value> {
+    let item: Value = serde_json::from_str(raw).ok()?;
+    Some(shown_item(
+        id.parse().ok()?,
+        item["accepted_ms"].as_i64()?,
+        item["source"].as_str()?.to_string(),
+        item["method"].as_str()?.to_string(),
+        &item["params"].to_string(),
+    ))
+}
+
+fn dead_info(reason: &str, error: &str, description: &str) -> String {
+    json!({
+        "dead_ms": now_ms(),
+        "reason": reason,
+        "error": error,
+        "description": description,
+    })
+    .to_string()
+}
+
+/// Renews this relay's heartbeat.
+async fn beat(shared: &Shared, connection: &mut ConnectionManager) -> redis::RedisResult<()> {
+    redis::cmd("SET")
+        .arg(shared.keys.alive(&shared.consumer))
+        .arg(1)
+        .arg("PX")
+        .arg(HEARTBEAT_TTL_MS)
+        .query_async(connection)
+        .await
+}
+
+/// The item id of a stream entry.
+fn entry_item(entry: &StreamId) -> Option<u64> {
+    match entry.map.get("id")? {
+        redis::Value::BulkString(bytes) => std::str::from_utf8(bytes).ok()?.parse().ok(),
+        redis::Value::SimpleString(s) => s.parse().ok(),
+        redis::Value::Int(n) => u64::try_from(*n).ok(),
+        _ => None,
+    }
+}
+
+/// Reads new entries for this relay and hands them to the delivery loop, up to [`HELD`]
+/// at a time. After a lost connection it first reads its own pending entries again: a read
+/// whose answer was lost left them assigned to this relay but unseen.
+async fn feed(shared: Arc<Shared>, mut connection: ConnectionManager) {
+    // Where the re-read of this relay's own pending entries goes on from, while it runs.
+    let mut reread = Some("0".to_string());
+    while !shared.stopped.load(Ordering::Relaxed) {
+        let room = HELD.saturating_sub(shared.held().len()).min(100);
+        if room == 0 {
+            tokio::time::sleep(Duration::from_millis(50)).await;
+            continue;
+        }
+        let mut cmd = redis::cmd("XREADGROUP");
+        cmd.arg("GROUP")
+            .arg(GROUP)
+            .arg(&shared.consumer)
+            .arg("COUNT")
+            .arg(room);
+        if reread.is_none() {
+            cmd.arg("BLOCK").arg(BLOCK_MS);
+        }
+        cmd.arg("STREAMS")
+            .arg(&shared.keys.stream)
+            .arg(reread.as_deref().unwrap_or(">"));
+        let read: redis::RedisResult<Option<StreamReadReply>> =
+            cmd.query_async(&mut connection).await;
+        match read {
+            Ok(reply) => {
+                shared
+                    .lost
+                    .clear("oint serve: the Redis queue answers again");
+                let entries: Vec<StreamId> = reply
+                    .map(|r| r.keys.into_iter().flat_map(|k| k.ids).collect())
+                    .unwrap_or_default();
+                if reread.is_some() {
+                    // A full page: there may be more after its last entry.
+                    reread = entries
+                        .last()
+                        .filter(|_| entries.len() == room)
+                        .map(|e| e.id.clone());
+                }
+                let mut garbage = Vec::new();
+                for entry in entries {
+                    match entry_item(&entry) {
+                        Some(id) => shared.hand_over(id, entry.id),
+                        // Not an entry of ours: let go of it rather than hold it for ever.
+                        None => garbage.push(entry.id),
+                    }
+                }
+                if !garbage.is_empty() {
+                    let _: redis::RedisResult<()> = redis::pipe()
+                        .cmd("XACK")
+                        .arg(&shared.keys.stream)
+                        .arg(GROUP)
+                        .arg(&garbage)
+                        .cmd("XDEL")
+                        .arg(&shared.keys.stream)
+                        .arg(&garbage)
+                        .query_async(&mut connection)
+                        .await;
+                }
+            }
+            Err(e) => {
+                if e.code() == Some("NOGROUP") {
+                    // A Redis that came back empty: the group is made again.
+                    let _: redis::RedisResult<()> = redis::cmd("XGROUP")
+                        .arg("CREATE")
+                        .arg(&shared.keys.stream)
+                        .arg(GROUP)
+                        .arg("0")
+                        .arg("MKSTREAM")
+                        .query_async(&mut connection)
+                        .await;
+                }
+                shared.lost.say(&format!(
+                    "the Redis queue is unreachable ({}); delivery goes on with what this relay holds, accepts answer 503 until it is back",
+                    bitrix24::redis_store::describe(&e)
+                ));
+                reread = Some("0".to_string());
+                tokio::time::sleep(Duration::from_secs(1)).await;
+            }
+        }
+    }
+}
+
+/// Renews the heartbeat and takes over what dead relays held, every second.
+async fn watch(shared: Arc<Shared>, mut connection: ConnectionManager) {
+    let mut tick = tokio::time::interval(HEARTBEAT_EVERY);
+    tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+    while !shared.stopped.load(Ordering::Relaxed) {
+        tick.tick().await;
+        if beat(&shared, &mut connection).await.is_err() {
+            // The feed says the store is lost; the heartbeat is renewed when it is back.
+            continue;
+        }
+        if let Err(e) = claim_dead(&shared, &mut connection).await {
+            tracing::debug!(target: "oint", error = %e, "claim pass failed");
+        }
+    }
+}
+
+/// One pass over the group's consumers: those without a heartbeat are dead; their pending
+/// entries are claimed and sorted by the restart rules; empty dead consumers are removed.
+async fn claim_dead(shared: &Shared, connection: &mut ConnectionManager) -> redis::RedisResult<()> {
+    let keys = &shared.keys;
+    let consumers: StreamInfoConsumersReply = redis::cmd("XINFO")
+        .arg("CONSUMERS")
+        .arg(&keys.stream)
+        .arg(GROUP)
+        .query_async(connection)
+        .await?;
+    for consumer in consumers.consumers {
+        if consumer.name == shared.consumer {
+            continue;
+        }
+        let alive: bool = redis::cmd("EXISTS")
+            .arg(keys.alive(&consumer.name))
+            .query_async(connection)
+            .await?;
+        if alive {
+            continue;
+        }
+        if consumer.pending == 0 {
+            let _: i64 = redis::cmd("XGROUP")
+                .arg("DELCONSUMER")
+                .arg(&keys.stream)
+                .arg(GROUP)
+                .arg(&consumer.name)
+                .query_async(connection)
+                .await?;
+            continue;
+        }
+        let pending: StreamPendingCountReply = redis::cmd("XPENDING")
+            .arg(&keys.stream)
+            .arg(GROUP)
+            .arg("-")
+            .arg("+")
+            .arg(HELD)
+            .arg(&consumer.name)
+            .query_async(connection)
+            .await?;
+        let entries: Vec<&str> = pending.ids.iter().map(|p| p.id.as_str()).collect();
+        if entries.is_empty() {
+            continue;
+        }
+        let claimed: redis::streams::StreamClaimReply = redis::cmd("XCLAIM")
+            .arg(&keys.stream)
+            .arg(GROUP)
+            .arg(&shared.consumer)
+            .arg(CLAIM_IDLE_MS)
+            .arg(&entries)
+            .query_async(connection)
+            .await?;
+        let (mut queued, mut resumed, mut unknown) = (0u64, 0u64, 0u64);
+        for entry in claimed.ids {
+            let Some(id) = entry_item(&entry) else {
+                let _: redis::RedisResult<()> = redis::pipe()
+                    .cmd("XACK")
+                    .arg(&keys.stream)
+                    .arg(GROUP)
+                    .arg(&entry.id)
+                    .cmd("XDEL")
+                    .arg(&keys.stream)
+                    .arg(&entry.id)
+                    .query_async(connection)
+                    .await;
+                continue;
+            };
+            let mut call = shared.restart.prepare_invoke();
+            keys.all(&mut call);
+            call.arg(id)
+                .arg(&entry.id)
+                .arg(if shared.resend_tagged { "1" } else { "0" })
+                .arg(dead_info(
+                    "outcome_unknown",
+                    "OUTCOME_UNKNOWN",
+                    "the relay holding it stopped while it was being sent; it may have reached the portal, and sending it again could duplicate it",
+                ));
+            let verdict: String = call.invoke_async(connection).await?;
+            match verdict.as_str() {
+                "queued" => queued += 1,
+                "resumed" => resumed += 1,
+                "unknown" => unknown += 1,
+                _ => continue,
+            }
+            if verdict != "unknown" {
+                shared.hand_over(id, entry.id);
+            }
+        }
+        if queued + resumed + unknown > 0 {
+            (shared.on_unknown)(unknown);
+            note(&format!(
+                "oint serve: took over {} items from relay {} that stopped ({queued} queued, {resumed} resumed after an interrupted send, {unknown} dead-lettered: they were being sent and may have arrived)",
+                queued + resumed + unknown,
+                consumer.name
+            ));
+        }
+    }
+    Ok(())
+}
