@@ -411,3 +411,34 @@ async fn a_redis_queue_that_cannot_be_used_is_one_line_and_exit_1() {
         .collect();
     assert!(made.is_empty(), "{made:?}");
 }
+
+/// `rediss://`: the queue's connections, the blocking one for the `sending` marks included,
+/// speak TLS to a store whose private CA is named in SSL_CERT_FILE.
+#[tokio::test]
+async fn a_queue_over_tls_delivers() {
+    let dir = tempfile::tempdir().unwrap();
+    let files = common::redis::TlsFiles::generate(dir.path(), "queue");
+    let Some(redis) = RedisServer::start_tls(dir.path(), &files) else {
+        return;
+    };
+    let emu = portal().await;
+    let url = emu.webhook_url(1, SECRET);
+    let queue = redis.url(0);
+    assert!(queue.starts_with("rediss://"));
+    let state = dir.path().join("state");
+    let env = [
+        ("SSL_CERT_FILE", files.ca.to_str().unwrap()),
+        ("OINT_STATE_DIR", state.to_str().unwrap()),
+    ];
+    let relay = Relay::start(&args(&url, None, &queue), &env, dir.path()).await;
+    for (status, body) in post_all(&relay, &texts("tls", 0..120), false).await {
+        assert_eq!(status, 202, "{body}");
+    }
+    until(&emu, "all 120", |n| n.len() >= 120).await;
+    relay
+        .wait_for_metric("oint_serve_queue_depth", |v| v == 0.0)
+        .await;
+    assert!(counts(&emu).values().all(|&c| c == 1), "none twice");
+    let (code, stderr) = relay.terminate().await;
+    assert_eq!(code, 0, "{stderr}");
+}

@@ -45,6 +45,9 @@ const BLOCK_MS: usize = 1_000;
 const CLAIM_IDLE_MS: usize = 1_000;
 /// Any one call to Redis, at most.
 const CALL_TIMEOUT: Duration = Duration::from_secs(5);
+/// A mark made from the dispatch hook, at most: it holds the runtime's thread, and the
+/// heartbeat must still be renewed well within its 5 s.
+const BLOCKING_TIMEOUT: Duration = Duration::from_secs(2);
 
 /// Stores items: `KEYS` items, order, seq, stream; `ARGV[1]` the limit, then one JSON item
 /// each. Answers `{0, held}` when full, else `{1, held, id…}`.
@@ -599,7 +602,7 @@ impl RedisQueue {
     }
 
     /// A command on the blocking connection, (re)connected as needed. It holds the runtime's
-    /// thread for one round trip (at most [`CALL_TIMEOUT`] when Redis is lost), as the
+    /// thread for one round trip (at most [`BLOCKING_TIMEOUT`] when Redis is lost), as the
     /// dispatch hook must not return before the mark is stored.
     fn blocking_call(&self, cmd: &mut redis::Cmd) -> Result<(), String> {
         let mut slot = self.blocking.lock().unwrap_or_else(|e| e.into_inner());
@@ -608,11 +611,11 @@ impl RedisQueue {
         if slot.is_none() {
             let connection = self
                 .client
-                .get_connection_with_timeout(CALL_TIMEOUT)
+                .get_connection_with_timeout(BLOCKING_TIMEOUT)
                 .map_err(|e| problem(&e))?;
             connection
-                .set_read_timeout(Some(CALL_TIMEOUT))
-                .and_then(|()| connection.set_write_timeout(Some(CALL_TIMEOUT)))
+                .set_read_timeout(Some(BLOCKING_TIMEOUT))
+                .and_then(|()| connection.set_write_timeout(Some(BLOCKING_TIMEOUT)))
                 .map_err(|e| problem(&e))?;
             *slot = Some(connection);
         }
