@@ -323,15 +323,7 @@ impl RedisQueue {
             }
         };
         let mut connection = connect(config.clone()).await.map_err(unreachable)?;
-        let created: redis::RedisResult<()> = redis::cmd("XGROUP")
-            .arg("CREATE")
-            .arg(format!("{prefix}:stream"))
-            .arg(GROUP)
-            .arg("0")
-            .arg("MKSTREAM")
-            .query_async(&mut connection)
-            .await;
-        match created {
+        match create_group(&mut connection, &format!("{prefix}:stream")).await {
             Err(e) if e.code() != Some("BUSYGROUP") => {
                 return Err(unreachable(bitrix24::redis_store::describe(&e)));
             }
@@ -690,6 +682,36 @@ async fn beat(shared: &Shared, connection: &mut ConnectionManager) -> redis::Red
         .await
 }
 
+/// The consumer group, from the stream's start (entries queued before it existed count).
+async fn create_group(connection: &mut ConnectionManager, stream: &str) -> redis::RedisResult<()> {
+    redis::cmd("XGROUP")
+        .arg("CREATE")
+        .arg(stream)
+        .arg(GROUP)
+        .arg("0")
+        .arg("MKSTREAM")
+        .query_async(connection)
+        .await
+}
+
+/// Acknowledges and deletes entries that are no item's: nobody is to hold them.
+async fn let_go(
+    connection: &mut ConnectionManager,
+    stream: &str,
+    entries: &[String],
+) -> redis::RedisResult<()> {
+    redis::pipe()
+        .cmd("XACK")
+        .arg(stream)
+        .arg(GROUP)
+        .arg(entries)
+        .cmd("XDEL")
+        .arg(stream)
+        .arg(entries)
+        .query_async(connection)
+        .await
+}
+
 /// The item id of a stream entry.
 fn entry_item(entry: &StreamId) -> Option<u64> {
     match entry.map.get("id")? {
@@ -750,29 +772,13 @@ async fn feed(shared: Arc<Shared>, mut connection: ConnectionManager) {
                     }
                 }
                 if !garbage.is_empty() {
-                    let _: redis::RedisResult<()> = redis::pipe()
-                        .cmd("XACK")
-                        .arg(&shared.keys.stream)
-                        .arg(GROUP)
-                        .arg(&garbage)
-                        .cmd("XDEL")
-                        .arg(&shared.keys.stream)
-                        .arg(&garbage)
-                        .query_async(&mut connection)
-                        .await;
+                    let _ = let_go(&mut connection, &shared.keys.stream, &garbage).await;
                 }
             }
             Err(e) => {
                 if e.code() == Some("NOGROUP") {
                     // A Redis that came back empty: the group is made again.
-                    let _: redis::RedisResult<()> = redis::cmd("XGROUP")
-                        .arg("CREATE")
-                        .arg(&shared.keys.stream)
-                        .arg(GROUP)
-                        .arg("0")
-                        .arg("MKSTREAM")
-                        .query_async(&mut connection)
-                        .await;
+                    let _ = create_group(&mut connection, &shared.keys.stream).await;
                 }
                 shared.lost.say(&format!(
                     "the Redis queue is unreachable ({}); delivery goes on with what this relay holds, accepts answer 503 until it is back",
@@ -856,16 +862,7 @@ async fn claim_dead(shared: &Shared, connection: &mut ConnectionManager) -> redi
         let (mut queued, mut resumed, mut unknown) = (0u64, 0u64, 0u64);
         for entry in claimed.ids {
             let Some(id) = entry_item(&entry) else {
-                let _: redis::RedisResult<()> = redis::pipe()
-                    .cmd("XACK")
-                    .arg(&keys.stream)
-                    .arg(GROUP)
-                    .arg(&entry.id)
-                    .cmd("XDEL")
-                    .arg(&keys.stream)
-                    .arg(&entry.id)
-                    .query_async(connection)
-                    .await;
+                let _ = let_go(connection, &keys.stream, &[entry.id]).await;
                 continue;
             };
             let mut call = shared.restart.prepare_invoke();
