@@ -695,7 +695,8 @@ impl std::fmt::Display for Notice {
 pub struct OperatingBudget {
     /// Seconds of server time a method may use per window.
     pub budget: f64,
-    /// Pause a method this many seconds before its budget is spent.
+    /// Pause a method this many seconds before its budget is spent: a tenth of the budget,
+    /// at most 5 s.
     pub margin: f64,
     methods: Mutex<HashMap<String, Usage>>,
 }
@@ -727,7 +728,8 @@ impl OperatingBudget {
     pub fn new(budget: f64) -> Self {
         OperatingBudget {
             budget,
-            margin: 5.0,
+            // A tenth of the budget, at most 5 s: a small budget still leaves room to send.
+            margin: (budget / 10.0).min(5.0),
             methods: Mutex::new(HashMap::new()),
         }
     }
@@ -1124,5 +1126,18 @@ mod tests {
         );
         b.blocked("batch", 100.0);
         assert_eq!(b.pause("batch", 100.0).unwrap().wait, 61.0);
+    }
+
+    #[test]
+    fn the_margin_is_a_tenth_of_a_small_budget_and_5_s_of_a_large_one() {
+        assert_eq!(OperatingBudget::new(480.0).margin, 5.0);
+        assert_eq!(OperatingBudget::new(0.5).margin, 0.05);
+        // Of a 0.5 s budget, 0.3 s used does not pause; 0.46 s, within 0.05 s of it, does.
+        let b = OperatingBudget::new(0.5);
+        let now = unix_now();
+        b.observe("m", Some(0.3), Some(now + 300.0));
+        assert_eq!(b.pause("m", now), None);
+        b.observe("m", Some(0.46), Some(now + 300.0));
+        assert!(b.pause("m", now).is_some());
     }
 }
