@@ -123,9 +123,9 @@ for row in sys.argv[4:]:
     counts = json.loads(counts)
     seconds = float(ended) - float(started)
     calls = {k: int(v) for k, v in (kv.split("=") for kv in stats.split(",") if kv)}
-    # Round trips are the commands a client sent; TIME, HMGET, HSET and EXPIRE run inside the
-    # script, INFO and CONFIG are this script's own.
-    inside = {"time", "hmget", "hset", "expire", "info", "config|resetstat"}
+    # Round trips are the commands a client sent; TIME, HMGET, HGET (the shared operating
+    # figures), HSET and EXPIRE run inside the scripts, INFO and CONFIG are this script's own.
+    inside = {"time", "hmget", "hget", "hset", "expire", "info", "config|resetstat"}
     trips = sum(v for k, v in calls.items() if k not in inside)
     per_request = trips / max(counts["requests"], 1)
     print(f"{hosts:>5}{seconds:>9.2f}{minimum:>9.2f}{seconds / minimum:>8.3f}{counts['refused']:>6}"

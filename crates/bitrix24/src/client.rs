@@ -264,8 +264,16 @@ impl ClientBuilder {
                 timeout: false,
                 connect: true,
             })?;
+        // Never the webhook's secret: its user stands for it (two webhooks of one user then
+        // share figures, which can only pause early, never trip the portal).
+        let operating_scope = match (&oauth, portal.webhook_user()) {
+            (Some(oauth), _) => format!("app:{}", oauth.client_id()),
+            (None, Some(user)) => format!("webhook:{user}"),
+            (None, None) => "token".to_string(),
+        };
         Ok(Client {
             inner: Arc::new(Inner {
+                operating_scope,
                 portal,
                 http,
                 pacer: self.pacer,
@@ -300,6 +308,9 @@ struct Inner {
     pacer: Pacer,
     retry: RetryPolicy,
     operating: OperatingBudget,
+    /// Whose operating time this client spends, in the limit store's field names: the portal
+    /// budgets each application and each webhook apart.
+    operating_scope: String,
     /// Refreshing OAuth tokens, when built with [`ClientBuilder::oauth`].
     oauth: Option<crate::oauth::OAuth>,
     notice: Option<NoticeHook>,
@@ -434,30 +445,40 @@ impl Client {
         loop {
             attempt = attempt.saturating_add(1);
             let mut operating_wait = Duration::ZERO;
-            if let Some(pause) = inner.operating.pause(&billed_to, unix_now()) {
-                operating_wait =
-                    Duration::try_from_secs_f64(pause.wait.max(0.0)).unwrap_or(Duration::MAX);
-                if operating_wait > left() {
-                    return Err(Error::Limited {
-                        method: request.method.clone(),
-                        wait: operating_wait,
-                        reason: format!(
-                            "its operating-time budget is spent ({:.0} s used) until the portal resets it",
-                            pause.operating
-                        ),
-                    });
+            // Round again while figures other hosts shared pause the method: the slot taken
+            // for it was given back, and the pause is waited like this process's own.
+            let rate_wait = loop {
+                if let Some(pause) = inner.operating.pause(&billed_to, unix_now()) {
+                    let wait =
+                        Duration::try_from_secs_f64(pause.wait.max(0.0)).unwrap_or(Duration::MAX);
+                    if wait > left() {
+                        return Err(Error::Limited {
+                            method: request.method.clone(),
+                            wait,
+                            reason: format!(
+                                "its operating-time budget is spent ({:.0} s used) until the portal resets it",
+                                pause.operating
+                            ),
+                        });
+                    }
+                    self.wait_notice(
+                        request,
+                        attempt,
+                        WaitReason::OperatingTime {
+                            used: pause.operating,
+                        },
+                        wait,
+                    );
+                    tokio::time::sleep(wait).await;
+                    operating_wait = operating_wait.saturating_add(wait);
                 }
-                self.wait_notice(
-                    request,
-                    attempt,
-                    WaitReason::OperatingTime {
-                        used: pause.operating,
-                    },
-                    operating_wait,
-                );
-                tokio::time::sleep(operating_wait).await;
-            }
-            let rate_wait = self.wait_for_rate(request, attempt, &left).await?;
+                if let Some(waited) = self
+                    .wait_for_rate(request, &billed_to, attempt, &left)
+                    .await?
+                {
+                    break waited;
+                }
+            };
             tracing::debug!(
                 target: "bitrix24",
                 method = %request.method,
@@ -479,6 +500,7 @@ impl Client {
                             time.operating,
                             time.operating_reset_at,
                         );
+                        self.share_if_paused(&billed_to).await;
                     }
                     return Ok(answer);
                 }
@@ -507,7 +529,10 @@ impl Client {
             }
             match outcome {
                 Outcome::QueryLimit => inner.pacer.saturate_async(&|n| self.notice(n)).await?,
-                Outcome::OperationTimeLimit => inner.operating.blocked(&billed_to, unix_now()),
+                Outcome::OperationTimeLimit => {
+                    inner.operating.blocked(&billed_to, unix_now());
+                    self.share_if_paused(&billed_to).await;
+                }
                 _ => {}
             }
             match retry::decide(safety, outcome, attempt, policy) {
@@ -537,14 +562,39 @@ impl Client {
         }
     }
 
+    /// The limit store's field for the figures of `billed_to`.
+    fn operating_field(&self, billed_to: &str) -> String {
+        format!("{}|{billed_to}", self.inner.operating_scope)
+    }
+
+    /// Shares this process's figures for `billed_to` when they pause it, so that the other
+    /// hosts pause before they send too. Figures short of a pause stay here: sharing them on
+    /// every answer would cost a round trip each and tell nobody anything they must act on.
+    async fn share_if_paused(&self, billed_to: &str) {
+        let inner = &*self.inner;
+        if !inner.pacer.shares_operating() || inner.operating.pause(billed_to, unix_now()).is_none()
+        {
+            return;
+        }
+        if let Some(usage) = inner.operating.usage(billed_to) {
+            inner
+                .pacer
+                .share_async(&self.operating_field(billed_to), usage, &|n| self.notice(n))
+                .await;
+        }
+    }
+
     /// Waits for a slot in the rate limit's bucket; returns how long that took. A wait that
-    /// would end after `left()` ends the request instead, and gives the slot back.
+    /// would end after `left()` ends the request instead, and gives the slot back. `None`
+    /// when the figures other hosts shared with the reservation pause `billed_to`: the slot
+    /// is given back, and the caller waits the pause.
     async fn wait_for_rate(
         &self,
         request: &Request,
+        billed_to: &str,
         attempt: u32,
         left: &(dyn Fn() -> Duration + Sync),
-    ) -> Result<Duration, Error> {
+    ) -> Result<Option<Duration>, Error> {
         let inner = &*self.inner;
         let shared = inner.pacer.is_shared();
         let mut turn = if shared {
@@ -552,13 +602,32 @@ impl Client {
         } else {
             None
         };
+        let field = if inner.pacer.shares_operating() {
+            self.operating_field(billed_to)
+        } else {
+            String::new()
+        };
         let mut waited = Duration::ZERO;
         let mut told = false;
         loop {
-            let (wait, booked) = match inner.pacer.reserve_async(&|n| self.notice(n)).await? {
+            let (reservation, shared_figures) = inner
+                .pacer
+                .reserve_async(&field, &|n| self.notice(n))
+                .await?;
+            let (wait, booked) = match reservation {
                 Reservation::Go(wait) => (wait, true),
                 Reservation::Later(wait) => (wait, false),
             };
+            if let Some(usage) = shared_figures {
+                inner.operating.adopt(billed_to, usage);
+                if inner.operating.pause(billed_to, unix_now()).is_some() {
+                    if booked {
+                        // Not sent, so not counted; a failure here only leaves the bucket fuller.
+                        let _ = inner.pacer.release_async(&|n| self.notice(n)).await;
+                    }
+                    return Ok(None);
+                }
+            }
             if wait > left() {
                 if booked {
                     // Not sent, so not counted; a failure here only leaves the bucket fuller.
@@ -585,7 +654,7 @@ impl Client {
             tokio::time::sleep(wait).await;
             waited = waited.saturating_add(wait);
             if booked {
-                return Ok(waited);
+                return Ok(Some(waited));
             }
         }
     }

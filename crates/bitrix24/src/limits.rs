@@ -22,7 +22,9 @@
 //! default; a `batch` is billed to `batch`), reports the running total in `time.operating` and
 //! blocks the method with 429 `OPERATION_TIME_LIMIT` when it is spent. [`OperatingBudget`] keeps
 //! the latest figures per method and pauses a method that nears its budget until the reset
-//! time, instead of letting it fail.
+//! time, instead of letting it fail. The portal counts that time per method and application
+//! (or webhook), whichever host sends: a bucket in Redis also shares the figures that pause a
+//! method, and every host takes the newest before it sends.
 
 use std::collections::HashMap;
 use std::fs::File;
@@ -288,15 +290,47 @@ impl Pacer {
         }
     }
 
-    /// [`Pacer::reserve`] for every kind of bucket, Redis's too (which a client uses).
+    /// [`Pacer::reserve`] for every kind of bucket, Redis's too (which a client uses), with
+    /// the operating-time figures other hosts shared under `field`: only a bucket in Redis
+    /// shares them, in the same call.
     pub(crate) async fn reserve_async(
         &self,
+        field: &str,
         notice: &(dyn Fn(&Notice) + Sync),
-    ) -> Result<Reservation, Error> {
+    ) -> Result<(Reservation, Option<Usage>), Error> {
         match self {
             #[cfg(feature = "redis")]
-            Pacer::Redis(bucket) => Ok(bucket.reserve(notice).await),
-            other => other.reserve_noting(notice),
+            Pacer::Redis(bucket) => Ok(bucket.reserve_reading(field, notice).await),
+            other => {
+                let _ = field;
+                Ok((other.reserve_noting(notice)?, None))
+            }
+        }
+    }
+
+    /// Shares `usage`, this process's figures for `field`, where [`Pacer::reserve_async`]
+    /// reads them; elsewhere nothing is shared.
+    pub(crate) async fn share_async(
+        &self,
+        field: &str,
+        usage: Usage,
+        notice: &(dyn Fn(&Notice) + Sync),
+    ) {
+        match self {
+            #[cfg(feature = "redis")]
+            Pacer::Redis(bucket) => bucket.share(field, usage, notice).await,
+            _ => {
+                let _ = (field, usage, notice);
+            }
+        }
+    }
+
+    /// Whether operating-time figures are shared through this bucket.
+    pub(crate) fn shares_operating(&self) -> bool {
+        match self {
+            #[cfg(feature = "redis")]
+            Pacer::Redis(_) => true,
+            _ => false,
         }
     }
 
@@ -695,17 +729,60 @@ impl std::fmt::Display for Notice {
 pub struct OperatingBudget {
     /// Seconds of server time a method may use per window.
     pub budget: f64,
-    /// Pause a method this many seconds before its budget is spent.
+    /// Pause a method this many seconds before its budget is spent: a tenth of the budget,
+    /// at most 5 s.
     pub margin: f64,
     methods: Mutex<HashMap<String, Usage>>,
 }
 
+/// One method's figures as this process knows them, shared with other hosts through a
+/// limit store.
 #[derive(Debug, Clone, Copy, PartialEq)]
-struct Usage {
-    operating: f64,
-    reset_at: f64,
-    blocked_until: f64,
+pub(crate) struct Usage {
+    /// Seconds of server time used in the window, as the portal last reported.
+    pub(crate) operating: f64,
+    /// When the portal resets the window (unix seconds).
+    pub(crate) reset_at: f64,
+    /// Until when a 429 `OPERATION_TIME_LIMIT` blocks the method (unix seconds; 0 if not).
+    pub(crate) blocked_until: f64,
+    /// When these figures were seen (unix seconds): the newest figures win.
+    pub(crate) observed_at: f64,
 }
+
+// Only a limit store (the `redis` feature) carries figures between hosts.
+#[cfg_attr(not(feature = "redis"), allow(dead_code))]
+impl Usage {
+    /// Four numbers in one string, for a limit store.
+    pub(crate) fn to_wire(self) -> String {
+        format!(
+            "{:.6} {:.3} {:.3} {:.6}",
+            self.operating, self.reset_at, self.blocked_until, self.observed_at
+        )
+    }
+
+    /// The figures another host shared, or `None` when `text` cannot be such figures. Times
+    /// are clamped to what can be true at `now`: no reset or block beyond one window ahead,
+    /// and nothing seen later than now (a host whose clock runs ahead cannot win for ever).
+    pub(crate) fn from_wire(text: &str, now: f64) -> Option<Usage> {
+        let numbers: Vec<f64> = text
+            .split_whitespace()
+            .map(|n| n.parse::<f64>().ok().filter(|n| n.is_finite() && *n >= 0.0))
+            .collect::<Option<_>>()?;
+        let [operating, reset_at, blocked_until, observed_at] = numbers[..] else {
+            return None;
+        };
+        let window_end = now + WINDOW;
+        Some(Usage {
+            operating,
+            reset_at: reset_at.min(window_end),
+            blocked_until: blocked_until.min(window_end),
+            observed_at: observed_at.min(now),
+        })
+    }
+}
+
+/// The portal's operating-time window: no reset is further away than this.
+const WINDOW: f64 = 600.0;
 
 /// Why a method must wait before it is sent.
 #[derive(Debug, Clone, Copy, PartialEq)]
@@ -727,7 +804,8 @@ impl OperatingBudget {
     pub fn new(budget: f64) -> Self {
         OperatingBudget {
             budget,
-            margin: 5.0,
+            // A tenth of the budget, at most 5 s: a small budget still leaves room to send.
+            margin: (budget / 10.0).min(5.0),
             methods: Mutex::new(HashMap::new()),
         }
     }
@@ -742,17 +820,40 @@ impl OperatingBudget {
         let (Some(operating), Some(reset_at)) = (operating, reset_at) else {
             return;
         };
+        let now = unix_now();
         // The window is ten minutes: a reset further away than that is not to be believed.
-        let reset_at = reset_at.min(unix_now() + 600.0);
+        let reset_at = reset_at.min(now + WINDOW);
         let mut methods = self.methods.lock().unwrap_or_else(|e| e.into_inner());
         let usage = methods.entry(Self::key(method)).or_insert(Usage {
             operating,
             reset_at,
             blocked_until: 0.0,
+            observed_at: now,
         });
         // The portal reports a running total: keep the latest, never add them up.
         usage.operating = operating;
         usage.reset_at = reset_at;
+        usage.observed_at = usage.observed_at.max(now);
+    }
+
+    /// This process's figures for `method`, to share with other hosts.
+    pub(crate) fn usage(&self, method: &str) -> Option<Usage> {
+        let methods = self.methods.lock().unwrap_or_else(|e| e.into_inner());
+        methods.get(&Self::key(method)).copied()
+    }
+
+    /// Takes figures another host shared for `method` if they were seen after this process's
+    /// own (the portal's total is a running one, so the newest is right); a block holds until
+    /// the later of the two.
+    pub(crate) fn adopt(&self, method: &str, shared: Usage) {
+        let mut methods = self.methods.lock().unwrap_or_else(|e| e.into_inner());
+        let usage = methods.entry(Self::key(method)).or_insert(shared);
+        if shared.observed_at > usage.observed_at {
+            usage.operating = shared.operating;
+            usage.reset_at = shared.reset_at;
+            usage.observed_at = shared.observed_at;
+        }
+        usage.blocked_until = usage.blocked_until.max(shared.blocked_until);
     }
 
     /// Records a 429 `OPERATION_TIME_LIMIT`: the method stays blocked until its reset time
@@ -763,12 +864,14 @@ impl OperatingBudget {
             operating: 0.0,
             reset_at: 0.0,
             blocked_until: 0.0,
+            observed_at: 0.0,
         });
         usage.blocked_until = if usage.reset_at > now {
             usage.reset_at
         } else {
             now + 60.0
         };
+        usage.observed_at = usage.observed_at.max(now);
     }
 
     /// How long `method` must wait at `now`, if at all.
@@ -1124,5 +1227,93 @@ mod tests {
         );
         b.blocked("batch", 100.0);
         assert_eq!(b.pause("batch", 100.0).unwrap().wait, 61.0);
+    }
+
+    #[test]
+    fn the_margin_is_a_tenth_of_a_small_budget_and_5_s_of_a_large_one() {
+        assert_eq!(OperatingBudget::new(480.0).margin, 5.0);
+        assert_eq!(OperatingBudget::new(0.5).margin, 0.05);
+        // Of a 0.5 s budget, 0.3 s used does not pause; 0.46 s, within 0.05 s of it, does.
+        let b = OperatingBudget::new(0.5);
+        let now = unix_now();
+        b.observe("m", Some(0.3), Some(now + 300.0));
+        assert_eq!(b.pause("m", now), None);
+        b.observe("m", Some(0.46), Some(now + 300.0));
+        assert!(b.pause("m", now).is_some());
+    }
+
+    #[test]
+    fn figures_another_host_shared_are_taken_in_newest_first() {
+        let now = unix_now();
+        let spent = |observed_at| Usage {
+            operating: 479.0,
+            reset_at: now + 300.0,
+            blocked_until: 0.0,
+            observed_at,
+        };
+        // Nothing of its own: another host's figures are taken and pause the method.
+        let b = OperatingBudget::new(480.0);
+        b.adopt("im.notify.personal.add", spent(now - 10.0));
+        let pause = b.pause("IM.NOTIFY.PERSONAL.ADD", now).unwrap();
+        assert_eq!(pause.operating, 479.0);
+        assert!((pause.wait - 301.0).abs() < 1e-6);
+        // Figures seen before this process's own are older news: kept out.
+        let b = OperatingBudget::new(480.0);
+        b.observe("m", Some(10.0), Some(now + 300.0));
+        b.adopt("m", spent(now - 60.0));
+        assert_eq!(b.pause("m", now), None);
+        assert_eq!(b.usage("m").unwrap().operating, 10.0);
+        // Figures seen later are taken, and the own ones seen later again win back.
+        b.adopt("m", spent(now + 0.5));
+        assert!(b.pause("m", now).is_some());
+        std::thread::sleep(Duration::from_millis(600));
+        b.observe("m", Some(12.0), Some(now + 300.0));
+        assert_eq!(b.pause("m", now), None);
+        // A block holds until the later of the two, whoever saw it first.
+        let b = OperatingBudget::new(480.0);
+        b.blocked("m", now);
+        let own = b.usage("m").unwrap().blocked_until;
+        b.adopt(
+            "m",
+            Usage {
+                operating: 0.0,
+                reset_at: 0.0,
+                blocked_until: now + 500.0,
+                observed_at: now - 100.0,
+            },
+        );
+        assert_eq!(b.usage("m").unwrap().blocked_until, now + 500.0);
+        assert!(own < now + 500.0);
+    }
+
+    #[test]
+    fn shared_figures_on_the_wire_are_checked_and_clamped() {
+        let now = 1_800_000_000.0;
+        let usage = Usage {
+            operating: 478.25,
+            reset_at: now + 120.0,
+            blocked_until: 0.0,
+            observed_at: now - 1.5,
+        };
+        assert_eq!(Usage::from_wire(&usage.to_wire(), now), Some(usage));
+        for garbage in [
+            "",
+            "garbage",
+            "1 2 3",
+            "1 2 3 4 5",
+            "NaN 1 2 3",
+            "1 inf 2 3",
+            "1 2 -3 4",
+            "1e400 2 3 4",
+            "1,5 2 3 4",
+        ] {
+            assert_eq!(Usage::from_wire(garbage, now), None, "{garbage}");
+        }
+        // Nothing resets or stays blocked beyond one window, nor was seen after now.
+        let far =
+            Usage::from_wire(&format!("1 {} {} {}", now + 1e6, now + 1e6, now + 1e6), now).unwrap();
+        assert_eq!(far.reset_at, now + 600.0);
+        assert_eq!(far.blocked_until, now + 600.0);
+        assert_eq!(far.observed_at, now);
     }
 }

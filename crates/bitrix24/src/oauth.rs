@@ -553,6 +553,11 @@ impl OAuth {
         })
     }
 
+    /// The application's client id (not a secret).
+    pub(crate) fn client_id(&self) -> &str {
+        &self.client_id
+    }
+
     fn state(&self) -> std::sync::MutexGuard<'_, State> {
         // A panic elsewhere cannot leave State half-written (every update is one assignment).
         self.state.lock().unwrap_or_else(|p| p.into_inner())

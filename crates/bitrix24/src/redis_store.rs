@@ -11,6 +11,12 @@
 //! (drained by this machine's clock), with one [`Notice::StoreLost`]; Redis is asked again at
 //! most once a second, and when it answers the local level is merged in (the bucket is never
 //! emptier than this process knows it to be) with a [`Notice::StoreBack`].
+//!
+//! The same script call reads the operating-time figures hosts shared for the method about to
+//! be sent (a hash beside the bucket, one field per application or webhook and method), so
+//! that a host pauses a method another host has spent before sending it. A host shares its
+//! figures only when they pause the method, or after a 429 `OPERATION_TIME_LIMIT`: one round
+//! trip then, none on ordinary answers. While Redis is lost each host goes by its own figures.
 
 use std::sync::Mutex;
 use std::time::{Duration, Instant};
@@ -18,17 +24,19 @@ use std::time::{Duration, Instant};
 use redis::aio::{ConnectionManager, ConnectionManagerConfig};
 
 use crate::error::Error;
-use crate::limits::{Level, Notice, RateLimit, Reservation, StoreNotice, secs, unix_now};
+use crate::limits::{Level, Notice, RateLimit, Reservation, StoreNotice, Usage, secs, unix_now};
 
 /// Longest wait for one answer from Redis before pacing goes local.
 const STORE_TIMEOUT: Duration = Duration::from_millis(800);
 /// How often Redis is asked again while it is lost.
 const RETRY_EVERY: Duration = Duration::from_secs(1);
 
-/// The script: `KEYS[1]` the bucket; `ARGV` rate, burst, operation (`reserve`, `release`,
-/// `saturate`) and a floor for the level (the local level after an outage, else 0). Returns
-/// whether a slot was taken, the wait and the level after, as strings (Redis would truncate
-/// numbers to integers).
+/// The script: `KEYS[1]` the bucket, `KEYS[2]` the operating-time figures hosts shared (a
+/// hash, one field per method billed); `ARGV` rate, burst, operation (`reserve`, `release`,
+/// `saturate`), a floor for the level (the local level after an outage, else 0) and the
+/// field of the method billed (empty for none). Returns whether a slot was taken, the wait,
+/// the level after, as strings (Redis would truncate numbers to integers), and that method's
+/// shared figures (empty when none): reading them costs no round trip of its own.
 const SCRIPT: &str = r#"
 local t = redis.call('TIME')
 local now = tonumber(t[1]) + tonumber(t[2]) / 1000000
@@ -65,7 +73,37 @@ elseif op == 'saturate' then
 end
 redis.call('HSET', KEYS[1], 'level', string.format('%.9f', level), 'at', string.format('%.6f', now))
 redis.call('EXPIRE', KEYS[1], math.ceil(math.min(burst / rate, 86400) + 60))
-return {booked, string.format('%.9f', wait), string.format('%.9f', level)}
+local shared = ''
+if ARGV[5] ~= nil and ARGV[5] ~= '' then
+  shared = redis.call('HGET', KEYS[2], ARGV[5]) or ''
+end
+return {booked, string.format('%.9f', wait), string.format('%.9f', level), shared}
+"#;
+
+/// What [`SCRIPT`] answers: booked (1 or 0), the wait, the level and the shared figures.
+type ScriptAnswer = (i64, String, String, String);
+
+/// Shares one method's operating-time figures: `KEYS[1]` the hash of [`SCRIPT`]'s `KEYS[2]`,
+/// `ARGV` the field and the figures ([`Usage::to_wire`]). Figures seen before the ones
+/// already there (the 4th number) do not replace them; a block holds until the later of the
+/// two (the 3rd). The hash outlives one window a little, as nothing in it matters longer.
+const SHARE_SCRIPT: &str = r#"
+local function numbers(text)
+  local n = {}
+  for x in string.gmatch(text or '', '%S+') do n[#n + 1] = tonumber(x) end
+  return n
+end
+local new = numbers(ARGV[2])
+local old = numbers(redis.call('HGET', KEYS[1], ARGV[1]))
+local value = ARGV[2]
+if #old == 4 and #new == 4 then
+  local newest = new
+  if old[4] > new[4] then newest = old end
+  value = string.format('%.6f %.3f %.3f %.6f', newest[1], newest[2], math.max(old[3], new[3]), newest[4])
+end
+redis.call('HSET', KEYS[1], ARGV[1], value)
+redis.call('EXPIRE', KEYS[1], 660)
+return 1
 "#;
 
 /// Where a Redis bucket is and how to log in: a `redis://` or `rediss://` URL, and a
@@ -166,9 +204,12 @@ struct Fallback {
 pub struct RedisBucket {
     limit: RateLimit,
     key: String,
+    /// `<key>:operating`: the operating-time figures hosts shared.
+    operating_key: String,
     shown: String,
     connection: ConnectionManager,
     script: redis::Script,
+    share_script: redis::Script,
     fallback: Mutex<Fallback>,
 }
 
@@ -228,12 +269,15 @@ impl RedisBucket {
             .map_err(|e| unreachable(describe(&e)))?;
         let pong: Result<String, _> = redis::cmd("PING").query_async(&mut connection).await;
         pong.map_err(|e| unreachable(describe(&e)))?;
+        let key = key.into();
         Ok(RedisBucket {
             limit,
-            key: key.into(),
+            operating_key: format!("{key}:operating"),
+            key,
             shown,
             connection,
             script: redis::Script::new(SCRIPT),
+            share_script: redis::Script::new(SHARE_SCRIPT),
             fallback: Mutex::new(Fallback {
                 level: 0.0,
                 at: unix_now(),
@@ -260,7 +304,12 @@ impl RedisBucket {
 
     /// Runs `op` in Redis, or locally while Redis is lost. Never fails: a lost store is a
     /// notice, not an error.
-    async fn run(&self, op: &str, notice: &(dyn Fn(&Notice) + Sync)) -> Reservation {
+    async fn run(
+        &self,
+        op: &str,
+        field: &str,
+        notice: &(dyn Fn(&Notice) + Sync),
+    ) -> (Reservation, Option<Usage>) {
         let (ask, floor) = {
             let f = self.fallback();
             let ask = !f.lost || f.retry_at.is_none_or(|at| Instant::now() >= at);
@@ -274,11 +323,13 @@ impl RedisBucket {
         if ask {
             let mut connection = self.connection.clone();
             let mut call = self.script.key(&self.key);
-            call.arg(self.limit.rate.to_string())
+            call.key(&self.operating_key)
+                .arg(self.limit.rate.to_string())
                 .arg(self.limit.burst.to_string())
                 .arg(op)
-                .arg(format!("{floor:.9}"));
-            let answer: Result<Result<(i64, String, String), redis::RedisError>, _> =
+                .arg(format!("{floor:.9}"))
+                .arg(field);
+            let answer: Result<Result<ScriptAnswer, redis::RedisError>, _> =
                 tokio::time::timeout(STORE_TIMEOUT, call.invoke_async(&mut connection)).await;
             let answer = match answer {
                 Ok(Ok(answer)) => parse_answer(answer),
@@ -286,7 +337,7 @@ impl RedisBucket {
                 Err(_) => Err("no answer in time".into()),
             };
             match answer {
-                Ok((booked, wait, level)) => {
+                Ok((booked, wait, level, shared)) => {
                     let back = {
                         let mut f = self.fallback();
                         let back = std::mem::replace(&mut f.lost, false);
@@ -301,11 +352,13 @@ impl RedisBucket {
                             problem: String::new(),
                         }));
                     }
-                    return if booked {
+                    let reservation = if booked {
                         Reservation::Go(secs(wait))
                     } else {
                         Reservation::Later(secs(wait))
                     };
+                    // Figures that cannot be right are none: local figures only.
+                    return (reservation, Usage::from_wire(&shared, unix_now()));
                 }
                 Err(problem) => {
                     let first = {
@@ -341,31 +394,73 @@ impl RedisBucket {
         };
         f.level = level.requests;
         f.at = now;
-        result
+        (result, None)
     }
 
     /// Reserves a slot, as [`Pacer::reserve`](crate::Pacer::reserve) does for a state file.
     pub async fn reserve(&self, notice: &(dyn Fn(&Notice) + Sync)) -> Reservation {
-        self.run("reserve", notice).await
+        self.run("reserve", "", notice).await.0
+    }
+
+    /// [`RedisBucket::reserve`], with the operating-time figures other hosts shared under
+    /// `field` read in the same script call.
+    pub(crate) async fn reserve_reading(
+        &self,
+        field: &str,
+        notice: &(dyn Fn(&Notice) + Sync),
+    ) -> (Reservation, Option<Usage>) {
+        self.run("reserve", field, notice).await
     }
 
     /// Gives back a slot taken by [`RedisBucket::reserve`] for a request not sent.
     pub async fn release(&self, notice: &(dyn Fn(&Notice) + Sync)) {
-        self.run("release", notice).await;
+        self.run("release", "", notice).await;
     }
 
     /// Records a `QUERY_LIMIT_EXCEEDED` from the portal: the bucket is full from now.
     pub async fn saturate(&self, notice: &(dyn Fn(&Notice) + Sync)) {
-        self.run("saturate", notice).await;
+        self.run("saturate", "", notice).await;
+    }
+
+    /// Shares this process's operating-time figures under `field` with the other hosts.
+    /// While the store is lost nothing is shared (each host has its own figures, as without
+    /// a store); a failure here is the same lost store the next reservation would find.
+    pub(crate) async fn share(&self, field: &str, usage: Usage, notice: &(dyn Fn(&Notice) + Sync)) {
+        if self.fallback().lost {
+            return;
+        }
+        let mut connection = self.connection.clone();
+        let mut call = self.share_script.key(&self.operating_key);
+        call.arg(field).arg(usage.to_wire());
+        let answer: Result<Result<i64, redis::RedisError>, _> =
+            tokio::time::timeout(STORE_TIMEOUT, call.invoke_async(&mut connection)).await;
+        let problem = match answer {
+            Ok(Ok(_)) => return,
+            Ok(Err(e)) => describe(&e),
+            Err(_) => "no answer in time".into(),
+        };
+        let first = {
+            let mut f = self.fallback();
+            f.retry_at = Some(Instant::now() + RETRY_EVERY);
+            !std::mem::replace(&mut f.lost, true)
+        };
+        if first {
+            notice(&Notice::StoreLost(StoreNotice {
+                store: self.shown.clone(),
+                problem,
+            }));
+        }
     }
 }
 
-fn parse_answer((booked, wait, level): (i64, String, String)) -> Result<(bool, f64, f64), String> {
+fn parse_answer(
+    (booked, wait, level, shared): ScriptAnswer,
+) -> Result<(bool, f64, f64, String), String> {
     // A wait may be infinite (a tiny rate); a level never is.
     let wait = wait.parse::<f64>().ok().filter(|x| !x.is_nan());
     let level = level.parse::<f64>().ok().filter(|x| x.is_finite());
     match (wait, level) {
-        (Some(wait), Some(level)) => Ok((booked == 1, wait, level)),
+        (Some(wait), Some(level)) => Ok((booked == 1, wait, level, shared)),
         _ => Err("the script answered something that is not a bucket".into()),
     }
 }
@@ -401,14 +496,14 @@ mod tests {
     #[test]
     fn the_scripts_answer_is_checked() {
         assert_eq!(
-            parse_answer((1, "0.5".into(), "9".into())),
-            Ok((true, 0.5, 9.0))
+            parse_answer((1, "0.5".into(), "9".into(), "".into())),
+            Ok((true, 0.5, 9.0, "".into()))
         );
         assert_eq!(
-            parse_answer((0, "inf".into(), "3".into())),
-            Ok((false, f64::INFINITY, 3.0))
+            parse_answer((0, "inf".into(), "3".into(), "1 2 3 4".into())),
+            Ok((false, f64::INFINITY, 3.0, "1 2 3 4".into()))
         );
-        assert!(parse_answer((1, "nan".into(), "1".into())).is_err());
-        assert!(parse_answer((1, "1".into(), "inf".into())).is_err());
+        assert!(parse_answer((1, "nan".into(), "1".into(), "".into())).is_err());
+        assert!(parse_answer((1, "1".into(), "inf".into(), "".into())).is_err());
     }
 }

@@ -152,6 +152,11 @@ pub struct LimitFlags {
     /// [default: 6]
     #[arg(long, global = true, value_name = "N", value_parser = crate::ranges::parse_attempts)]
     pub attempts: Option<u32>,
+    /// Seconds of server time the portal lets each method use per 10 minutes, 0.001 to 100000
+    /// [default: 480, the cloud's]; a method that nears it pauses until the portal resets it,
+    /// on every host sharing --limit-store
+    #[arg(long, global = true, value_name = "SECONDS", value_parser = crate::ranges::parse_operating_budget)]
+    pub operating_budget: Option<f64>,
     /// Share the rate-limit bucket, and an OAuth application's tokens and refresh lock,
     /// between machines through Redis: redis://HOST:PORT/DB or rediss:// (TLS). The password may be in the URL or in OINT_LIMIT_STORE_PASSWORD /
     /// OINT_LIMIT_STORE_PASSWORD_FILE; it is never printed. Also OINT_LIMIT_STORE, and

@@ -39,6 +39,12 @@ pub const BURST: Range = Range {
     max: 100_000.0,
     unit: "requests",
 };
+/// `--operating-budget`: seconds of server time a method may use per 10 minutes.
+pub const OPERATING_BUDGET: Range = Range {
+    min: 0.001,
+    max: 100_000.0,
+    unit: "seconds of server time per 10 minutes",
+};
 /// `--attempts`.
 pub const ATTEMPTS: std::ops::RangeInclusive<u32> = 1..=100;
 
@@ -81,6 +87,9 @@ pub fn parse_rate(text: &str) -> Result<f64, String> {
 pub fn parse_burst(text: &str) -> Result<f64, String> {
     BURST.parse(text)
 }
+pub fn parse_operating_budget(text: &str) -> Result<f64, String> {
+    OPERATING_BUDGET.parse(text)
+}
 pub fn parse_attempts(text: &str) -> Result<u32, String> {
     text.trim()
         .parse::<u32>()
@@ -102,7 +111,7 @@ mod tests {
 
     #[test]
     fn ranges_refuse_what_cannot_be_a_duration_or_a_limit() {
-        for range in [TIMEOUT, CONNECT_TIMEOUT, RATE, BURST] {
+        for range in [TIMEOUT, CONNECT_TIMEOUT, RATE, BURST, OPERATING_BUDGET] {
             for bad in [f64::NAN, f64::INFINITY, f64::NEG_INFINITY, 1e300, -1.0, 0.0] {
                 let err = range.check(bad).unwrap_err();
                 assert!(err.starts_with("must be at least"), "{err}");

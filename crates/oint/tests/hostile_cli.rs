@@ -119,6 +119,11 @@ async fn every_numeric_flag_out_of_range_exits_2_naming_the_flag_and_its_range()
             &["0", "-1", "101", "4294967296", "x", "1.5"],
             "at most 100",
         ),
+        (
+            "--operating-budget",
+            &["0", "-1", "1e6", "NaN", "inf", "abc"],
+            "at most 100000",
+        ),
     ];
     for (flag, values, range) in table {
         for value in *values {
@@ -172,6 +177,7 @@ async fn every_numeric_flag_out_of_range_exits_2_naming_the_flag_and_its_range()
             "--rate=10000",
             "--burst=1",
             "--attempts=100",
+            "--operating-budget=100000",
         ],
     ]
     .concat();

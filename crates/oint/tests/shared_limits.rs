@@ -375,3 +375,80 @@ async fn a_tls_store_paces_with_its_ca_trusted_and_an_untrusted_one_is_one_line(
     assert!(err.contains("not trusted"), "{err}");
     assert_eq!(emu.notifications().len(), 1);
 }
+
+/// The portal counts a method's operating time per webhook, whichever host sends: a host
+/// that spent it shares the figures that pause it, and the others pause before they send.
+#[tokio::test(flavor = "multi_thread")]
+async fn an_operating_budget_one_host_spent_pauses_the_others_before_they_send() {
+    let dir = tempfile::tempdir().unwrap();
+    let Some(redis) = RedisServer::start(dir.path(), &[]) else {
+        return;
+    };
+    // Each call takes 300 ms of server time; 0.5 s is blocked after the second.
+    let emu = bitrix24_emulator::Emulator::start(
+        bitrix24_emulator::Config::default()
+            .webhook(1, SECRET)
+            .rate(20.0)
+            .burst(10.0)
+            .operating_budget(0.5)
+            .processing_ms(300),
+    )
+    .await
+    .unwrap();
+    let url = emu.webhook_url(1, SECRET);
+    let store = redis.url(2);
+    let send = async |host: &str, store: Option<&str>| {
+        let state = dir.path().join(host);
+        // Knowing no reset time, a refused host would retry a minute later: one attempt
+        // shows a refusal at once.
+        let mut args = vec!["--operating-budget", "0.5", "--attempts", "1"];
+        if let Some(store) = store {
+            args.extend(["--limit-store", store]);
+        }
+        args.extend([
+            "notify", "send", "--url", &url, "--user", "2", "--text", host, "--output", "plain",
+        ]);
+        oint(&args, &[("OINT_STATE_DIR", state.to_str().unwrap())]).await
+    };
+    let spent = |emu: &bitrix24_emulator::Emulator| {
+        emu.requests()
+            .iter()
+            .filter(|r| r.error.as_deref() == Some("OPERATION_TIME_LIMIT"))
+            .count()
+    };
+
+    // Host A sends, one process a send, until its figures pause it: 0.3 s used does not,
+    // 0.6 s (within 0.05 s of the budget) does, and its next run sends nothing.
+    let mut sent = 0;
+    for _ in 0..5 {
+        let before = emu.requests().len();
+        let o = send("a", Some(&store)).await;
+        if emu.requests().len() == before {
+            let err = stderr(&o);
+            assert_eq!(o.status.code(), Some(1), "{err}");
+            assert!(err.contains("operating-time budget"), "{err}");
+            break;
+        }
+        assert_eq!(o.status.code(), Some(0), "{}", stderr(&o));
+        sent += 1;
+    }
+    assert_eq!(sent, 2, "A is paused by its own figures after two sends");
+    assert_eq!(spent(&emu), 0);
+
+    // Host B, with nothing of its own, takes A's figures from the store and sends nothing
+    // until the reset (minutes away: past its deadline, so it ends with one line).
+    let before = emu.requests().len();
+    let o = send("b", Some(&store)).await;
+    let err = stderr(&o);
+    assert_eq!(o.status.code(), Some(1), "{err}");
+    assert_eq!(err.lines().count(), 1, "{err}");
+    assert!(err.contains("operating-time budget"), "{err}");
+    assert_eq!(emu.requests().len(), before, "B sent nothing to the portal");
+    assert_eq!(spent(&emu), 0);
+
+    // Host C, without the store, knows nothing and is refused once by the portal.
+    let o = send("c", None).await;
+    assert_ne!(o.status.code(), Some(0), "{}", stderr(&o));
+    assert_eq!(spent(&emu), 1, "C gets exactly one OPERATION_TIME_LIMIT");
+    assert_eq!(emu.notifications().len(), 2);
+}

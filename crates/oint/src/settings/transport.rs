@@ -16,7 +16,10 @@ use bitrix24::{
 };
 
 use crate::flags::LimitFlags;
-use crate::ranges::{ATTEMPTS, BURST, CONNECT_TIMEOUT, RATE, Range, TIMEOUT};
+use crate::ranges::{ATTEMPTS, BURST, CONNECT_TIMEOUT, OPERATING_BUDGET, RATE, Range, TIMEOUT};
+
+/// The cloud's operating-time budget per method, in seconds per 10 minutes.
+const DEFAULT_OPERATING_BUDGET: f64 = 480.0;
 
 /// Rate-limit settings of a config-file portal, and the limit store's from the file and the
 /// environment. Its `Debug` masks the store's URL and password.
@@ -64,6 +67,8 @@ pub struct Transport {
     connect_timeout: Duration,
     timeout: Duration,
     attempts: Option<u32>,
+    /// `--operating-budget`: seconds per method per 10 minutes.
+    operating_budget: f64,
     /// Where the library's notices go instead of stderr (`oint serve` counts them).
     notices: Option<NoticeSink>,
     /// `--limit-store` (always `None` in a build without Redis, which refuses it).
@@ -132,6 +137,9 @@ impl Transport {
                 ATTEMPTS.end()
             ));
         }
+        let operating_budget = OPERATING_BUDGET
+            .check(flags.operating_budget.unwrap_or(DEFAULT_OPERATING_BUDGET))
+            .map_err(|e| format!("--operating-budget: {e}"))?;
         let store = limit_store(flags, entry)?;
         Ok(Transport {
             flags: flags.clone(),
@@ -139,6 +147,7 @@ impl Transport {
             connect_timeout,
             timeout,
             attempts: flags.attempts,
+            operating_budget,
             notices: None,
             store,
         })
@@ -190,6 +199,7 @@ impl Transport {
             builder
                 .pacer(pacer)
                 .retry(retry)
+                .operating_budget(self.operating_budget)
                 .connect_timeout(self.connect_timeout)
                 .timeout(self.timeout),
         )
@@ -279,6 +289,7 @@ impl Transport {
         self.notices(
             builder
                 .pacer(Pacer::local(self.limit))
+                .operating_budget(self.operating_budget)
                 .connect_timeout(self.connect_timeout)
                 .timeout(self.timeout),
         )
