@@ -312,13 +312,14 @@ async fn a_client_that_misjudges_the_limit_adapts_and_loses_nothing() {
 
 #[tokio::test]
 async fn an_exhausted_operating_budget_stops_the_method_instead_of_overrunning() {
-    // 300 ms of server time per call against a 1 s budget: after the first answer the client
-    // sees the budget nearly spent and refuses to wait ten minutes past its deadline.
+    // 500 ms of server time per call against a 1 s budget (paused a tenth before it): after
+    // two answers the client sees the budget spent and refuses to wait ten minutes past its
+    // deadline.
     let emu = emulator(
         Config::default()
             .plan(Plan::Unlimited)
             .operating_budget(1.0)
-            .processing_ms(300),
+            .processing_ms(500),
     )
     .await;
     let client = Client::builder(emu.webhook_url(1, SECRET))
@@ -327,9 +328,10 @@ async fn an_exhausted_operating_budget_stops_the_method_instead_of_overrunning()
         .build()
         .unwrap();
     client.notify().personal(1, "first").send().await.unwrap();
+    client.notify().personal(1, "second").send().await.unwrap();
     let err = client
         .notify()
-        .personal(1, "second")
+        .personal(1, "third")
         .send()
         .await
         .unwrap_err();
