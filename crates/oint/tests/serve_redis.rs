@@ -442,3 +442,53 @@ async fn a_queue_over_tls_delivers() {
     let (code, stderr) = relay.terminate().await;
     assert_eq!(code, 0, "{stderr}");
 }
+
+/// An outage every relay sees lets every heartbeat lapse, the live relays' too: when Redis is
+/// back none takes the others' items for a dead relay's. Two webhook relays, Redis away
+/// longer than a heartbeat lasts: every notification arrives once, none is dead-lettered.
+#[tokio::test]
+async fn after_a_long_redis_outage_relays_do_not_take_each_others_items() {
+    let dir = tempfile::tempdir().unwrap();
+    let redis_dir = dir.path().join("redis");
+    std::fs::create_dir_all(&redis_dir).unwrap();
+    let Some(mut redis) = RedisServer::start(
+        &redis_dir,
+        &["--appendonly", "yes", "--appendfsync", "always"],
+    ) else {
+        return;
+    };
+    let emu = portal().await;
+    slow_batches(&emu, 300);
+    let url = emu.webhook_url(1, SECRET);
+    let queue = redis.url(0);
+    let one_at_a_time = with_concurrency(&url, None, &queue, "1");
+    let a = relay(&one_at_a_time, dir.path(), "a").await;
+    let b = relay(&one_at_a_time, dir.path(), "b").await;
+    let all = texts("o", 0..1000);
+    let (to_a, to_b) = all.split_at(500);
+    let (answers_a, answers_b) = tokio::join!(post_all(&a, to_a, false), post_all(&b, to_b, false));
+    for (status, body) in answers_a.iter().chain(&answers_b) {
+        assert_eq!(*status, 202, "{body}");
+    }
+    until(&emu, "some delivered", |n| n.len() >= 100).await;
+    redis.stop();
+    // Longer than a heartbeat lasts (5 s), with room for the relays' own waits.
+    tokio::time::sleep(Duration::from_secs(7)).await;
+    redis.restart();
+    until(&emu, "all 1,000", |n| n.len() >= 1000).await;
+    for relay in [&a, &b] {
+        relay
+            .wait_for_metric("oint_serve_queue_depth", |v| v == 0.0)
+            .await;
+    }
+    let by_text = counts(&emu);
+    let twice: Vec<_> = by_text.iter().filter(|(_, c)| **c > 1).collect();
+    assert!(twice.is_empty(), "none twice: {twice:?}");
+    assert_eq!(by_text.len(), 1000);
+    assert_eq!(listing(&a).await["dead_letters_total"], 0);
+    for relay in [a, b] {
+        let (code, stderr) = relay.terminate().await;
+        assert_eq!(code, 0, "{stderr}");
+        assert!(!stderr.contains("took over"), "{stderr}");
+    }
+}

@@ -69,8 +69,12 @@ pub async fn run(client: &Client, delivery: Delivery) {
                             unreadable.clear("oint serve: queued items are readable again");
                             return Some((BulkItem { row: id, request }, (ids, stop)));
                         }
-                        // Settled meanwhile (a duplicate id on the channel): nothing to send.
-                        Ok(None) => continue,
+                        // Settled meanwhile (a duplicate id on the channel), or another
+                        // relay's now: nothing to send.
+                        Ok(None) => {
+                            queue.release(id).await;
+                            continue;
+                        }
                         // Unreadable for now (a lost Redis): tried again, never dropped.
                         Err(e) => {
                             unreadable.say(&format!(

@@ -245,6 +245,7 @@ pub async fn command(args: ServeArgs, global: &Global) -> Result<Success, Failur
             "oint serve: stopping: no new notifications; finishing the batches in flight (a second signal stops at once)",
         );
         relay.draining.store(true, Ordering::Relaxed);
+        queue.stop_feeding();
         let _ = stop_tx.send(true);
         signals.next().await;
     };

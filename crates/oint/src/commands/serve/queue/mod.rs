@@ -222,6 +222,24 @@ impl Queue {
         }
     }
 
+    /// Lets go of an id the delivery loop found settled already.
+    pub async fn release(&self, id: u64) {
+        match self {
+            Queue::Sqlite(_) => {}
+            #[cfg(feature = "redis")]
+            Queue::Redis(q) => q.release(id).await,
+        }
+    }
+
+    /// At a stop: a shared queue hands out nothing new (it stays there for the other relays).
+    pub fn stop_feeding(&self) {
+        match self {
+            Queue::Sqlite(_) => {}
+            #[cfg(feature = "redis")]
+            Queue::Redis(q) => q.stop_feeding(),
+        }
+    }
+
     /// Stores what is left and lets go of the queue (for a shared one: other relays may take
     /// over what this one held at once).
     pub fn close(&self) {

@@ -11,18 +11,21 @@
 //! without one: their pending entries are claimed (`XCLAIM`, so two relays never take the same
 //! entry) and sorted by the restart rules of a crash — not `sending`: delivered by the
 //! claimer; `sending`: sent again only when tagged over OAuth, else dead-lettered as
-//! `outcome_unknown`. Durability of an accepted item is Redis's own (its AOF settings).
+//! `outcome_unknown` — all in one script. A relay claims only once its own heartbeat has held
+//! longer than a heartbeat lasts: after an outage every heartbeat has lapsed, and the live
+//! relays must not take each other for dead. And a relay marks a batch `sending` only for
+//! entries still its own, so that one taken for dead (cut off from Redis while the others
+//! were not) does not send what another took over. Durability of an accepted item is Redis's
+//! own (its AOF settings).
 
 use std::collections::HashMap;
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::sync::{Arc, Mutex};
-use std::time::Duration;
+use std::time::{Duration, Instant};
 
 use bitrix24::{RedisTarget, Request};
 use redis::aio::{ConnectionManager, ConnectionManagerConfig};
-use redis::streams::{
-    StreamId, StreamInfoConsumersReply, StreamPendingCountReply, StreamReadReply,
-};
+use redis::streams::{StreamId, StreamInfoConsumersReply, StreamReadReply};
 use serde_json::{Map, Value, json};
 use tokio::sync::mpsc;
 
@@ -102,32 +105,82 @@ end
 return gone
 ";
 
-/// An entry claimed from a dead relay, sorted by the restart rules: `KEYS` as [`SETTLE`];
-/// `ARGV` id, entry, `1` when a tagged item may be resent, the dead info for one that may
-/// not. Answers `queued`, `resumed`, `unknown` or `gone`.
-const RESTART: &str = r"
-local id, entry = ARGV[1], ARGV[2]
-local raw = redis.call('HGET', KEYS[1], id)
-local function ack()
-  redis.call('XACK', KEYS[6], 'relays', entry)
-  redis.call('XDEL', KEYS[6], entry)
+/// Takes over what a dead relay held, in one step so that a lost answer cannot leave entries
+/// half taken: `KEYS` as [`SETTLE`], then the dead relay's heartbeat key; `ARGV` the dead
+/// relay, this relay, the idle time an entry must have, how many at most, `1` when a tagged
+/// item may be resent, and the dead info for one that may not. Nothing while the heartbeat is
+/// there; a dead relay holding nothing is removed from the group. Answers
+/// `{id, entry, queued|resumed|unknown, …}`.
+const CLAIM: &str = r"
+if redis.call('EXISTS', KEYS[10]) == 1 then return {} end
+local pending = redis.call('XPENDING', KEYS[6], 'relays', '-', '+', tonumber(ARGV[4]), ARGV[1])
+if #pending == 0 then
+  redis.call('XGROUP', 'DELCONSUMER', KEYS[6], 'relays', ARGV[1])
+  return {}
 end
-if not raw then ack() return 'gone' end
-if redis.call('SISMEMBER', KEYS[3], id) == 0 then return 'queued' end
-if ARGV[3] == '1' and cjson.decode(raw).tagged == true then
-  redis.call('SREM', KEYS[3], id)
-  return 'resumed'
+local entries = {}
+for _, p in ipairs(pending) do entries[#entries + 1] = p[1] end
+local claimed = redis.call('XCLAIM', KEYS[6], 'relays', ARGV[2], tonumber(ARGV[3]), unpack(entries))
+local out = {}
+for _, e in ipairs(claimed) do
+  -- An entry deleted meanwhile comes back as no table: nothing to take over.
+  if type(e) == 'table' then
+    local entry, fields = e[1], e[2]
+    local id = nil
+    if type(fields) == 'table' then
+      for i = 1, #fields, 2 do
+        if fields[i] == 'id' then id = fields[i + 1] end
+      end
+    end
+    local raw = id and redis.call('HGET', KEYS[1], id)
+    local verdict
+    if not raw then
+      verdict = 'gone'
+    elseif redis.call('SISMEMBER', KEYS[3], id) == 0 then
+      verdict = 'queued'
+    elseif ARGV[5] == '1' and cjson.decode(raw).tagged == true then
+      redis.call('SREM', KEYS[3], id)
+      verdict = 'resumed'
+    else
+      redis.call('HSET', KEYS[8], id, raw)
+      redis.call('HSET', KEYS[9], id, ARGV[6])
+      redis.call('ZADD', KEYS[7], id, id)
+      redis.call('HDEL', KEYS[1], id)
+      redis.call('ZREM', KEYS[2], id)
+      redis.call('SREM', KEYS[3], id)
+      redis.call('HDEL', KEYS[4], id)
+      redis.call('HDEL', KEYS[5], id)
+      verdict = 'unknown'
+    end
+    if verdict == 'gone' or verdict == 'unknown' then
+      redis.call('XACK', KEYS[6], 'relays', entry)
+      redis.call('XDEL', KEYS[6], entry)
+    end
+    if id and verdict ~= 'gone' then
+      out[#out + 1] = id
+      out[#out + 1] = entry
+      out[#out + 1] = verdict
+    end
+  end
 end
-redis.call('HSET', KEYS[8], id, raw)
-redis.call('HSET', KEYS[9], id, ARGV[4])
-redis.call('ZADD', KEYS[7], id, id)
-redis.call('HDEL', KEYS[1], id)
-redis.call('ZREM', KEYS[2], id)
-redis.call('SREM', KEYS[3], id)
-redis.call('HDEL', KEYS[4], id)
-redis.call('HDEL', KEYS[5], id)
-ack()
-return 'unknown'
+return out
+";
+
+/// Marks items `sending`, but only those whose entry this relay still holds (another relay
+/// may have taken them over while this one could not reach Redis): `KEYS` stream, sending;
+/// `ARGV` this relay, then id and entry pairs. Answers the ids no longer this relay's.
+const MARK: &str = r"
+local lost = {}
+for i = 2, #ARGV, 2 do
+  local id, entry = ARGV[i], ARGV[i + 1]
+  local mine = entry ~= '' and #redis.call('XPENDING', KEYS[1], 'relays', entry, entry, 1, ARGV[1]) == 1
+  if mine then
+    redis.call('SADD', KEYS[2], id)
+  else
+    lost[#lost + 1] = id
+  end
+end
+return lost
 ";
 
 /// Dead letters back to the queue or deleted: `KEYS` as [`SETTLE`]; `ARGV[1]` `requeue` or
@@ -252,14 +305,19 @@ struct Shared {
     ids: mpsc::UnboundedSender<u64>,
     /// Items taken over from a dead relay and dead-lettered (for the metrics).
     on_unknown: Box<dyn Fn(u64) + Send + Sync>,
+    /// Set at a stop: nothing new is read or taken over.
+    draining: AtomicBool,
+    /// Set when the queue is closed: the tasks end.
     stopped: AtomicBool,
+    /// Since when every heartbeat has been stored; `None` after one failed.
+    beating_since: Mutex<Option<Instant>>,
     lost: Once,
-    restart: redis::Script,
+    claim: redis::Script,
 }
 
 impl Shared {
     fn held(&self) -> std::sync::MutexGuard<'_, HashMap<u64, String>> {
-        self.held.lock().unwrap_or_else(|e| e.into_inner())
+        lock(&self.held)
     }
 
     /// Hands a read entry to the delivery loop, once.
@@ -280,6 +338,7 @@ pub struct RedisQueue {
     pending: AtomicU64,
     tasks: Vec<tokio::task::JoinHandle<()>>,
     enqueue: redis::Script,
+    mark: redis::Script,
     settle: redis::Script,
     dead: redis::Script,
     stats: redis::Script,
@@ -339,14 +398,17 @@ impl RedisQueue {
             held: Mutex::new(HashMap::new()),
             ids,
             on_unknown,
+            draining: AtomicBool::new(false),
             stopped: AtomicBool::new(false),
+            beating_since: Mutex::new(None),
             lost: Once::default(),
-            restart: redis::Script::new(RESTART),
+            claim: redis::Script::new(CLAIM),
         });
         // The heartbeat exists before the consumer does, so no other relay takes it for dead.
         beat(&shared, &mut connection)
             .await
             .map_err(|e| unreachable(bitrix24::redis_store::describe(&e)))?;
+        *lock(&shared.beating_since) = Some(Instant::now());
         let pending: u64 = redis::cmd("HLEN")
             .arg(&shared.keys.items)
             .query_async(&mut connection)
@@ -354,6 +416,7 @@ impl RedisQueue {
             .map_err(|e| unreachable(bitrix24::redis_store::describe(&e)))?;
         let tasks = vec![
             tokio::spawn(feed(shared.clone(), feed_connection)),
+            tokio::spawn(heartbeat(shared.clone(), connection.clone())),
             tokio::spawn(watch(shared.clone(), connection.clone())),
         ];
         Ok(RedisQueue {
@@ -365,6 +428,7 @@ impl RedisQueue {
             pending: AtomicU64::new(pending),
             tasks,
             enqueue: redis::Script::new(ENQUEUE),
+            mark: redis::Script::new(MARK),
             settle: redis::Script::new(SETTLE),
             dead: redis::Script::new(DEAD),
             stats: redis::Script::new(STATS),
@@ -418,23 +482,64 @@ impl RedisQueue {
     }
 
     pub fn mark_sending(&self, ids: &[u64]) -> Result<(), String> {
-        self.blocking_call(redis::cmd("SADD").arg(&self.shared.keys.sending).arg(ids))
+        let mut call = self.mark.prepare_invoke();
+        call.key(&self.shared.keys.stream)
+            .key(&self.shared.keys.sending)
+            .arg(&self.shared.consumer);
+        {
+            let held = self.shared.held();
+            for id in ids {
+                call.arg(id).arg(held.get(id).map_or("", String::as_str));
+            }
+        }
+        let lost: Vec<u64> = self.blocking(|connection| call.invoke(connection))?;
+        if lost.is_empty() {
+            return Ok(());
+        }
+        // Another relay has them now: this one lets go of them and sends none of this batch.
+        let mut held = self.shared.held();
+        for id in &lost {
+            held.remove(id);
+        }
+        Err(format!(
+            "queue: {} items of this batch were taken over by another relay; they are sent there",
+            lost.len()
+        ))
     }
 
     pub fn mark_not_run(&self, ids: &[u64]) -> Result<(), String> {
-        self.blocking_call(redis::cmd("SREM").arg(&self.shared.keys.sending).arg(ids))
+        let held: Vec<u64> = {
+            let held = self.shared.held();
+            ids.iter()
+                .copied()
+                .filter(|id| held.contains_key(id))
+                .collect()
+        };
+        if held.is_empty() {
+            return Ok(());
+        }
+        self.blocking(|connection| {
+            redis::cmd("SREM")
+                .arg(&self.shared.keys.sending)
+                .arg(&held)
+                .query::<()>(connection)
+        })
     }
 
     pub async fn settle(&self, outcomes: Vec<(u64, Settlement)>) -> Result<(), String> {
-        let mut call = self.settle.prepare_invoke();
-        self.shared.keys.all(&mut call);
-        let entries: Vec<String> = {
+        // Items this relay no longer holds are another relay's to settle.
+        let (outcomes, entries): (Vec<_>, Vec<String>) = {
             let held = self.shared.held();
             outcomes
-                .iter()
-                .map(|(id, _)| held.get(id).cloned().unwrap_or_default())
-                .collect()
+                .into_iter()
+                .filter_map(|(id, s)| Some(((id, s), held.get(&id)?.clone())))
+                .unzip()
         };
+        if outcomes.is_empty() {
+            return Ok(());
+        }
+        let mut call = self.settle.prepare_invoke();
+        self.shared.keys.all(&mut call);
         for ((id, settlement), entry) in outcomes.iter().zip(&entries) {
             let (kind, info) = match settlement {
                 Settlement::Delivered => ("done", String::new()),
@@ -483,6 +588,9 @@ impl RedisQueue {
     }
 
     pub async fn load(&self, id: u64) -> Result<Option<Request>, String> {
+        if !self.shared.held().contains_key(&id) {
+            return Ok(None);
+        }
         let mut connection = self.connection.clone();
         let raw: Option<String> = tokio::time::timeout(
             CALL_TIMEOUT,
@@ -567,6 +675,26 @@ impl RedisQueue {
         Ok(json!({"pending": pending, "dead_letters": dead}))
     }
 
+    /// Lets go of an item the delivery loop found settled already (read again after its
+    /// outcome was recorded): its entry is acknowledged, its place among the held freed.
+    pub async fn release(&self, id: u64) {
+        let entry = self.shared.held().remove(&id);
+        if let Some(entry) = entry {
+            let mut connection = self.connection.clone();
+            let _ = tokio::time::timeout(
+                CALL_TIMEOUT,
+                let_go(&mut connection, &self.shared.keys.stream, &[entry]),
+            )
+            .await;
+        }
+    }
+
+    /// At a stop: nothing new is read or taken over; what is held is finished or let go of
+    /// at [`RedisQueue::close`].
+    pub fn stop_feeding(&self) {
+        self.shared.draining.store(true, Ordering::Relaxed);
+    }
+
     /// Stops reading and drops this relay's heartbeat, so that what it still holds is taken
     /// over by another relay (or by the next start) at once.
     pub fn close(&self) {
@@ -577,7 +705,7 @@ impl RedisQueue {
             task.abort();
         }
         let alive = self.shared.keys.alive(&self.shared.consumer);
-        let _ = self.blocking_call(redis::cmd("DEL").arg(alive));
+        let _ = self.blocking(|connection| redis::cmd("DEL").arg(&alive).query::<()>(connection));
     }
 
     /// One script call, bounded in time.
@@ -593,11 +721,14 @@ impl RedisQueue {
         }
     }
 
-    /// A command on the blocking connection, (re)connected as needed. It holds the runtime's
+    /// A call on the blocking connection, (re)connected as needed. It holds the runtime's
     /// thread for one round trip (at most [`BLOCKING_TIMEOUT`] when Redis is lost), as the
     /// dispatch hook must not return before the mark is stored.
-    fn blocking_call(&self, cmd: &mut redis::Cmd) -> Result<(), String> {
-        let mut slot = self.blocking.lock().unwrap_or_else(|e| e.into_inner());
+    fn blocking<T>(
+        &self,
+        call: impl FnOnce(&mut redis::Connection) -> redis::RedisResult<T>,
+    ) -> Result<T, String> {
+        let mut slot = lock(&self.blocking);
         let problem =
             |e: &redis::RedisError| format!("queue: {}", bitrix24::redis_store::describe(e));
         if slot.is_none() {
@@ -612,15 +743,16 @@ impl RedisQueue {
             *slot = Some(connection);
         }
         let connection = slot.as_mut().expect("connected above");
-        match cmd.query::<()>(connection) {
-            Ok(()) => Ok(()),
-            Err(e) => {
-                // The next call starts on a fresh connection.
-                *slot = None;
-                Err(problem(&e))
-            }
-        }
+        call(connection).map_err(|e| {
+            // The next call starts on a fresh connection.
+            *slot = None;
+            problem(&e)
+        })
     }
+}
+
+fn lock<T>(m: &Mutex<T>) -> std::sync::MutexGuard<'_, T> {
+    m.lock().unwrap_or_else(|e| e.into_inner())
 }
 
 impl Drop for RedisQueue {
@@ -723,92 +855,142 @@ fn entry_item(entry: &StreamId) -> Option<u64> {
 }
 
 /// Reads new entries for this relay and hands them to the delivery loop, up to [`HELD`]
-/// at a time. After a lost connection it first reads its own pending entries again: a read
-/// whose answer was lost left them assigned to this relay but unseen.
+/// at a time, until the relay stops.
 async fn feed(shared: Arc<Shared>, mut connection: ConnectionManager) {
-    // Where the re-read of this relay's own pending entries goes on from, while it runs.
-    let mut reread = Some("0".to_string());
-    while !shared.stopped.load(Ordering::Relaxed) {
+    while !shared.draining.load(Ordering::Relaxed) {
         let room = HELD.saturating_sub(shared.held().len()).min(100);
         if room == 0 {
             tokio::time::sleep(Duration::from_millis(50)).await;
             continue;
         }
-        let mut cmd = redis::cmd("XREADGROUP");
-        cmd.arg("GROUP")
+        let read: redis::RedisResult<Option<StreamReadReply>> = redis::cmd("XREADGROUP")
+            .arg("GROUP")
             .arg(GROUP)
             .arg(&shared.consumer)
             .arg("COUNT")
-            .arg(room);
-        if reread.is_none() {
-            cmd.arg("BLOCK").arg(BLOCK_MS);
-        }
-        cmd.arg("STREAMS")
+            .arg(room)
+            .arg("BLOCK")
+            .arg(BLOCK_MS)
+            .arg("STREAMS")
             .arg(&shared.keys.stream)
-            .arg(reread.as_deref().unwrap_or(">"));
-        let read: redis::RedisResult<Option<StreamReadReply>> =
-            cmd.query_async(&mut connection).await;
+            .arg(">")
+            .query_async(&mut connection)
+            .await;
         match read {
             Ok(reply) => {
                 shared
                     .lost
                     .clear("oint serve: the Redis queue answers again");
-                let entries: Vec<StreamId> = reply
-                    .map(|r| r.keys.into_iter().flat_map(|k| k.ids).collect())
-                    .unwrap_or_default();
-                if reread.is_some() {
-                    // A full page: there may be more after its last entry.
-                    reread = entries
-                        .last()
-                        .filter(|_| entries.len() == room)
-                        .map(|e| e.id.clone());
-                }
-                let mut garbage = Vec::new();
-                for entry in entries {
-                    match entry_item(&entry) {
-                        Some(id) => shared.hand_over(id, entry.id),
-                        // Not an entry of ours: let go of it rather than hold it for ever.
-                        None => garbage.push(entry.id),
-                    }
-                }
-                if !garbage.is_empty() {
-                    let _ = let_go(&mut connection, &shared.keys.stream, &garbage).await;
-                }
+                hand_over_all(&shared, &mut connection, reply).await;
             }
             Err(e) => {
                 if e.code() == Some("NOGROUP") {
-                    // A Redis that came back empty: the group is made again.
+                    // A Redis that came back empty: the group is made again, and what this
+                    // relay held is gone with it (its ids will be given out again).
+                    shared.held().clear();
                     let _ = create_group(&mut connection, &shared.keys.stream).await;
                 }
                 shared.lost.say(&format!(
                     "the Redis queue is unreachable ({}); delivery goes on with what this relay holds, accepts answer 503 until it is back",
                     bitrix24::redis_store::describe(&e)
                 ));
-                reread = Some("0".to_string());
                 tokio::time::sleep(Duration::from_secs(1)).await;
             }
         }
     }
 }
 
-/// Renews the heartbeat and takes over what dead relays held, every second.
-async fn watch(shared: Arc<Shared>, mut connection: ConnectionManager) {
+/// Hands the entries of a read to the delivery loop (each once); entries that are no item's
+/// are let go of.
+async fn hand_over_all(
+    shared: &Shared,
+    connection: &mut ConnectionManager,
+    reply: Option<StreamReadReply>,
+) {
+    let entries = reply
+        .map(|r| r.keys.into_iter().flat_map(|k| k.ids))
+        .into_iter()
+        .flatten();
+    let mut foreign = Vec::new();
+    for entry in entries {
+        match entry_item(&entry) {
+            Some(id) => shared.hand_over(id, entry.id),
+            None => foreign.push(entry.id),
+        }
+    }
+    if !foreign.is_empty() {
+        let _ = let_go(connection, &shared.keys.stream, &foreign).await;
+    }
+}
+
+/// Renews this relay's heartbeat every second, and remembers since when it has held.
+async fn heartbeat(shared: Arc<Shared>, mut connection: ConnectionManager) {
     let mut tick = tokio::time::interval(HEARTBEAT_EVERY);
     tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
     while !shared.stopped.load(Ordering::Relaxed) {
         tick.tick().await;
-        if beat(&shared, &mut connection).await.is_err() {
-            // The feed says the store is lost; the heartbeat is renewed when it is back.
-            continue;
-        }
-        if let Err(e) = claim_dead(&shared, &mut connection).await {
-            tracing::debug!(target: "oint", error = %e, "claim pass failed");
+        let stored = tokio::time::timeout(CALL_TIMEOUT, beat(&shared, &mut connection)).await;
+        let mut since = lock(&shared.beating_since);
+        match stored {
+            Ok(Ok(())) => {
+                since.get_or_insert_with(Instant::now);
+            }
+            _ => *since = None,
         }
     }
 }
 
-/// One pass over the group's consumers: those without a heartbeat are dead; their pending
-/// entries are claimed and sorted by the restart rules; empty dead consumers are removed.
+/// Every second: what this relay holds in Redis but has not been handed (a read whose
+/// answer was lost) is handed over, and what dead relays held is taken over.
+async fn watch(shared: Arc<Shared>, mut connection: ConnectionManager) {
+    let claim_failed = Once::default();
+    let mut tick = tokio::time::interval(HEARTBEAT_EVERY);
+    tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+    while !shared.stopped.load(Ordering::Relaxed) {
+        tick.tick().await;
+        if shared.draining.load(Ordering::Relaxed) {
+            continue;
+        }
+        if let Err(e) = adopt_own(&shared, &mut connection).await {
+            tracing::debug!(target: "oint", error = %e, "re-reading held entries failed");
+            continue;
+        }
+        // After an outage every heartbeat has lapsed, the live relays' too: nobody is taken
+        // for dead until this relay's own heartbeat has held longer than one lapses in.
+        let settled = lock(&shared.beating_since)
+            .is_some_and(|since| since.elapsed() > Duration::from_millis(HEARTBEAT_TTL_MS + 1_000));
+        if settled {
+            match claim_dead(&shared, &mut connection).await {
+                Ok(()) => claim_failed.clear("oint serve: dead relays' items are taken over again"),
+                Err(e) => claim_failed.say(&format!(
+                    "cannot take over what stopped relays held ({}); tried again every second",
+                    bitrix24::redis_store::describe(&e)
+                )),
+            }
+        }
+    }
+}
+
+/// This relay's own pending entries, read again from the start; those already held are
+/// skipped by [`Shared::hand_over`].
+async fn adopt_own(shared: &Shared, connection: &mut ConnectionManager) -> redis::RedisResult<()> {
+    let reply: Option<StreamReadReply> = redis::cmd("XREADGROUP")
+        .arg("GROUP")
+        .arg(GROUP)
+        .arg(&shared.consumer)
+        .arg("COUNT")
+        .arg(HELD)
+        .arg("STREAMS")
+        .arg(&shared.keys.stream)
+        .arg("0")
+        .query_async(connection)
+        .await?;
+    hand_over_all(shared, connection, reply).await;
+    Ok(())
+}
+
+/// One pass over the group's consumers: what those without a heartbeat held is taken over
+/// by [`CLAIM`] and handed to the delivery loop.
 async fn claim_dead(shared: &Shared, connection: &mut ConnectionManager) -> redis::RedisResult<()> {
     let keys = &shared.keys;
     let consumers: StreamInfoConsumersReply = redis::cmd("XINFO")
@@ -821,69 +1003,36 @@ async fn claim_dead(shared: &Shared, connection: &mut ConnectionManager) -> redi
         if consumer.name == shared.consumer {
             continue;
         }
-        let alive: bool = redis::cmd("EXISTS")
-            .arg(keys.alive(&consumer.name))
-            .query_async(connection)
-            .await?;
-        if alive {
-            continue;
-        }
-        if consumer.pending == 0 {
-            let _: i64 = redis::cmd("XGROUP")
-                .arg("DELCONSUMER")
-                .arg(&keys.stream)
-                .arg(GROUP)
-                .arg(&consumer.name)
-                .query_async(connection)
-                .await?;
-            continue;
-        }
-        let pending: StreamPendingCountReply = redis::cmd("XPENDING")
-            .arg(&keys.stream)
-            .arg(GROUP)
-            .arg("-")
-            .arg("+")
-            .arg(HELD)
+        let alive = keys.alive(&consumer.name);
+        let mut call = shared.claim.prepare_invoke();
+        keys.all(&mut call);
+        call.key(&alive)
             .arg(&consumer.name)
-            .query_async(connection)
-            .await?;
-        let entries: Vec<&str> = pending.ids.iter().map(|p| p.id.as_str()).collect();
-        if entries.is_empty() {
-            continue;
-        }
-        let claimed: redis::streams::StreamClaimReply = redis::cmd("XCLAIM")
-            .arg(&keys.stream)
-            .arg(GROUP)
             .arg(&shared.consumer)
             .arg(CLAIM_IDLE_MS)
-            .arg(&entries)
-            .query_async(connection)
-            .await?;
+            .arg(HELD)
+            .arg(if shared.resend_tagged { "1" } else { "0" })
+            .arg(dead_info(
+                "outcome_unknown",
+                "OUTCOME_UNKNOWN",
+                "the relay holding it stopped while it was being sent; it may have reached the portal, and sending it again could duplicate it",
+            ));
+        let taken: Vec<String> = call.invoke_async(connection).await?;
         let (mut queued, mut resumed, mut unknown) = (0u64, 0u64, 0u64);
-        for entry in claimed.ids {
-            let Some(id) = entry_item(&entry) else {
-                let _ = let_go(connection, &keys.stream, &[entry.id]).await;
+        for triple in taken.chunks_exact(3) {
+            let [id, entry, verdict] = triple else {
                 continue;
             };
-            let mut call = shared.restart.prepare_invoke();
-            keys.all(&mut call);
-            call.arg(id)
-                .arg(&entry.id)
-                .arg(if shared.resend_tagged { "1" } else { "0" })
-                .arg(dead_info(
-                    "outcome_unknown",
-                    "OUTCOME_UNKNOWN",
-                    "the relay holding it stopped while it was being sent; it may have reached the portal, and sending it again could duplicate it",
-                ));
-            let verdict: String = call.invoke_async(connection).await?;
             match verdict.as_str() {
-                "queued" => queued += 1,
+                "unknown" => {
+                    unknown += 1;
+                    continue;
+                }
                 "resumed" => resumed += 1,
-                "unknown" => unknown += 1,
-                _ => continue,
+                _ => queued += 1,
             }
-            if verdict != "unknown" {
-                shared.hand_over(id, entry.id);
+            if let Ok(id) = id.parse() {
+                shared.hand_over(id, entry.clone());
             }
         }
         if queued + resumed + unknown > 0 {
