@@ -492,3 +492,55 @@ async fn after_a_long_redis_outage_relays_do_not_take_each_others_items() {
         assert!(!stderr.contains("took over"), "{stderr}");
     }
 }
+
+/// A relay that stalls (SIGSTOP, as a frozen VM) longer than its heartbeat lasts is taken for
+/// dead and its items taken over; woken again, it sends none of what was taken from it.
+#[tokio::test]
+async fn a_stalled_relay_sends_nothing_that_was_taken_over() {
+    let dir = tempfile::tempdir().unwrap();
+    let Some(redis) = RedisServer::start(dir.path(), &[]) else {
+        return;
+    };
+    let emu = portal().await;
+    slow_batches(&emu, 300);
+    let url = emu.webhook_url(1, SECRET);
+    let queue = redis.url(0);
+    let one_at_a_time = with_concurrency(&url, None, &queue, "1");
+    let a = relay(&one_at_a_time, dir.path(), "a").await;
+    let b = relay(&one_at_a_time, dir.path(), "b").await;
+    let all = texts("s", 0..1000);
+    let (to_a, to_b) = all.split_at(500);
+    let (answers_a, answers_b) = tokio::join!(post_all(&a, to_a, false), post_all(&b, to_b, false));
+    for (status, body) in answers_a.iter().chain(&answers_b) {
+        assert_eq!(*status, 202, "{body}");
+    }
+    until(&emu, "some delivered", |n| n.len() >= 100).await;
+    a.signal(libc::SIGSTOP);
+    // B takes over once A's heartbeat has lapsed (5 s) and its own pass comes round.
+    tokio::time::sleep(Duration::from_secs(8)).await;
+    a.signal(libc::SIGCONT);
+    for relay in [&a, &b] {
+        relay
+            .wait_for_metric("oint_serve_queue_depth", |v| v == 0.0)
+            .await;
+    }
+    let by_text = counts(&emu);
+    let twice: Vec<_> = by_text.iter().filter(|(_, c)| **c > 1).collect();
+    assert!(twice.is_empty(), "none twice: {twice:?}");
+    let list = listing(&b).await;
+    let dead: Vec<String> = list["dead_letters"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|d| d["text"].as_str().unwrap().to_string())
+        .collect();
+    for text in &all {
+        assert!(
+            by_text.contains_key(text) || dead.contains(text),
+            "{text} is neither delivered nor dead-lettered"
+        );
+    }
+    let (_, stderr_b) = b.terminate().await;
+    assert!(stderr_b.contains("took over"), "{stderr_b}");
+    a.terminate().await;
+}

@@ -103,6 +103,12 @@ impl Relay {
         panic!("{name} is {}", self.metric(name).await);
     }
 
+    /// Sends `signal` (SIGSTOP, SIGCONT, …) and returns at once.
+    pub fn signal(&self, signal: i32) {
+        let pid = self.child.id().expect("running") as i32;
+        unsafe { libc::kill(pid, signal) };
+    }
+
     pub fn stderr(&self) -> String {
         std::fs::read_to_string(&self.stderr).unwrap_or_default()
     }

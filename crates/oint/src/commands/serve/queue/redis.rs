@@ -42,6 +42,9 @@ const HELD: usize = 500;
 const HEARTBEAT_TTL_MS: u64 = 5_000;
 /// How often a relay renews its heartbeat and looks for dead ones.
 const HEARTBEAT_EVERY: Duration = Duration::from_secs(1);
+/// A heartbeat later than this after the one before is a gap: the process may have stalled
+/// long enough for the others' to lapse.
+const BEAT_GAP: Duration = Duration::from_millis(2_500);
 /// How long one read blocks waiting for new entries.
 const BLOCK_MS: usize = 1_000;
 /// An entry is claimed only after it has been idle this long (never one just handed out).
@@ -53,11 +56,17 @@ const CALL_TIMEOUT: Duration = Duration::from_secs(5);
 const BLOCKING_TIMEOUT: Duration = Duration::from_secs(2);
 
 /// Stores items: `KEYS` items, order, seq, stream; `ARGV[1]` the limit, then one JSON item
-/// each. Answers `{0, held}` when full, else `{1, held, id…}`.
+/// each. Answers `{0, held}` when full, else `{1, held, id…}`. Ids count on from the
+/// server's clock in milliseconds when the counter is new, so that a Redis that came back
+/// empty never gives out an id a relay may still hold.
 const ENQUEUE: &str = r"
 local held = redis.call('HLEN', KEYS[1])
 local n = #ARGV - 1
 if held + n > tonumber(ARGV[1]) then return {0, held} end
+if redis.call('EXISTS', KEYS[3]) == 0 then
+  local t = redis.call('TIME')
+  redis.call('SET', KEYS[3], string.format('%d', tonumber(t[1]) * 1000 + math.floor(tonumber(t[2]) / 1000)))
+end
 local out = {1, held + n}
 for i = 2, #ARGV do
   local id = redis.call('INCR', KEYS[3])
@@ -112,6 +121,11 @@ return gone
 /// there; a dead relay holding nothing is removed from the group. Answers
 /// `{id, entry, queued|resumed|unknown, …}`.
 const CLAIM: &str = r"
+-- A damaged item is not resent: an error after the XCLAIM would leave entries unsorted.
+local function tagged(raw)
+  local ok, item = pcall(cjson.decode, raw)
+  return ok and type(item) == 'table' and item.tagged == true
+end
 if redis.call('EXISTS', KEYS[10]) == 1 then return {} end
 local pending = redis.call('XPENDING', KEYS[6], 'relays', '-', '+', tonumber(ARGV[4]), ARGV[1])
 if #pending == 0 then
@@ -138,7 +152,7 @@ for _, e in ipairs(claimed) do
       verdict = 'gone'
     elseif redis.call('SISMEMBER', KEYS[3], id) == 0 then
       verdict = 'queued'
-    elseif ARGV[5] == '1' and cjson.decode(raw).tagged == true then
+    elseif ARGV[5] == '1' and tagged(raw) then
       redis.call('SREM', KEYS[3], id)
       verdict = 'resumed'
     else
@@ -166,19 +180,20 @@ end
 return out
 ";
 
-/// Marks items `sending`, but only those whose entry this relay still holds (another relay
-/// may have taken them over while this one could not reach Redis): `KEYS` stream, sending;
+/// Marks a batch's items `sending` when every entry is still this relay's (another relay may
+/// have taken some over while this one could not reach Redis): `KEYS` stream, sending;
 /// `ARGV` this relay, then id and entry pairs. Answers the ids no longer this relay's.
 const MARK: &str = r"
 local lost = {}
 for i = 2, #ARGV, 2 do
   local id, entry = ARGV[i], ARGV[i + 1]
-  local mine = entry ~= '' and #redis.call('XPENDING', KEYS[1], 'relays', entry, entry, 1, ARGV[1]) == 1
-  if mine then
-    redis.call('SADD', KEYS[2], id)
-  else
+  if entry == '' or #redis.call('XPENDING', KEYS[1], 'relays', entry, entry, 1, ARGV[1]) == 0 then
     lost[#lost + 1] = id
   end
+end
+-- The batch is not sent when any of it is lost: then nothing of it is marked either.
+if #lost == 0 then
+  for i = 2, #ARGV, 2 do redis.call('SADD', KEYS[2], ARGV[i]) end
 end
 return lost
 ";
@@ -309,8 +324,8 @@ struct Shared {
     draining: AtomicBool,
     /// Set when the queue is closed: the tasks end.
     stopped: AtomicBool,
-    /// Since when every heartbeat has been stored; `None` after one failed.
-    beating_since: Mutex<Option<Instant>>,
+    /// Since when every heartbeat has been stored in time, and when the last one was.
+    beating_since: Mutex<Option<(Instant, Instant)>>,
     lost: Once,
     claim: redis::Script,
 }
@@ -408,7 +423,7 @@ impl RedisQueue {
         beat(&shared, &mut connection)
             .await
             .map_err(|e| unreachable(bitrix24::redis_store::describe(&e)))?;
-        *lock(&shared.beating_since) = Some(Instant::now());
+        *lock(&shared.beating_since) = Some((Instant::now(), Instant::now()));
         let pending: u64 = redis::cmd("HLEN")
             .arg(&shared.keys.items)
             .query_async(&mut connection)
@@ -908,9 +923,16 @@ async fn hand_over_all(
     reply: Option<StreamReadReply>,
 ) {
     let entries = reply
-        .map(|r| r.keys.into_iter().flat_map(|k| k.ids))
-        .into_iter()
-        .flatten();
+        .map(|r| r.keys.into_iter().flat_map(|k| k.ids).collect())
+        .unwrap_or_default();
+    hand_over_entries(shared, connection, entries).await;
+}
+
+async fn hand_over_entries(
+    shared: &Shared,
+    connection: &mut ConnectionManager,
+    entries: Vec<StreamId>,
+) {
     let mut foreign = Vec::new();
     for entry in entries {
         match entry_item(&entry) {
@@ -930,13 +952,14 @@ async fn heartbeat(shared: Arc<Shared>, mut connection: ConnectionManager) {
     while !shared.stopped.load(Ordering::Relaxed) {
         tick.tick().await;
         let stored = tokio::time::timeout(CALL_TIMEOUT, beat(&shared, &mut connection)).await;
+        let now = Instant::now();
         let mut since = lock(&shared.beating_since);
-        match stored {
-            Ok(Ok(())) => {
-                since.get_or_insert_with(Instant::now);
-            }
-            _ => *since = None,
-        }
+        *since = match (stored, *since) {
+            // A late beat (the process stalled, the network was slow) counts as a gap.
+            (Ok(Ok(())), Some((from, last))) if now - last < BEAT_GAP => Some((from, now)),
+            (Ok(Ok(())), _) => Some((now, now)),
+            _ => None,
+        };
     }
 }
 
@@ -953,12 +976,13 @@ async fn watch(shared: Arc<Shared>, mut connection: ConnectionManager) {
         }
         if let Err(e) = adopt_own(&shared, &mut connection).await {
             tracing::debug!(target: "oint", error = %e, "re-reading held entries failed");
-            continue;
         }
         // After an outage every heartbeat has lapsed, the live relays' too: nobody is taken
         // for dead until this relay's own heartbeat has held longer than one lapses in.
-        let settled = lock(&shared.beating_since)
-            .is_some_and(|since| since.elapsed() > Duration::from_millis(HEARTBEAT_TTL_MS + 1_000));
+        let settled = lock(&shared.beating_since).is_some_and(|(from, last)| {
+            from.elapsed() > Duration::from_millis(HEARTBEAT_TTL_MS + 1_000)
+                && last.elapsed() < BEAT_GAP
+        });
         if settled {
             match claim_dead(&shared, &mut connection).await {
                 Ok(()) => claim_failed.clear("oint serve: dead relays' items are taken over again"),
@@ -971,22 +995,35 @@ async fn watch(shared: Arc<Shared>, mut connection: ConnectionManager) {
     }
 }
 
-/// This relay's own pending entries, read again from the start; those already held are
-/// skipped by [`Shared::hand_over`].
+/// This relay's own pending entries, read again from the start, page by page; those already
+/// held are skipped by [`Shared::hand_over`].
 async fn adopt_own(shared: &Shared, connection: &mut ConnectionManager) -> redis::RedisResult<()> {
-    let reply: Option<StreamReadReply> = redis::cmd("XREADGROUP")
-        .arg("GROUP")
-        .arg(GROUP)
-        .arg(&shared.consumer)
-        .arg("COUNT")
-        .arg(HELD)
-        .arg("STREAMS")
-        .arg(&shared.keys.stream)
-        .arg("0")
-        .query_async(connection)
-        .await?;
-    hand_over_all(shared, connection, reply).await;
-    Ok(())
+    let mut from = "0".to_string();
+    loop {
+        let reply: Option<StreamReadReply> = redis::cmd("XREADGROUP")
+            .arg("GROUP")
+            .arg(GROUP)
+            .arg(&shared.consumer)
+            .arg("COUNT")
+            .arg(HELD)
+            .arg("STREAMS")
+            .arg(&shared.keys.stream)
+            .arg(&from)
+            .query_async(connection)
+            .await?;
+        let page: Vec<StreamId> = reply
+            .map(|r| r.keys.into_iter().flat_map(|k| k.ids).collect())
+            .unwrap_or_default();
+        let full = page.len() == HELD;
+        let Some(last) = page.last().map(|e| e.id.clone()) else {
+            return Ok(());
+        };
+        hand_over_entries(shared, connection, page).await;
+        if !full {
+            return Ok(());
+        }
+        from = last;
+    }
 }
 
 /// One pass over the group's consumers: what those without a heartbeat held is taken over
