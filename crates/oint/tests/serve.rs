@@ -866,10 +866,32 @@ async fn kill_9_while_the_portal_is_unreachable_loses_nothing() {
     let down = format!("http://{closed}/rest/1/{SECRET}/");
     let relay = Relay::start(&["--url", &down, "--queue", q], &[], dir.path()).await;
     post_many(&relay, 100, "down", false).await;
-    // The first attempt failed to connect and its retry has been dispatched.
-    relay
-        .wait_for_metric("oint_serve_batches_total", |v| v >= 2.0)
-        .await;
+    // Killed while the batches wait between their attempts: every batch dispatched, every
+    // item `queued` (taken back after its failed connect), nothing dispatched for 100 ms. A
+    // kill at any moment could land between a batch's mark and its failed connect, where
+    // nothing can tell that it never left. Without the `not run` mark the items would stay
+    // `sending` here and this never holds.
+    let all_waiting = |listing: &str| {
+        let listing: Value = serde_json::from_str(listing).unwrap();
+        let pending = listing["pending"].as_array().unwrap().clone();
+        pending.len() == 100
+            && pending
+                .iter()
+                .all(|p| p["state"] == "queued" && p["attempts"] == 0)
+    };
+    let mut between_attempts = false;
+    for _ in 0..600 {
+        let before = relay.metric("oint_serve_batches_total").await;
+        let (_, first) = relay.get("/queue?limit=1000").await;
+        tokio::time::sleep(Duration::from_millis(100)).await;
+        let (_, second) = relay.get("/queue?limit=1000").await;
+        let after = relay.metric("oint_serve_batches_total").await;
+        if before >= 2.0 && before == after && all_waiting(&first) && all_waiting(&second) {
+            between_attempts = true;
+            break;
+        }
+    }
+    assert!(between_attempts, "the batches were caught between attempts");
     relay.kill9().await;
 
     let emu = emulator().await;
