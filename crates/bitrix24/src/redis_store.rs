@@ -360,19 +360,7 @@ impl RedisBucket {
                     // Figures that cannot be right are none: local figures only.
                     return (reservation, Usage::from_wire(&shared, unix_now()));
                 }
-                Err(problem) => {
-                    let first = {
-                        let mut f = self.fallback();
-                        f.retry_at = Some(Instant::now() + RETRY_EVERY);
-                        !std::mem::replace(&mut f.lost, true)
-                    };
-                    if first {
-                        notice(&Notice::StoreLost(StoreNotice {
-                            store: self.shown.clone(),
-                            problem,
-                        }));
-                    }
-                }
+                Err(problem) => self.lost(problem, notice),
             }
         }
         // Locally, with the same arithmetic as the shared state file.
@@ -439,6 +427,11 @@ impl RedisBucket {
             Ok(Err(e)) => describe(&e),
             Err(_) => "no answer in time".into(),
         };
+        self.lost(problem, notice);
+    }
+
+    /// Goes local until Redis is asked again in [`RETRY_EVERY`]; said once per outage.
+    fn lost(&self, problem: String, notice: &(dyn Fn(&Notice) + Sync)) {
         let first = {
             let mut f = self.fallback();
             f.retry_at = Some(Instant::now() + RETRY_EVERY);

@@ -107,6 +107,31 @@ fn counts(emu: &Emulator) -> BTreeMap<String, usize> {
     by_text
 }
 
+/// Every answer was 202.
+fn all_accepted<'a>(answers: impl IntoIterator<Item = &'a (u16, Value)>) {
+    for (status, body) in answers {
+        assert_eq!(*status, 202, "{body}");
+    }
+}
+
+fn assert_none_twice(by_text: &BTreeMap<String, usize>) {
+    let twice: Vec<_> = by_text.iter().filter(|(_, c)| **c > 1).collect();
+    assert!(twice.is_empty(), "none twice: {twice:?}");
+}
+
+/// The texts of a listing's dead letters, each dead as `outcome_unknown`.
+fn unknown_dead_letters(list: &Value) -> Vec<String> {
+    list["dead_letters"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|d| {
+            assert_eq!(d["reason"], "outcome_unknown", "{d}");
+            d["text"].as_str().unwrap().to_string()
+        })
+        .collect()
+}
+
 async fn listing(relay: &Relay) -> Value {
     let (status, body) = relay.get("/queue?limit=10000").await;
     assert_eq!(status, 200, "{body}");
@@ -131,9 +156,7 @@ async fn two_relays_deliver_5000_once_when_one_is_killed() {
     let all = texts("k9", 0..5000);
     let (to_a, to_b) = all.split_at(2500);
     let (answers_a, answers_b) = tokio::join!(post_all(&a, to_a, true), post_all(&b, to_b, true));
-    for (status, body) in answers_a.iter().chain(&answers_b) {
-        assert_eq!(*status, 202, "{body}");
-    }
+    all_accepted(answers_a.iter().chain(&answers_b));
     until(&emu, "a good part delivered", |n| n.len() >= 1000).await;
     let stderr = a.kill9().await;
     let delivered_at_kill = emu.notifications().len();
@@ -149,8 +172,7 @@ async fn two_relays_deliver_5000_once_when_one_is_killed() {
     assert_eq!(b.metric("oint_serve_dead_letters").await, 0.0);
     let by_text = counts(&emu);
     assert_eq!(by_text.len(), 5000, "every notification arrived");
-    let twice: Vec<_> = by_text.iter().filter(|(_, c)| **c > 1).collect();
-    assert!(twice.is_empty(), "none twice: {twice:?}");
+    assert_none_twice(&by_text);
     // A resend replaces its tagged notification: only what was in flight at the kill (two
     // batches of 50) may have been sent twice, never items in general.
     let sent = emu.notifications().iter().map(|n| n.id).max().unwrap();
@@ -212,9 +234,7 @@ async fn a_killed_webhook_relays_batch_in_flight_is_dead_lettered_by_the_other()
     let args_a = with_concurrency(&url, None, &queue, "1");
     let a = relay(&args_a, dir.path(), "a").await;
     let all = texts("wh", 0..300);
-    for (status, body) in post_all(&a, &all, false).await {
-        assert_eq!(status, 202, "{body}");
-    }
+    all_accepted(&post_all(&a, &all, false).await);
     until(&emu, "the first batch", |n| !n.is_empty()).await;
     a.kill9().await;
     emu.clear_faults();
@@ -222,22 +242,14 @@ async fn a_killed_webhook_relays_batch_in_flight_is_dead_lettered_by_the_other()
     b.wait_for_metric("oint_serve_queue_depth", |v| v == 0.0)
         .await;
     let list = listing(&b).await;
-    let dead: Vec<String> = list["dead_letters"]
-        .as_array()
-        .unwrap()
-        .iter()
-        .map(|d| {
-            assert_eq!(d["reason"], "outcome_unknown", "{d}");
-            d["text"].as_str().unwrap().to_string()
-        })
-        .collect();
+    let dead = unknown_dead_letters(&list);
     assert!(!dead.is_empty() && dead.len() <= 50, "{list}");
     assert_eq!(
         b.metric("oint_serve_outcome_unknown_total").await,
         dead.len() as f64
     );
     let by_text = counts(&emu);
-    assert!(by_text.values().all(|&c| c == 1), "none twice");
+    assert_none_twice(&by_text);
     for text in &all {
         // A dead letter of the batch in flight may also have arrived: that is why it is one.
         assert!(
@@ -272,9 +284,7 @@ async fn redis_stopped_and_restarted_mid_run_loses_nothing() {
     let relay = relay(&args(&url, None, &queue), dir.path(), "a").await;
     let mut accepted = Vec::new();
     let answers = post_all(&relay, &texts("r", 0..300), false).await;
-    for (status, body) in answers {
-        assert_eq!(status, 202, "{body}");
-    }
+    all_accepted(&answers);
     accepted.extend(texts("r", 0..300));
     until(&emu, "some delivered", |n| !n.is_empty()).await;
     redis.stop();
@@ -300,9 +310,7 @@ async fn redis_stopped_and_restarted_mid_run_loses_nothing() {
     assert!(answered, "accepts resume when Redis is back");
     accepted.push("r-back".into());
     let answers = post_all(&relay, &texts("r", 300..600), false).await;
-    for (status, body) in answers {
-        assert_eq!(status, 202, "{body}");
-    }
+    all_accepted(&answers);
     accepted.extend(texts("r", 300..600));
     until(&emu, "all accepted", |n| n.len() >= accepted.len()).await;
     relay
@@ -333,9 +341,7 @@ async fn after_sigterm_another_relay_sends_the_rest_once() {
     let one_at_a_time = with_concurrency(&url, None, &queue, "1");
     let a = relay(&one_at_a_time, dir.path(), "a").await;
     let all = texts("t", 0..200);
-    for (status, body) in post_all(&a, &all, false).await {
-        assert_eq!(status, 202, "{body}");
-    }
+    all_accepted(&post_all(&a, &all, false).await);
     until(&emu, "the first batch", |n| !n.is_empty()).await;
     let (code, stderr) = a.terminate().await;
     assert_eq!(code, 0, "{stderr}");
@@ -346,7 +352,7 @@ async fn after_sigterm_another_relay_sends_the_rest_once() {
         .await;
     let by_text = counts(&emu);
     assert_eq!(by_text.len(), 200);
-    assert!(by_text.values().all(|&c| c == 1), "none twice");
+    assert_none_twice(&by_text);
     assert_eq!(listing(&b).await["dead_letters_total"], 0);
     b.terminate().await;
 }
@@ -431,14 +437,12 @@ async fn a_queue_over_tls_delivers() {
         ("OINT_STATE_DIR", state.to_str().unwrap()),
     ];
     let relay = Relay::start(&args(&url, None, &queue), &env, dir.path()).await;
-    for (status, body) in post_all(&relay, &texts("tls", 0..120), false).await {
-        assert_eq!(status, 202, "{body}");
-    }
+    all_accepted(&post_all(&relay, &texts("tls", 0..120), false).await);
     until(&emu, "all 120", |n| n.len() >= 120).await;
     relay
         .wait_for_metric("oint_serve_queue_depth", |v| v == 0.0)
         .await;
-    assert!(counts(&emu).values().all(|&c| c == 1), "none twice");
+    assert_none_twice(&counts(&emu));
     let (code, stderr) = relay.terminate().await;
     assert_eq!(code, 0, "{stderr}");
 }
@@ -467,9 +471,7 @@ async fn after_a_long_redis_outage_relays_do_not_take_each_others_items() {
     let all = texts("o", 0..1000);
     let (to_a, to_b) = all.split_at(500);
     let (answers_a, answers_b) = tokio::join!(post_all(&a, to_a, false), post_all(&b, to_b, false));
-    for (status, body) in answers_a.iter().chain(&answers_b) {
-        assert_eq!(*status, 202, "{body}");
-    }
+    all_accepted(answers_a.iter().chain(&answers_b));
     until(&emu, "some delivered", |n| n.len() >= 100).await;
     redis.stop();
     // Longer than a heartbeat lasts (5 s), with room for the relays' own waits.
@@ -482,8 +484,7 @@ async fn after_a_long_redis_outage_relays_do_not_take_each_others_items() {
             .await;
     }
     let by_text = counts(&emu);
-    let twice: Vec<_> = by_text.iter().filter(|(_, c)| **c > 1).collect();
-    assert!(twice.is_empty(), "none twice: {twice:?}");
+    assert_none_twice(&by_text);
     assert_eq!(by_text.len(), 1000);
     assert_eq!(listing(&a).await["dead_letters_total"], 0);
     for relay in [a, b] {
@@ -511,9 +512,7 @@ async fn a_stalled_relay_sends_nothing_that_was_taken_over() {
     let all = texts("s", 0..1000);
     let (to_a, to_b) = all.split_at(500);
     let (answers_a, answers_b) = tokio::join!(post_all(&a, to_a, false), post_all(&b, to_b, false));
-    for (status, body) in answers_a.iter().chain(&answers_b) {
-        assert_eq!(*status, 202, "{body}");
-    }
+    all_accepted(answers_a.iter().chain(&answers_b));
     until(&emu, "some delivered", |n| n.len() >= 100).await;
     a.signal(libc::SIGSTOP);
     // B takes over once A's heartbeat has lapsed (5 s) and its own pass comes round.
@@ -525,15 +524,9 @@ async fn a_stalled_relay_sends_nothing_that_was_taken_over() {
             .await;
     }
     let by_text = counts(&emu);
-    let twice: Vec<_> = by_text.iter().filter(|(_, c)| **c > 1).collect();
-    assert!(twice.is_empty(), "none twice: {twice:?}");
+    assert_none_twice(&by_text);
     let list = listing(&b).await;
-    let dead: Vec<String> = list["dead_letters"]
-        .as_array()
-        .unwrap()
-        .iter()
-        .map(|d| d["text"].as_str().unwrap().to_string())
-        .collect();
+    let dead = unknown_dead_letters(&list);
     for text in &all {
         assert!(
             by_text.contains_key(text) || dead.contains(text),
