@@ -857,20 +857,17 @@ async fn one_request_cannot_blow_up_the_queue() {
 #[tokio::test]
 async fn kill_9_while_the_portal_is_unreachable_loses_nothing() {
     let dir = tmp();
-    let queue = dir.path().join("q.sqlite3");
-    let q = queue.to_str().unwrap();
     let closed = {
         let listener = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
         listener.local_addr().unwrap()
     };
     let down = format!("http://{closed}/rest/1/{SECRET}/");
-    let relay = Relay::start(&["--url", &down, "--queue", q], &[], dir.path()).await;
-    post_many(&relay, 100, "down", false).await;
     // Killed while the batches wait between their attempts: every batch dispatched, every
-    // item `queued` (taken back after its failed connect), nothing dispatched for 100 ms. A
-    // kill at any moment could land between a batch's mark and its failed connect, where
-    // nothing can tell that it never left. Without the `not run` mark the items would stay
-    // `sending` here and this never holds.
+    // item `queued` (taken back after its failed connect), nothing dispatched for 100 ms.
+    // Without the `not run` mark the items would stay `sending` there and this never holds.
+    // A kill can still land inside the next attempt, between its mark and its failed
+    // connect, where nothing can tell that it never left: the file, read after the kill,
+    // tells, and such a round is run again on a fresh queue.
     let all_waiting = |listing: &str| {
         let listing: Value = serde_json::from_str(listing).unwrap();
         let pending = listing["pending"].as_array().unwrap().clone();
@@ -879,20 +876,41 @@ async fn kill_9_while_the_portal_is_unreachable_loses_nothing() {
                 .iter()
                 .all(|p| p["state"] == "queued" && p["attempts"] == 0)
     };
-    let mut between_attempts = false;
-    for _ in 0..600 {
-        let before = relay.metric("oint_serve_batches_total").await;
-        let (_, first) = relay.get("/queue?limit=1000").await;
-        tokio::time::sleep(Duration::from_millis(100)).await;
-        let (_, second) = relay.get("/queue?limit=1000").await;
-        let after = relay.metric("oint_serve_batches_total").await;
-        if before >= 2.0 && before == after && all_waiting(&first) && all_waiting(&second) {
-            between_attempts = true;
+    let mut killed_between_attempts = None;
+    for round in 0..5 {
+        let queue = dir.path().join(format!("q{round}.sqlite3"));
+        let q = queue.to_str().unwrap();
+        let relay = Relay::start(&["--url", &down, "--queue", q], &[], dir.path()).await;
+        post_many(&relay, 100, "down", false).await;
+        let mut between_attempts = false;
+        for _ in 0..600 {
+            let before = relay.metric("oint_serve_batches_total").await;
+            let (_, first) = relay.get("/queue?limit=1000").await;
+            tokio::time::sleep(Duration::from_millis(100)).await;
+            let (_, second) = relay.get("/queue?limit=1000").await;
+            let after = relay.metric("oint_serve_batches_total").await;
+            if before >= 2.0 && before == after && all_waiting(&first) && all_waiting(&second) {
+                between_attempts = true;
+                break;
+            }
+        }
+        assert!(between_attempts, "the batches were caught between attempts");
+        relay.kill9().await;
+        let sending: i64 = rusqlite::Connection::open(&queue)
+            .unwrap()
+            .query_row(
+                "SELECT count(*) FROM items WHERE state = 'sending'",
+                [],
+                |r| r.get(0),
+            )
+            .unwrap();
+        if sending == 0 {
+            killed_between_attempts = Some(queue);
             break;
         }
     }
-    assert!(between_attempts, "the batches were caught between attempts");
-    relay.kill9().await;
+    let queue = killed_between_attempts.expect("a kill between attempts in 5 rounds");
+    let q = queue.to_str().unwrap();
 
     let emu = emulator().await;
     let url = emu.webhook_url(1, SECRET);
