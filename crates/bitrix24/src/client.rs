@@ -140,7 +140,7 @@ impl ClientBuilder {
             timeout: DEFAULT_TIMEOUT,
             pacer: Pacer::local(RateLimit::STANDARD),
             retry: RetryPolicy::default(),
-            operating_budget: 480.0,
+            operating_budget: OperatingBudget::CLOUD,
             oauth: None,
             notice: None,
             notice_threshold: NOTICE_THRESHOLD,

@@ -795,11 +795,14 @@ pub struct OperatingPause {
 
 impl Default for OperatingBudget {
     fn default() -> Self {
-        OperatingBudget::new(480.0)
+        OperatingBudget::new(OperatingBudget::CLOUD)
     }
 }
 
 impl OperatingBudget {
+    /// The cloud portals' budget: 480 s per method per 10 minutes.
+    pub const CLOUD: f64 = 480.0;
+
     /// A budget of `budget` seconds per method per 10 minutes.
     pub fn new(budget: f64) -> Self {
         OperatingBudget {

@@ -18,9 +18,6 @@ use bitrix24::{
 use crate::flags::LimitFlags;
 use crate::ranges::{ATTEMPTS, BURST, CONNECT_TIMEOUT, OPERATING_BUDGET, RATE, Range, TIMEOUT};
 
-/// The cloud's operating-time budget per method, in seconds per 10 minutes.
-const DEFAULT_OPERATING_BUDGET: f64 = 480.0;
-
 /// Rate-limit settings of a config-file portal, and the limit store's from the file and the
 /// environment. Its `Debug` masks the store's URL and password.
 #[derive(Clone, Default, PartialEq)]
@@ -138,7 +135,11 @@ impl Transport {
             ));
         }
         let operating_budget = OPERATING_BUDGET
-            .check(flags.operating_budget.unwrap_or(DEFAULT_OPERATING_BUDGET))
+            .check(
+                flags
+                    .operating_budget
+                    .unwrap_or(bitrix24::OperatingBudget::CLOUD),
+            )
             .map_err(|e| format!("--operating-budget: {e}"))?;
         let store = limit_store(flags, entry)?;
         Ok(Transport {
@@ -372,7 +373,8 @@ fn bucket_path(url: &str, token: Option<&str>) -> Option<PathBuf> {
     Some(dir.join("ratelimit").join(format!("{name}.bucket")))
 }
 
-fn message(e: bitrix24::Error) -> String {
+/// A store error without the library's field name (the flag names it instead).
+pub(crate) fn message(e: bitrix24::Error) -> String {
     match e {
         bitrix24::Error::InvalidArgument { message, .. } => message,
         other => other.to_string(),

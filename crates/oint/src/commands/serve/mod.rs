@@ -330,16 +330,7 @@ fn redis_queue(url: &str, world: &World<'_>) -> Result<QueueSpec, String> {
     let password = settings::store_password(world)?.map(SecretString::from);
     bitrix24::RedisTarget::parse(url, password)
         .map(QueueSpec::Redis)
-        .map_err(|e| format!("--queue: {}", store_message(e)))
-}
-
-/// A store error without the library's field name, as `--limit-store` shows it.
-#[cfg(feature = "redis")]
-pub(crate) fn store_message(e: bitrix24::Error) -> String {
-    match e {
-        bitrix24::Error::InvalidArgument { message, .. } => message,
-        other => other.to_string(),
-    }
+        .map_err(|e| format!("--queue: {}", settings::transport::message(e)))
 }
 
 /// Without Redis support a Redis URL is refused, rather than taken for a file name.

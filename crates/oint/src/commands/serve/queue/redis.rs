@@ -376,9 +376,12 @@ impl RedisQueue {
                 "--queue: {shown} is unreachable: {why}; start it or fix the URL"
             ))
         };
-        let client = target
-            .client()
-            .map_err(|e| Failure::Usage(format!("--queue: {}", super::super::store_message(e))))?;
+        let client = target.client().map_err(|e| {
+            Failure::Usage(format!(
+                "--queue: {}",
+                crate::settings::transport::message(e)
+            ))
+        })?;
         let config = ConnectionManagerConfig::new()
             .set_connection_timeout(Some(Duration::from_secs(2)))
             .set_response_timeout(Some(CALL_TIMEOUT))
